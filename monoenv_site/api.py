@@ -1,0 +1,8 @@
+"""The JSON API at /api/v1/, with its OpenAPI schema at /api/v1/openapi.json."""
+
+from ninja import NinjaAPI
+
+from telemetry.api import router as telemetry_router
+
+api = NinjaAPI(title="Monoenv API", version="1", urls_namespace="api")
+api.add_router("/", telemetry_router)

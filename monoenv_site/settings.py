@@ -1,0 +1,164 @@
+"""Monoenv settings: one file, driven by environment variables.
+
+Defaults run locally on the embedded PostgreSQL and Redis. Production sets
+DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY and ALLOWED_HOSTS (see
+docs/operations.md).
+"""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+from monoenv_site import embedded
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def envstr(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def envsecret(name: str, default: str = "") -> str:
+    """A secret from NAME, or from the file named in NAME_FILE."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return os.environ.get(name, default)
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def envint(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return default if value in (None, "") else int(value)
+
+
+def envlist(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = envbool("DEBUG", False)
+SECRET_KEY = envsecret("SECRET_KEY") or (
+    "insecure-local-only-key" if not envbool("MONOENV_PRODUCTION", False) else ""
+)
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
+
+MONOENV_DATA_DIR = embedded.data_dir(envstr("MONOENV_DATA_DIR", str(BASE_DIR / ".monoenv")))
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "telemetry",
+    "slo",
+    "deployments",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "monoenv_site.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "monoenv_site.wsgi.application"
+
+DATABASE_URL = envsecret("DATABASE_URL") or embedded.postgres_url(MONOENV_DATA_DIR)
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600)}
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = MONOENV_DATA_DIR / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    # pgserver reports every process that attaches to the embedded server.
+    "loggers": {"pgserver": {"level": "WARNING"}},
+}
+
+# Celery: the broker is the embedded Redis unless CELERY_BROKER_URL is set.
+CELERY_BROKER_URL = envsecret("CELERY_BROKER_URL") or embedded.redis_url(MONOENV_DATA_DIR)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "telemetry-retention": {
+        "task": "telemetry.tasks.enforce_retention",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3600},
+    },
+}
+
+# Ingest.
+MONOENV_HTTP_PORT = envint("MONOENV_HTTP_PORT", 8000)
+MONOENV_OTLP_HTTP_PORT = envint("MONOENV_OTLP_HTTP_PORT", 4318)
+MONOENV_OTLP_GRPC_PORT = envint("MONOENV_OTLP_GRPC_PORT", 4317)
+MONOENV_PUBLIC_URL = envstr("MONOENV_PUBLIC_URL", f"http://localhost:{MONOENV_HTTP_PORT}")
+# The OTLP spec recommends capping the decompressed body; 64 MiB is its default.
+MONOENV_MAX_REQUEST_BYTES = envint("MONOENV_MAX_REQUEST_BYTES", 64 * 1024 * 1024)
+MONOENV_MAX_ATTRIBUTE_VALUE_BYTES = envint("MONOENV_MAX_ATTRIBUTE_VALUE_BYTES", 64 * 1024)
+MONOENV_RETENTION_DAYS = envint("MONOENV_RETENTION_DAYS", 14)
+MONOENV_MAX_FUTURE_SECONDS = envint("MONOENV_MAX_FUTURE_SECONDS", 3600)
+# Concurrent batches one process writes at once; more wait, then get 503.
+MONOENV_INGEST_CONCURRENCY = envint("MONOENV_INGEST_CONCURRENCY", 8)
+MONOENV_INGEST_QUEUE_SECONDS = envint("MONOENV_INGEST_QUEUE_SECONDS", 5)
+MONOENV_RETRY_AFTER_SECONDS = envint("MONOENV_RETRY_AFTER_SECONDS", 5)
+# Seconds between two writes of a token's last use.
+MONOENV_TOKEN_TOUCH_SECONDS = envint("MONOENV_TOKEN_TOUCH_SECONDS", 60)
+
+if envbool("MONOENV_PRODUCTION", False):
+    SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True

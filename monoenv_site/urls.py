@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import path
+
+from monoenv_site.api import api
+from telemetry import views as telemetry_views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("v1/traces", telemetry_views.otlp_traces, name="otlp-traces"),
+    path("api/v1/", api.urls),
+]

@@ -1,0 +1,47 @@
+"""Bearer-token authentication shared by the HTTP receiver, gRPC and the API."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from telemetry.models import ApiToken
+
+
+class Unauthenticated(Exception):
+    """No token, or one that is unknown or revoked (HTTP 401)."""
+
+
+class Forbidden(Exception):
+    """A valid token without the scope the endpoint needs (HTTP 403)."""
+
+
+def token_from_header(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, credentials = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        return None
+    return credentials.strip()
+
+
+def authenticate(raw_token: str | None, *, scope: str) -> ApiToken:
+    if not raw_token:
+        raise Unauthenticated("missing bearer token")
+    token = ApiToken.objects.active().filter(token_hash=ApiToken.hash(raw_token)).first()
+    if token is None:
+        raise Unauthenticated("unknown or revoked token")
+    if not token.has_scope(scope):
+        raise Forbidden(f"this token lacks the {scope!r} scope")
+    _record_use(token)
+    return token
+
+
+def _record_use(token: ApiToken) -> None:
+    # At most one write per token per interval, so busy ingest does not hammer one row.
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.MONOENV_TOKEN_TOUCH_SECONDS)
+    ApiToken.objects.filter(pk=token.pk).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale)
+    ).update(last_used_at=now)

@@ -1,0 +1,77 @@
+"""OTLP/gRPC receiver: TraceService/Export, with the HTTP receiver's semantics."""
+
+import logging
+from concurrent import futures
+
+import grpc
+from django.conf import settings
+from django.db import close_old_connections
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from telemetry import auth
+from telemetry.ingest import StoreUnavailable, ingest_request
+from telemetry.models import TokenScope
+
+logger = logging.getLogger(__name__)
+
+
+class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+    def Export(self, request, context):  # noqa: N802 - the name is the RPC's
+        # Like Django's request signals: drop connections past their age or broken.
+        close_old_connections()
+        try:
+            self._authenticate(context)
+            batch = ingest_request(request)
+        except StoreUnavailable:
+            _abort_unavailable(context)
+        finally:
+            close_old_connections()
+        response = trace_service_pb2.ExportTraceServiceResponse()
+        if batch.rejected:
+            response.partial_success.rejected_spans = batch.rejected
+            response.partial_success.error_message = batch.rejection_message()
+        return response
+
+    def _authenticate(self, context) -> None:
+        metadata = dict(context.invocation_metadata())
+        raw_token = auth.token_from_header(metadata.get("authorization"))
+        try:
+            auth.authenticate(raw_token, scope=TokenScope.INGEST)
+        except auth.Unauthenticated as exc:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        except auth.Forbidden as exc:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+
+
+def _abort_unavailable(context) -> None:
+    """UNAVAILABLE with RetryInfo, which the OpenTelemetry exporters honour."""
+    retry_info = error_details_pb2.RetryInfo(
+        retry_delay=duration_pb2.Duration(seconds=settings.MONOENV_RETRY_AFTER_SECONDS)
+    )
+    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message="cannot store spans now; retry")
+    status.details.add().Pack(retry_info)
+    context.set_trailing_metadata(
+        (
+            ("google.rpc.retryinfo-bin", retry_info.SerializeToString()),
+            ("grpc-status-details-bin", status.SerializeToString()),
+        )
+    )
+    context.abort(grpc.StatusCode.UNAVAILABLE, status.message)
+
+
+def build_server(address: str, *, threads: int = 8) -> tuple[grpc.Server, int]:
+    """A server bound to address (port 0 picks a free one); returns it and its port."""
+    max_bytes = settings.MONOENV_MAX_REQUEST_BYTES
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="otlp-grpc"),
+        options=[
+            ("grpc.max_receive_message_length", max_bytes),
+            ("grpc.max_send_message_length", 4 * 1024 * 1024),
+        ],
+        maximum_concurrent_rpcs=threads * 4,
+    )
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), server)
+    port = server.add_insecure_port(address)
+    return server, port

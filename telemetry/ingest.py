@@ -1,0 +1,160 @@
+"""The write path shared by both receivers: decoded spans into PostgreSQL.
+
+A receiver acknowledges a batch only after ingest_request() returns, that is
+after the spans are committed.
+"""
+
+import threading
+from collections import defaultdict
+from datetime import timedelta
+
+import psycopg
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from telemetry import otlp, partitions
+
+_COPY_SQL = "COPY {table} ({columns}) FROM STDIN"
+_COLUMN_LIST = ", ".join(otlp.SPAN_COLUMNS)
+
+
+class StoreUnavailable(Exception):
+    """The spans could not be stored now; the client should retry later."""
+
+
+class _IngestSlots:
+    """Bounds the batches one process writes at once, so memory stays bounded."""
+
+    def __init__(self):
+        self._semaphore = threading.BoundedSemaphore(settings.MONOENV_INGEST_CONCURRENCY)
+
+    def __enter__(self):
+        if not self._semaphore.acquire(timeout=settings.MONOENV_INGEST_QUEUE_SECONDS):
+            raise StoreUnavailable("ingest is over capacity")
+
+    def __exit__(self, *exc_info):
+        self._semaphore.release()
+
+
+_slots: _IngestSlots | None = None
+
+
+def current_limits() -> otlp.Limits:
+    now = timezone.now()
+    return otlp.Limits(
+        oldest=now - timedelta(days=settings.MONOENV_RETENTION_DAYS),
+        newest=now + timedelta(seconds=settings.MONOENV_MAX_FUTURE_SECONDS),
+        retention_days=settings.MONOENV_RETENTION_DAYS,
+        max_attribute_value_bytes=settings.MONOENV_MAX_ATTRIBUTE_VALUE_BYTES,
+    )
+
+
+def ingest_request(request) -> otlp.DecodedBatch:
+    """Validate and store an ExportTraceServiceRequest; raise StoreUnavailable."""
+    global _slots
+    _slots = _slots or _IngestSlots()
+    batch = otlp.spans_to_rows(request, current_limits())
+    if batch.rows:
+        with _slots:
+            _store_with_retry_on_dropped_partition(batch.rows)
+    return batch
+
+
+def _store_with_retry_on_dropped_partition(rows: list[tuple]) -> None:
+    try:
+        store_rows(rows)
+    except psycopg.errors.CheckViolation:
+        # Another process dropped or never had a partition our cache trusted.
+        partitions.forget_partitions()
+        store_rows(rows)
+
+
+def store_rows(rows: list[tuple]) -> int:
+    """Store span rows exactly once each, and return how many were new."""
+    try:
+        partitions.ensure_partitions({row[otlp.START_TIME_INDEX].date() for row in rows})
+        with transaction.atomic():
+            stored = _copy_new_rows(rows)
+            _count_service_days(stored)
+            _mark_pending_minutes(stored)
+        return len(stored)
+    except (DatabaseError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        # A broken connection is useless to the next request: reconnect then.
+        connection.close_if_unusable_or_obsolete()
+        raise StoreUnavailable(str(exc)) from exc
+
+
+def _copy_new_rows(rows: list[tuple]) -> list[tuple]:
+    """COPY the rows; if some are already stored (a retried batch), skip those."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            _copy(cursor.cursor, "telemetry_span", rows)
+        return rows
+    except psycopg.errors.UniqueViolation:
+        pass
+    with connection.cursor() as cursor:
+        raw_cursor = cursor.cursor
+        raw_cursor.execute("CREATE TEMP TABLE span_staging (LIKE telemetry_span) ON COMMIT DROP")
+        _copy(raw_cursor, "span_staging", rows)
+        raw_cursor.execute(
+            f"INSERT INTO telemetry_span ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM span_staging "
+            f"ON CONFLICT DO NOTHING RETURNING {_COLUMN_LIST}"
+        )
+        return raw_cursor.fetchall()
+
+
+def _copy(raw_cursor: psycopg.Cursor, table: str, rows: list[tuple]) -> None:
+    with raw_cursor.copy(_COPY_SQL.format(table=table, columns=_COLUMN_LIST)) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _count_service_days(rows: list[tuple]) -> None:
+    counts: dict[tuple, list] = defaultdict(lambda: [0, None, None])
+    for row in rows:
+        start = row[otlp.START_TIME_INDEX]
+        entry = counts[(row[otlp.SERVICE_INDEX], row[otlp.VERSION_INDEX], start.date())]
+        entry[0] += 1
+        entry[1] = start if entry[1] is None or start < entry[1] else entry[1]
+        entry[2] = start if entry[2] is None or start > entry[2] else entry[2]
+    if not counts:
+        return
+    # A fixed order keeps concurrent batches from deadlocking on these rows.
+    keys = sorted(counts)
+    columns = list(zip(*[(*key, *counts[key]) for key in keys], strict=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO telemetry_serviceday
+                (service, service_version, day, span_count, first_seen, last_seen)
+            SELECT * FROM unnest(%s::text[], %s::text[], %s::date[], %s::bigint[],
+                                 %s::timestamptz[], %s::timestamptz[])
+            ON CONFLICT (service, service_version, day) DO UPDATE SET
+                span_count = telemetry_serviceday.span_count + EXCLUDED.span_count,
+                first_seen = LEAST(telemetry_serviceday.first_seen, EXCLUDED.first_seen),
+                last_seen = GREATEST(telemetry_serviceday.last_seen, EXCLUDED.last_seen)
+            """,
+            [list(column) for column in columns],
+        )
+
+
+def _mark_pending_minutes(rows: list[tuple]) -> None:
+    minutes = sorted(
+        {
+            (row[otlp.SERVICE_INDEX], row[otlp.START_TIME_INDEX].replace(second=0, microsecond=0))
+            for row in rows
+        }
+    )
+    if not minutes:
+        return
+    services, starts = zip(*minutes, strict=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO telemetry_pendingminute (service, minute)
+            SELECT * FROM unnest(%s::text[], %s::timestamptz[])
+            ON CONFLICT (service, minute) DO NOTHING
+            """,
+            [list(services), list(starts)],
+        )

@@ -1,0 +1,163 @@
+import hashlib
+import secrets
+
+from django.db import models
+from django.utils import timezone
+
+
+class SpanKind(models.IntegerChoices):
+    UNSPECIFIED = 0
+    INTERNAL = 1
+    SERVER = 2
+    CLIENT = 3
+    PRODUCER = 4
+    CONSUMER = 5
+
+
+class StatusCode(models.IntegerChoices):
+    UNSET = 0
+    OK = 1
+    ERROR = 2
+
+
+class Span(models.Model):
+    """One stored span.
+
+    The table is partitioned by day on start_time and written with COPY (see
+    telemetry/store.py); its DDL lives in a migration because Django cannot
+    declare partitions. Reads go through this model.
+    """
+
+    pk = models.CompositePrimaryKey("trace_id", "span_id", "start_time")
+    trace_id = models.BinaryField(max_length=16)
+    span_id = models.BinaryField(max_length=8)
+    parent_span_id = models.BinaryField(max_length=8, null=True)
+    service = models.TextField()
+    service_version = models.TextField()
+    environment = models.TextField()
+    name = models.TextField()
+    kind = models.SmallIntegerField(choices=SpanKind)
+    start_time = models.DateTimeField()
+    duration_us = models.BigIntegerField()
+    status_code = models.SmallIntegerField(choices=StatusCode)
+    status_message = models.TextField()
+    http_route = models.TextField()
+    http_status = models.IntegerField(null=True)
+    http_method = models.TextField()
+    is_error = models.BooleanField()
+    exception_type = models.TextField()
+    attributes = models.JSONField()
+    resource_attributes = models.JSONField()
+    events = models.JSONField()
+
+    class Meta:
+        managed = False
+        db_table = "telemetry_span"
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.name}"
+
+    @property
+    def duration_ms(self) -> float:
+        return self.duration_us / 1000
+
+
+class ServiceDay(models.Model):
+    """Spans stored per service, version and UTC day.
+
+    Kept in the same transaction as the spans, so listing services never
+    scans the span table; retention deletes a day's rows with its partition.
+    """
+
+    service = models.TextField()
+    service_version = models.TextField()
+    day = models.DateField()
+    span_count = models.BigIntegerField()
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "service_version", "day"], name="service_day_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.service_version} {self.day}"
+
+
+class PendingMinute(models.Model):
+    """A minute of one service's spans that changed since the last rollup.
+
+    Ingest marks every minute a batch touches, however late the spans are;
+    the rollup claims these rows and recomputes just those minutes.
+    """
+
+    service = models.TextField()
+    minute = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["service", "minute"], name="pending_minute_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.minute:%Y-%m-%d %H:%M}"
+
+
+class TokenScope(models.TextChoices):
+    INGEST = "ingest"
+    DEPLOY = "deploy"
+    READ = "read"
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiToken(models.Model):
+    """A bearer token. Only its SHA-256 is stored; the token is shown once."""
+
+    PREFIX = "me_"
+
+    name = models.CharField(max_length=100)
+    scopes = models.JSONField(default=list, help_text="Any of: ingest, deploy, read.")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=12, editable=False, help_text="For recognising it.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def hash(raw_token: str) -> str:
+        # Tokens are 256 random bits, so a fast unsalted hash is enough.
+        return hashlib.sha256(raw_token.encode()).hexdigest()
+
+    def set_new_secret(self) -> str:
+        """Give this token a fresh secret and return it; only its hash is kept."""
+        raw = self.PREFIX + secrets.token_urlsafe(32)
+        self.token_hash = self.hash(raw)
+        self.prefix = raw[:10]
+        return raw
+
+    @classmethod
+    def issue(cls, *, name: str, scopes: list[str]) -> tuple["ApiToken", str]:
+        """Create a token and return it with its raw value, shown this once."""
+        token = cls(name=name, scopes=scopes)
+        raw = token.set_new_secret()
+        token.save()
+        return token, raw
+
+    def revoke(self) -> None:
+        self.revoked_at = timezone.now()
+        self.save(update_fields=["revoked_at"])
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes

@@ -1,0 +1,273 @@
+"""OTLP trace decoding: request bodies in, span rows out.
+
+Pure code with no Django imports, shared by the HTTP and gRPC receivers and
+the ingest benchmark.
+"""
+
+import base64
+import binascii
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SPAN_KIND_SERVER = 2
+STATUS_CODE_ERROR = 2
+UNKNOWN_SERVICE = "unknown_service"
+
+# Column order of the rows that spans_to_rows() yields; the store COPYs them as is.
+SPAN_COLUMNS = (
+    "trace_id", "span_id", "parent_span_id", "service", "service_version", "environment",
+    "name", "kind", "start_time", "duration_us", "status_code", "status_message",
+    "http_route", "http_status", "http_method", "is_error", "exception_type",
+    "attributes", "resource_attributes", "events",
+)  # fmt: skip
+START_TIME_INDEX = SPAN_COLUMNS.index("start_time")
+SERVICE_INDEX = SPAN_COLUMNS.index("service")
+VERSION_INDEX = SPAN_COLUMNS.index("service_version")
+
+# OTLP/JSON carries these ids as hex; protobuf's JSON mapping expects base64.
+_HEX_ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+
+
+class UndecodableRequest(ValueError):
+    """The body is not an ExportTraceServiceRequest in the claimed encoding."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    oldest: datetime
+    newest: datetime
+    retention_days: int
+    max_attribute_value_bytes: int
+
+
+@dataclass
+class DecodedBatch:
+    rows: list[tuple] = field(default_factory=list)
+    rejections: Counter = field(default_factory=Counter)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejections.values())
+
+    def rejection_message(self) -> str:
+        if not self.rejections:
+            return ""
+        reasons = "; ".join(f"{count} {reason}" for reason, count in self.rejections.items())
+        return f"rejected {self.rejected} span(s): {reasons}"
+
+
+def decode_protobuf(body: bytes) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except DecodeError as exc:
+        raise UndecodableRequest(f"invalid protobuf: {exc}") from exc
+    return request
+
+
+def decode_json(body: bytes) -> ExportTraceServiceRequest:
+    """Decode OTLP/JSON, which differs from protobuf's JSON mapping in its ids."""
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UndecodableRequest("invalid JSON: body is not UTF-8") from exc
+    except ValueError as exc:
+        raise UndecodableRequest(f"invalid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise UndecodableRequest("invalid JSON: the body must be an object")
+    _hex_ids_to_base64(document)
+    try:
+        return json_format.ParseDict(
+            document, ExportTraceServiceRequest(), ignore_unknown_fields=True
+        )
+    except (json_format.ParseError, TypeError, ValueError) as exc:
+        raise UndecodableRequest(f"invalid OTLP/JSON: {exc}") from exc
+
+
+def _hex_ids_to_base64(node) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _hex_ids_to_base64(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key in _HEX_ID_KEYS and isinstance(value, str):
+                node[key] = _hex_to_base64(value)
+            else:
+                _hex_ids_to_base64(value)
+
+
+def _hex_to_base64(value: str) -> str:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        # Not hex: leave an empty id so the span is rejected by name, not the batch.
+        raw = b""
+    return base64.b64encode(raw).decode()
+
+
+def spans_to_rows(request: ExportTraceServiceRequest, limits: Limits) -> DecodedBatch:
+    batch = DecodedBatch()
+    for resource_spans in request.resource_spans:
+        resource = _attributes(resource_spans.resource.attributes)
+        context = _ResourceContext(resource)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                try:
+                    batch.rows.append(_span_row(span, context, limits))
+                except RejectedSpan as rejection:
+                    batch.rejections[rejection.reason] += 1
+    return batch
+
+
+class RejectedSpan(Exception):
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+class _ResourceContext:
+    """What every span of one resource shares, worked out once."""
+
+    def __init__(self, resource: dict):
+        self.service = str(resource.get("service.name") or UNKNOWN_SERVICE)
+        self.version = str(resource.get("service.version") or "")
+        self.environment = str(
+            resource.get("deployment.environment.name")
+            or resource.get("deployment.environment")
+            or ""
+        )
+        self.resource_json = _json(resource)
+
+
+def _span_row(span, context: _ResourceContext, limits: Limits) -> tuple:
+    _check_ids(span)
+    start_time = EPOCH + timedelta(microseconds=span.start_time_unix_nano // 1000)
+    if start_time < limits.oldest:
+        raise RejectedSpan(f"older than the {limits.retention_days}-day retention")
+    if start_time > limits.newest:
+        raise RejectedSpan("more than an hour in the future")
+    if span.end_time_unix_nano < span.start_time_unix_nano:
+        raise RejectedSpan("end time before start time")
+    attributes = _attributes(span.attributes)
+    _check_sizes(attributes, limits.max_attribute_value_bytes)
+    http_status = _http_status(attributes)
+    name = _text(span.name)
+    status_code = span.status.code
+    return (
+        span.trace_id,
+        span.span_id,
+        span.parent_span_id or None,
+        context.service,
+        context.version,
+        context.environment,
+        name,
+        span.kind,
+        start_time,
+        (span.end_time_unix_nano - span.start_time_unix_nano) // 1000,
+        status_code,
+        _text(span.status.message),
+        str(attributes.get("http.route") or name),
+        http_status,
+        str(attributes.get("http.request.method") or attributes.get("http.method") or ""),
+        _is_error(status_code, span.kind, http_status),
+        _exception_type(span.events),
+        _json(attributes),
+        context.resource_json,
+        _json([_event(event) for event in span.events]),
+    )
+
+
+def _check_ids(span) -> None:
+    if len(span.trace_id) != 16 or not any(span.trace_id):
+        raise RejectedSpan("invalid trace_id (must be 16 non-zero bytes)")
+    if len(span.span_id) != 8 or not any(span.span_id):
+        raise RejectedSpan("invalid span_id (must be 8 non-zero bytes)")
+    if len(span.parent_span_id) not in (0, 8):
+        raise RejectedSpan("invalid parent_span_id (must be empty or 8 bytes)")
+
+
+def _check_sizes(attributes: dict, max_bytes: int) -> None:
+    for key, value in attributes.items():
+        # Four bytes per character at most, so shorter strings need no encoding.
+        if (
+            isinstance(value, str)
+            and len(value) * 4 > max_bytes
+            and len(value.encode()) > max_bytes
+        ):
+            raise RejectedSpan(f"attribute {key[:100]!r} is over {max_bytes} bytes")
+
+
+def _is_error(status_code: int, kind: int, http_status: int | None) -> bool:
+    # HTTP semantic conventions: a server's 5xx is its own failure, a 4xx the caller's.
+    if status_code == STATUS_CODE_ERROR:
+        return True
+    return kind == SPAN_KIND_SERVER and http_status is not None and http_status >= 500
+
+
+def _http_status(attributes: dict) -> int | None:
+    value = attributes.get("http.response.status_code", attributes.get("http.status_code"))
+    try:
+        status = int(value)
+    except (TypeError, ValueError):
+        return None
+    return status if 0 <= status < 1000 else None
+
+
+def _exception_type(events) -> str:
+    for event in events:
+        if event.name == "exception":
+            for attribute in event.attributes:
+                if attribute.key == "exception.type":
+                    return _text(str(_value(attribute.value)))
+    return ""
+
+
+def _event(event) -> dict:
+    return {
+        "name": _text(event.name),
+        "time_unix_nano": event.time_unix_nano,
+        "attributes": _attributes(event.attributes),
+    }
+
+
+def _attributes(key_values) -> dict:
+    return {_text(item.key): _value(item.value) for item in key_values}
+
+
+def _value(any_value):
+    kind = any_value.WhichOneof("value")
+    if kind == "string_value":
+        return _text(any_value.string_value)
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_value(item) for item in any_value.array_value.values]
+    if kind == "kvlist_value":
+        return _attributes(any_value.kvlist_value.values)
+    if kind == "bytes_value":
+        return base64.b64encode(any_value.bytes_value).decode()
+    if kind == "double_value":
+        number = any_value.double_value
+        # JSON has no NaN or infinity; keep them readable rather than drop them.
+        return number if number == number and abs(number) != float("inf") else str(number)
+    return getattr(any_value, kind)
+
+
+def _text(value: str) -> str:
+    # PostgreSQL text and jsonb cannot hold NUL characters.
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def _json(value) -> str:
+    return orjson.dumps(value).decode()
+
+
+def hex_id(raw: bytes | None) -> str:
+    return binascii.hexlify(raw).decode() if raw else ""
