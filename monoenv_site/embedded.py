@@ -25,19 +25,25 @@ def postgres_url(base: Path) -> str:
     pgserver keeps one postmaster per data folder, so a second process
     attaches to the first one's server instead of starting another.
     """
-    import pgserver
-
     with warnings.catch_warnings():
         # platformdirs warns that root has no XDG_RUNTIME_DIR; /tmp serves.
         warnings.simplefilter("ignore")
+        import pgserver
+
         server = pgserver.get_server(base / "pg", cleanup_mode=None)
     return server.get_uri("postgres")
 
 
 def stop_postgres(base: Path) -> None:
-    import pgserver
+    """Stop the embedded PostgreSQL unless another live process still uses it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
 
-    pgserver.get_server(base / "pg", cleanup_mode="stop").cleanup()
+        server = pgserver.get_server(base / "pg", cleanup_mode="stop")
+    # pgserver hands back a cached handle, maybe one opened with cleanup_mode=None.
+    server.cleanup_mode = "stop"
+    server.cleanup()
 
 
 def redis_socket(base: Path) -> Path:
