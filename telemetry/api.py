@@ -5,6 +5,7 @@ from datetime import datetime
 from django.db.models import Max, Sum
 from django.http import Http404
 from ninja import Router, Schema
+from pydantic import field_serializer
 
 from monoenv_site.api_auth import TokenAuth
 from telemetry.models import ServiceDay, Span, TokenScope
@@ -31,6 +32,11 @@ class SpanOut(Schema):
     attributes: dict
     resource_attributes: dict
     events: list
+
+    @field_serializer("start_time")
+    def _keep_microseconds(self, start_time: datetime) -> str:
+        # The default JSON encoder cuts datetimes to milliseconds; child spans need more.
+        return start_time.isoformat()
 
 
 class TraceOut(Schema):

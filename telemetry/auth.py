@@ -33,7 +33,7 @@ def authenticate(raw_token: str | None, *, scope: str) -> ApiToken:
     if token is None:
         raise Unauthenticated("unknown or revoked token")
     if not token.has_scope(scope):
-        raise Forbidden(f"this token lacks the {scope!r} scope")
+        raise Forbidden(f"this token lacks the '{scope}' scope")
     _record_use(token)
     return token
 

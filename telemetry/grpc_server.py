@@ -11,7 +11,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from telemetry import auth
-from telemetry.ingest import StoreUnavailable, ingest_request
+from telemetry.ingest import StoreUnavailable, TooManySpans, ingest_request
 from telemetry.models import TokenScope
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,9 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
             batch = ingest_request(request)
         except StoreUnavailable:
             _abort_unavailable(context)
+        except TooManySpans as exc:
+            # Without RetryInfo the exporters do not retry this, as is right.
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         finally:
             close_old_connections()
         response = trace_service_pb2.ExportTraceServiceResponse()

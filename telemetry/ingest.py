@@ -19,8 +19,23 @@ _COPY_SQL = "COPY {table} ({columns}) FROM STDIN"
 _COLUMN_LIST = ", ".join(otlp.SPAN_COLUMNS)
 
 
+# The no-op update locks an existing row until this batch commits, so a rollup
+# (which claims with SKIP LOCKED) cannot take the minute while these spans are
+# still invisible to it; a rollup that claimed first makes us wait, and then we
+# mark the minute afresh.
+MARK_PENDING_SQL = """
+    INSERT INTO telemetry_pendingminute (service, minute)
+    SELECT * FROM unnest(%s::text[], %s::timestamptz[])
+    ON CONFLICT (service, minute) DO UPDATE SET minute = EXCLUDED.minute
+"""
+
+
 class StoreUnavailable(Exception):
     """The spans could not be stored now; the client should retry later."""
+
+
+class TooManySpans(ValueError):
+    """More spans in one request than MONOENV_MAX_SPANS_PER_REQUEST."""
 
 
 class _IngestSlots:
@@ -47,6 +62,8 @@ def current_limits() -> otlp.Limits:
         newest=now + timedelta(seconds=settings.MONOENV_MAX_FUTURE_SECONDS),
         retention_days=settings.MONOENV_RETENTION_DAYS,
         max_attribute_value_bytes=settings.MONOENV_MAX_ATTRIBUTE_VALUE_BYTES,
+        max_attributes=settings.MONOENV_MAX_ATTRIBUTES_PER_SPAN,
+        max_future_seconds=settings.MONOENV_MAX_FUTURE_SECONDS,
     )
 
 
@@ -54,11 +71,23 @@ def ingest_request(request) -> otlp.DecodedBatch:
     """Validate and store an ExportTraceServiceRequest; raise StoreUnavailable."""
     global _slots
     _slots = _slots or _IngestSlots()
+    _check_span_count(request)
     batch = otlp.spans_to_rows(request, current_limits())
     if batch.rows:
         with _slots:
             _store_with_retry_on_dropped_partition(batch.rows)
     return batch
+
+
+def _check_span_count(request) -> None:
+    limit = settings.MONOENV_MAX_SPANS_PER_REQUEST
+    count = sum(
+        len(scope_spans.spans)
+        for resource_spans in request.resource_spans
+        for scope_spans in resource_spans.scope_spans
+    )
+    if count > limit:
+        raise TooManySpans(f"{count} spans in one request; the limit is {limit}")
 
 
 def _store_with_retry_on_dropped_partition(rows: list[tuple]) -> None:
@@ -101,7 +130,10 @@ def _copy_new_rows(rows: list[tuple]) -> list[tuple]:
             f"INSERT INTO telemetry_span ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM span_staging "
             f"ON CONFLICT DO NOTHING RETURNING {_COLUMN_LIST}"
         )
-        return raw_cursor.fetchall()
+        stored = raw_cursor.fetchall()
+        # ON COMMIT DROP alone fails a second retry inside one outer transaction.
+        raw_cursor.execute("DROP TABLE span_staging")
+        return stored
 
 
 def _copy(raw_cursor: psycopg.Cursor, table: str, rows: list[tuple]) -> None:
@@ -150,11 +182,4 @@ def _mark_pending_minutes(rows: list[tuple]) -> None:
         return
     services, starts = zip(*minutes, strict=True)
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            INSERT INTO telemetry_pendingminute (service, minute)
-            SELECT * FROM unnest(%s::text[], %s::timestamptz[])
-            ON CONFLICT (service, minute) DO NOTHING
-            """,
-            [list(services), list(starts)],
-        )
+        cursor.execute(MARK_PENDING_SQL, [list(services), list(starts)])

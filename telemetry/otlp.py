@@ -18,8 +18,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SPAN_KIND_SERVER = 2
+STATUS_CODE_OK = 1
 STATUS_CODE_ERROR = 2
 UNKNOWN_SERVICE = "unknown_service"
+# Arrays and maps nested deeper than this are refused: no SDK sends them, and
+# unbounded nesting would exhaust the stack.
+MAX_VALUE_DEPTH = 16
 
 # Column order of the rows that spans_to_rows() yields; the store COPYs them as is.
 SPAN_COLUMNS = (
@@ -46,6 +50,8 @@ class Limits:
     newest: datetime
     retention_days: int
     max_attribute_value_bytes: int
+    max_attributes: int = 256
+    max_future_seconds: int = 3600
 
 
 @dataclass
@@ -81,13 +87,17 @@ def decode_json(body: bytes) -> ExportTraceServiceRequest:
         raise UndecodableRequest("invalid JSON: body is not UTF-8") from exc
     except ValueError as exc:
         raise UndecodableRequest(f"invalid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise UndecodableRequest("invalid JSON: nested too deeply") from exc
     if not isinstance(document, dict):
         raise UndecodableRequest("invalid JSON: the body must be an object")
-    _hex_ids_to_base64(document)
     try:
+        _hex_ids_to_base64(document)
         return json_format.ParseDict(
             document, ExportTraceServiceRequest(), ignore_unknown_fields=True
         )
+    except RecursionError as exc:
+        raise UndecodableRequest("invalid OTLP/JSON: nested too deeply") from exc
     except (json_format.ParseError, TypeError, ValueError) as exc:
         raise UndecodableRequest(f"invalid OTLP/JSON: {exc}") from exc
 
@@ -116,8 +126,14 @@ def _hex_to_base64(value: str) -> str:
 def spans_to_rows(request: ExportTraceServiceRequest, limits: Limits) -> DecodedBatch:
     batch = DecodedBatch()
     for resource_spans in request.resource_spans:
-        resource = _attributes(resource_spans.resource.attributes)
-        context = _ResourceContext(resource)
+        try:
+            resource = _attributes(resource_spans.resource.attributes)
+            _check_sizes(resource, limits.max_attribute_value_bytes)
+            context = _ResourceContext(resource)
+        except RejectedSpan as rejection:
+            spans = sum(len(scope_spans.spans) for scope_spans in resource_spans.scope_spans)
+            batch.rejections[f"resource {rejection.reason}"] += spans
+            continue
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 try:
@@ -152,11 +168,16 @@ def _span_row(span, context: _ResourceContext, limits: Limits) -> tuple:
     if start_time < limits.oldest:
         raise RejectedSpan(f"older than the {limits.retention_days}-day retention")
     if start_time > limits.newest:
-        raise RejectedSpan("more than an hour in the future")
+        raise RejectedSpan(f"more than {limits.max_future_seconds} s in the future")
     if span.end_time_unix_nano < span.start_time_unix_nano:
         raise RejectedSpan("end time before start time")
+    if len(span.attributes) > limits.max_attributes:
+        raise RejectedSpan(f"more than {limits.max_attributes} attributes")
     attributes = _attributes(span.attributes)
     _check_sizes(attributes, limits.max_attribute_value_bytes)
+    events = [_event(event) for event in span.events]
+    for event in events:
+        _check_sizes(event["attributes"], limits.max_attribute_value_bytes, kind="event attribute")
     http_status = _http_status(attributes)
     name = _text(span.name)
     status_code = span.status.code
@@ -180,7 +201,7 @@ def _span_row(span, context: _ResourceContext, limits: Limits) -> tuple:
         _exception_type(span.events),
         _json(attributes),
         context.resource_json,
-        _json([_event(event) for event in span.events]),
+        _json(events),
     )
 
 
@@ -193,21 +214,30 @@ def _check_ids(span) -> None:
         raise RejectedSpan("invalid parent_span_id (must be empty or 8 bytes)")
 
 
-def _check_sizes(attributes: dict, max_bytes: int) -> None:
+def _check_sizes(attributes: dict, max_bytes: int, *, kind: str = "attribute") -> None:
     for key, value in attributes.items():
+        if _oversized(value, max_bytes):
+            raise RejectedSpan(f"{kind} {key[:100]!r} is over {max_bytes} bytes")
+
+
+def _oversized(value, max_bytes: int) -> bool:
+    if isinstance(value, str):
         # Four bytes per character at most, so shorter strings need no encoding.
-        if (
-            isinstance(value, str)
-            and len(value) * 4 > max_bytes
-            and len(value.encode()) > max_bytes
-        ):
-            raise RejectedSpan(f"attribute {key[:100]!r} is over {max_bytes} bytes")
+        return len(value) * 4 > max_bytes and len(value.encode()) > max_bytes
+    if isinstance(value, list):
+        return any(_oversized(item, max_bytes) for item in value)
+    if isinstance(value, dict):
+        return any(_oversized(item, max_bytes) for item in value.values())
+    return False
 
 
 def _is_error(status_code: int, kind: int, http_status: int | None) -> bool:
     # HTTP semantic conventions: a server's 5xx is its own failure, a 4xx the caller's.
     if status_code == STATUS_CODE_ERROR:
         return True
+    # An explicit Ok is final; the trace API spec asks analysis tools to suppress such errors.
+    if status_code == STATUS_CODE_OK:
+        return False
     return kind == SPAN_KIND_SERVER and http_status is not None and http_status >= 500
 
 
@@ -237,20 +267,22 @@ def _event(event) -> dict:
     }
 
 
-def _attributes(key_values) -> dict:
-    return {_text(item.key): _value(item.value) for item in key_values}
+def _attributes(key_values, depth: int = 0) -> dict:
+    return {_text(item.key): _value(item.value, depth) for item in key_values}
 
 
-def _value(any_value):
+def _value(any_value, depth: int = 0):
     kind = any_value.WhichOneof("value")
     if kind == "string_value":
         return _text(any_value.string_value)
     if kind is None:
         return None
+    if kind in ("array_value", "kvlist_value") and depth >= MAX_VALUE_DEPTH:
+        raise RejectedSpan(f"attribute value nested deeper than {MAX_VALUE_DEPTH} levels")
     if kind == "array_value":
-        return [_value(item) for item in any_value.array_value.values]
+        return [_value(item, depth + 1) for item in any_value.array_value.values]
     if kind == "kvlist_value":
-        return _attributes(any_value.kvlist_value.values)
+        return _attributes(any_value.kvlist_value.values, depth + 1)
     if kind == "bytes_value":
         return base64.b64encode(any_value.bytes_value).decode()
     if kind == "double_value":

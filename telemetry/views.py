@@ -12,7 +12,7 @@ from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from telemetry import auth, bodies, otlp
-from telemetry.ingest import StoreUnavailable, ingest_request
+from telemetry.ingest import StoreUnavailable, TooManySpans, ingest_request
 from telemetry.models import TokenScope
 
 PROTOBUF = "application/x-protobuf"
@@ -49,7 +49,7 @@ def _receive(request: HttpRequest, content_type: str) -> HttpResponse:
         )
         export_request = _DECODERS[content_type](body)
         batch = ingest_request(export_request)
-    except bodies.BodyTooLarge as exc:
+    except (bodies.BodyTooLarge, TooManySpans) as exc:
         return _status(content_type, 413, code_pb2.RESOURCE_EXHAUSTED, str(exc))
     except bodies.UnsupportedEncoding as exc:
         return _status(content_type, 415, code_pb2.INVALID_ARGUMENT, str(exc))

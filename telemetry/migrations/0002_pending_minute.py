@@ -4,21 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('telemetry', '0001_initial'),
+        ("telemetry", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PendingMinute',
+            name="PendingMinute",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('service', models.TextField()),
-                ('minute', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("service", models.TextField()),
+                ("minute", models.DateTimeField()),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('service', 'minute'), name='pending_minute_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("service", "minute"), name="pending_minute_unique"
+                    )
+                ],
             },
         ),
     ]
