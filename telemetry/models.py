@@ -1,6 +1,7 @@
 import hashlib
 import secrets
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
@@ -104,6 +105,36 @@ class PendingMinute(models.Model):
 
     def __str__(self) -> str:
         return f"{self.service} {self.minute:%Y-%m-%d %H:%M}"
+
+
+class RollupMinute(models.Model):
+    """Requests, errors and a latency histogram for one minute of one route.
+
+    Recomputed from the raw spans whenever a minute changes (telemetry/rollups.py),
+    so the counts always equal a direct count; the histogram's buckets are
+    defined in telemetry/histogram.py.
+    """
+
+    service = models.TextField()
+    route = models.TextField()
+    version = models.TextField()
+    span_kind = models.SmallIntegerField(choices=SpanKind)
+    minute = models.DateTimeField()
+    requests = models.BigIntegerField()
+    errors = models.BigIntegerField()
+    latency_histogram = ArrayField(models.BigIntegerField())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "minute", "route", "version", "span_kind"],
+                name="rollup_minute_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["minute"], name="rollup_minute_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.route} {self.minute:%Y-%m-%d %H:%M}"
 
 
 class TokenScope(models.TextChoices):

@@ -4,11 +4,19 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from telemetry import partitions
+from telemetry import partitions, rollups
 
 
 @shared_task(acks_late=True)
 def enforce_retention() -> int:
-    """Drop the daily span partitions that fell out of retention."""
+    """Drop the daily span partitions that fell out of retention, and old rollups."""
     cutoff = timezone.now() - timedelta(days=settings.MONOENV_RETENTION_DAYS)
-    return len(partitions.drop_partitions_before(cutoff))
+    dropped = len(partitions.drop_partitions_before(cutoff))
+    rollups.prune_rollups()
+    return dropped
+
+
+@shared_task(acks_late=True)
+def rollup_pending() -> int:
+    """Recompute the per-minute rollups of every minute ingest marked as changed."""
+    return rollups.rollup_pending()

@@ -1,0 +1,112 @@
+"""One evaluation pass: burn rates against each SLO's alert tiers.
+
+An alert fires when both windows of a tier burn faster than its threshold,
+and each window holds at least MONOENV_SLO_MIN_EVENTS events; it resolves when
+that stops being true. Firing and resolving queue webhook deliveries, which
+are sent after the pass: a failing webhook never stops the evaluator.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from slo import maths, minutes, status, webhooks
+from slo.models import SLO, Alert
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PassReport:
+    evaluated: int = 0
+    fired: list[Alert] = field(default_factory=list)
+    resolved: list[Alert] = field(default_factory=list)
+    sent: int = 0
+
+
+def evaluate_all(*, now: datetime | None = None, slo_ids: list[int] | None = None) -> PassReport:
+    """Evaluate every SLO (or those given), then send the due notifications."""
+    now = now or timezone.now()
+    report = PassReport()
+    slos = SLO.objects.all() if slo_ids is None else SLO.objects.filter(pk__in=slo_ids)
+    for slo in slos.order_by("pk"):
+        try:
+            evaluate(slo, now=now, report=report)
+        except Exception:
+            # One broken SLO must not keep the others from being evaluated.
+            logger.exception("evaluating SLO %s failed", slo.pk)
+    report.sent = webhooks.send_due(now=now)
+    return report
+
+
+def evaluate(slo: SLO, *, now: datetime, report: PassReport | None = None) -> PassReport:
+    report = report or PassReport()
+    with transaction.atomic():
+        # Claim this SLO for this pass; another worker that got there first skips it.
+        claimed = SLO.objects.filter(pk=slo.pk, last_evaluated_at=slo.last_evaluated_at).update(
+            last_evaluated_at=now
+        )
+        if not claimed:
+            return report
+        slo.last_evaluated_at = now
+        if slo.backfilled_key != slo.selection_key:
+            minutes.backfill(slo, now=now)
+        _judge_tiers(slo, now=now, report=report)
+    report.evaluated += 1
+    return report
+
+
+def _judge_tiers(slo: SLO, *, now: datetime, report: PassReport) -> None:
+    tiers = maths.alert_windows(slo.window_spec.period(now))
+    ranges = {}
+    for tier in tiers:
+        ranges[tier.name + ":long"] = status.rolling_range(tier.long, now)
+        ranges[tier.name + ":short"] = status.rolling_range(tier.short, now)
+    found = status.counts(slo, ranges)
+    open_alerts = {alert.long_window: alert for alert in slo.alerts.filter(resolved_at=None)}
+    slo_status = None
+    for tier in tiers:
+        long, short = found[tier.name + ":long"], found[tier.name + ":short"]
+        long_rate = status.burn_rate(long, slo.objective_ratio)
+        short_rate = status.burn_rate(short, slo.objective_ratio)
+        burning = (
+            long_rate > tier.burn_rate
+            and short_rate > tier.burn_rate
+            and min(long.events, short.events) >= settings.MONOENV_SLO_MIN_EVENTS
+        )
+        alert = open_alerts.get(tier.long)
+        if not burning and alert is None:
+            continue
+        slo_status = slo_status or status.status(slo, now=now, history=False)
+        consumed = 100 - slo_status.budget_remaining_pct
+        if burning and alert is None:
+            alert = Alert.objects.create(
+                slo=slo, severity=tier.severity, long_window=tier.long, short_window=tier.short,
+                threshold=tier.burn_rate, long_burn_rate=long_rate, short_burn_rate=short_rate,
+                budget_consumed_pct=consumed, fired_at=now, last_evaluated_at=now,
+            )  # fmt: skip
+            webhooks.queue(alert, "firing", slo_status, now=now)
+            report.fired.append(alert)
+            continue
+        alert.long_burn_rate, alert.short_burn_rate = long_rate, short_rate
+        alert.budget_consumed_pct, alert.last_evaluated_at = consumed, now
+        if not burning:
+            _resolve(alert, slo_status, now=now, report=report)
+        alert.save()
+    current = {tier.long for tier in tiers}
+    for long_window, alert in open_alerts.items():
+        if long_window not in current:
+            # The SLO's window changed and this tier no longer exists.
+            slo_status = slo_status or status.status(slo, now=now, history=False)
+            _resolve(alert, slo_status, now=now, report=report)
+            alert.save()
+
+
+def _resolve(alert: Alert, slo_status: status.Status, *, now: datetime, report) -> None:
+    alert.resolved_at = now
+    webhooks.queue(alert, "resolved", slo_status, now=now)
+    report.resolved.append(alert)

@@ -1,0 +1,114 @@
+from datetime import timedelta
+
+import pytest
+
+from slo import evaluation
+from slo.models import Alert, SLOMinute
+from tests.slo.factories import add_minutes, make_slo
+
+pytestmark = pytest.mark.django_db
+MINUTE = timedelta(minutes=1)
+
+
+def _traffic(slo, now, *, minutes, good, total, ago=timedelta(0)):
+    """`minutes` minutes of counts ending at the current minute, shifted `ago`."""
+    last = now.replace(second=0, microsecond=0) - ago
+    add_minutes(slo, last - (minutes - 1) * MINUTE, minutes, good=good, total=total)
+
+
+def _open_tiers(slo):
+    return sorted(a.windows for a in Alert.objects.filter(slo=slo, resolved_at=None))
+
+
+def test_a_fast_burn_pages(now):
+    slo = make_slo(window="30d")
+    _traffic(slo, now, minutes=3 * 1440 - 60, good=100, total=100, ago=60 * MINUTE)
+    _traffic(slo, now, minutes=60, good=98, total=100)  # 2% errors: 20× for an hour
+
+    report = evaluation.evaluate_all(now=now)
+
+    assert _open_tiers(slo) == ["1h/5m"]
+    (alert,) = report.fired
+    assert alert.severity == "page"
+    assert alert.long_burn_rate == pytest.approx(20) and alert.short_burn_rate == pytest.approx(20)
+    assert alert.threshold == pytest.approx(14.4)
+    assert alert.fired_at == now
+
+
+def test_a_slow_burn_only_tickets(now):
+    slo = make_slo(window="30d")
+    _traffic(slo, now, minutes=2 * 1440, good=1_000, total=1_000, ago=1440 * MINUTE)
+    _traffic(slo, now, minutes=1440, good=996, total=1_000)  # 0.4% errors: 4× for a day
+
+    evaluation.evaluate_all(now=now)
+
+    assert _open_tiers(slo) == ["1d/2h", "3d/6h"]
+    assert set(Alert.objects.values_list("severity", flat=True)) == {"ticket"}
+
+
+def test_a_low_traffic_service_does_not_page_on_one_error(now, settings):
+    settings.MONOENV_SLO_MIN_EVENTS = 20
+    slo = make_slo(window="30d")
+    _traffic(slo, now, minutes=1, good=1, total=1, ago=30 * MINUTE)
+    _traffic(slo, now, minutes=1, good=0, total=1, ago=2 * MINUTE)  # 50% errors, 2 requests
+
+    evaluation.evaluate_all(now=now)
+
+    assert not Alert.objects.exists()
+
+
+def test_an_alert_resolves_and_keeps_its_times(now):
+    slo = make_slo(window="30d")
+    _traffic(slo, now, minutes=60, good=90, total=100)
+    evaluation.evaluate_all(now=now)
+    fired = set(Alert.objects.values_list("pk", flat=True))
+
+    # The errors stop: the short windows recover first and every tier resolves.
+    SLOMinute.objects.filter(slo=slo).update(good=100)
+    later = now + 5 * MINUTE
+    report = evaluation.evaluate_all(now=later)
+
+    assert set(a.pk for a in report.resolved) == fired
+    for alert in Alert.objects.all():
+        assert (alert.fired_at, alert.resolved_at) == (now, later)
+
+
+def test_a_firing_alert_is_not_fired_again(now):
+    slo = make_slo(window="30d")
+    _traffic(slo, now, minutes=60, good=90, total=100)
+    evaluation.evaluate_all(now=now)
+    count = Alert.objects.count()
+
+    report = evaluation.evaluate_all(now=now + MINUTE)
+
+    assert report.fired == [] and Alert.objects.count() == count
+    assert Alert.objects.filter(last_evaluated_at=now + MINUTE).count() == count
+
+
+def test_another_worker_evaluating_the_same_slo_skips_it(now):
+    slo = make_slo(window="30d")
+    _traffic(slo, now, minutes=60, good=90, total=100)
+    stale_copy = type(slo).objects.get(pk=slo.pk)
+    evaluation.evaluate(slo, now=now)
+
+    report = evaluation.evaluate(stale_copy, now=now)
+
+    assert report.evaluated == 0
+
+
+def test_a_broken_slo_does_not_stop_the_pass(now, monkeypatch):
+    broken = make_slo(name="broken", window="30d")
+    healthy = make_slo(name="healthy", window="30d")
+    _traffic(healthy, now, minutes=60, good=90, total=100)
+    real_judge = evaluation._judge_tiers
+
+    def judge(slo, **kwargs):
+        if slo.pk == broken.pk:
+            raise RuntimeError("boom")
+        return real_judge(slo, **kwargs)
+
+    monkeypatch.setattr(evaluation, "_judge_tiers", judge)
+    report = evaluation.evaluate_all(now=now)
+
+    assert report.evaluated == 1
+    assert Alert.objects.filter(slo=healthy).exists()
