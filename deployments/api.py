@@ -1,0 +1,235 @@
+"""Deploys, verdicts and the CD gate, under /api/v1/.
+
+POST /deployments needs the `deploy` scope, the reads need `read`. The GitHub
+receiver authenticates by its HMAC signature instead of a token.
+"""
+
+import hashlib
+import hmac
+import json
+from datetime import datetime
+from typing import Literal
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from ninja import Field, Router, Schema, Status
+from ninja.errors import HttpError
+
+from deployments import events, gate, slo_link
+from deployments.models import Deployment, DeploySource, DeployStatus, Suspect
+from monoenv_site.api_auth import TokenAuth
+from telemetry.models import TokenScope
+
+router = Router(tags=["deployments"])
+read_auth = TokenAuth(TokenScope.READ)
+deploy_auth = TokenAuth(TokenScope.DEPLOY)
+LIST_LIMIT = 500
+
+
+class DeploymentIn(Schema):
+    service: str = Field(min_length=1, max_length=200)
+    version: str = Field(min_length=1, max_length=200)
+    environment: str = Field("production", min_length=1, max_length=100)
+    commit_sha: str | None = None
+    commit_time: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    deployer: str | None = None
+    description: str | None = None
+    url: str | None = None
+    status: Literal["succeeded", "failed", "rolled_back", "in_progress"] | None = None
+
+
+class DeploymentOut(Schema):
+    id: int
+    service: str
+    version: str
+    environment: str
+    commit_sha: str
+    commit_time: datetime | None
+    started_at: datetime
+    finished_at: datetime
+    first_span_at: datetime | None
+    deployer: str
+    description: str
+    url: str
+    status: str
+    source: str
+    previous_version: str
+    rollback_of: int | None = Field(None, alias="rollback_of_id")
+    verdict: str
+    verdict_reason: str
+    evaluated_at: datetime | None
+    link: str
+
+    @staticmethod
+    def resolve_link(obj) -> str:
+        return obj.link() if isinstance(obj, Deployment) else obj["link"]
+
+
+class FindingOut(Schema):
+    metric: str
+    route: str
+    baseline_value: float | None
+    candidate_value: float | None
+    baseline_n: int
+    candidate_n: int
+    effect_size: float | None
+    p_value: float | None
+    adjusted_p_value: float | None
+    interval_low: float | None
+    interval_high: float | None
+    threshold: str
+    significant: bool
+    direction: str
+    detail: str
+
+
+class VerdictRecordOut(Schema):
+    checkpoint: int
+    verdict: str
+    reason: str
+    baseline_kind: str
+    window_start: datetime | None
+    window_end: datetime | None
+    baseline_requests: int
+    candidate_requests: int
+    more_requests_needed: int | None
+    created_at: datetime
+
+
+class SuspectOut(Schema):
+    rank: int
+    score: float
+    evidence: str
+    deployment: DeploymentOut = Field(..., alias="suspect")
+
+
+class DeploymentDetailOut(DeploymentOut):
+    checkpoint: int | None
+    more_requests_needed: int | None
+    verdict_history: list[VerdictRecordOut]
+    findings: list[FindingOut]
+    budget_impact: list[dict]
+    suspects: list[SuspectOut]
+
+
+class GateOut(Schema):
+    service: str
+    allow: bool
+    reasons: list[str]
+
+
+@router.post("/deployments", response={200: DeploymentOut, 201: DeploymentOut}, auth=deploy_auth)
+def post_deployment(request, payload: DeploymentIn):
+    deploy, created = events.record_deploy(payload.dict(), source=DeploySource.API)
+    return Status(201 if created else 200, deploy)
+
+
+@router.get("/deployments", response=list[DeploymentOut], auth=read_auth)
+def list_deployments(
+    request, service: str | None = None, since: datetime | None = None, limit: int = 100
+):
+    deploys = Deployment.objects.order_by("-started_at", "-id")
+    if service:
+        deploys = deploys.filter(service=service)
+    if since:
+        deploys = deploys.filter(started_at__gte=since)
+    return deploys[: max(1, min(limit, LIST_LIMIT))]
+
+
+@router.get("/deployments/{deployment_id}", response=DeploymentDetailOut, auth=read_auth)
+def get_deployment(request, deployment_id: int):
+    deploy = get_object_or_404(Deployment, pk=deployment_id)
+    history = list(deploy.verdict_records.all())
+    latest = history[-1] if history else None
+    return {
+        **DeploymentOut.from_orm(deploy).dict(),
+        "checkpoint": latest.checkpoint if latest else None,
+        "more_requests_needed": latest.more_requests_needed if latest else None,
+        "verdict_history": history,
+        "findings": list(latest.findings.all()) if latest else [],
+        "budget_impact": slo_link.budget_impact(
+            deploy.service, deploy.version, deploy.deployed_at, now=timezone.now()
+        ),
+        "suspects": list(deploy.suspects.select_related("suspect")),
+    }
+
+
+@router.get("/alerts/{alert_id}/suspects", response=list[SuspectOut], auth=read_auth)
+def get_alert_suspects(request, alert_id: int):
+    """The deploys that may explain an SLO page alert, best first."""
+    return Suspect.objects.filter(alert_id=alert_id).select_related("suspect")
+
+
+@router.get("/gate", response={200: GateOut, 409: GateOut}, auth=read_auth)
+def get_gate(request, service: str, environment: str | None = None):
+    """200 when the service may deploy, 409 (with the reasons) when it may not."""
+    answer = gate.check(service, now=timezone.now(), environment=environment)
+    return Status(200 if answer.allow else 409, answer)
+
+
+@router.post("/webhooks/github", auth=None, response={200: dict, 202: dict})
+def github_webhook(request):
+    _verify_github_signature(request)
+    event = request.headers.get("X-GitHub-Event", "")
+    if event == "ping":
+        return Status(200, {"ok": True, "event": "ping"})
+    if event != "deployment_status":
+        return Status(202, {"ok": True, "ignored": f"event {event!r}"})
+    try:
+        body = json.loads(request.body)
+        fields = github_deploy_fields(body)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HttpError(400, f"not a deployment_status payload: {exc}") from exc
+    if fields is None:
+        return Status(202, {"ok": True, "ignored": "state inactive"})
+    deploy, created = events.record_deploy(fields, source=DeploySource.GITHUB)
+    return Status(200, {"ok": True, "id": deploy.pk, "created": created})
+
+
+def _verify_github_signature(request) -> None:
+    secret = settings.MONOENV_GITHUB_WEBHOOK_SECRET
+    if not secret:
+        raise HttpError(401, "MONOENV_GITHUB_WEBHOOK_SECRET is not set")
+    signature = request.headers.get("X-Hub-Signature-256", "")
+    expected = "sha256=" + hmac.new(secret.encode(), request.body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
+        raise HttpError(401, "bad X-Hub-Signature-256")
+
+
+GITHUB_STATES = {
+    "success": DeployStatus.SUCCEEDED,
+    "failure": DeployStatus.FAILED,
+    "error": DeployStatus.FAILED,
+    "pending": DeployStatus.IN_PROGRESS,
+    "queued": DeployStatus.IN_PROGRESS,
+    "in_progress": DeployStatus.IN_PROGRESS,
+}
+
+
+def github_deploy_fields(body: dict) -> dict | None:
+    """A deploy from a deployment_status event; None for `inactive` (superseded)."""
+    status, deployment = body["deployment_status"], body["deployment"]
+    state = status["state"]
+    if state not in GITHUB_STATES:
+        return None
+    extra = deployment.get("payload") if isinstance(deployment.get("payload"), dict) else {}
+    terminal = GITHUB_STATES[state] != DeployStatus.IN_PROGRESS
+    return {
+        "service": str(extra.get("service") or body["repository"]["name"]),
+        "version": str(extra.get("version") or deployment["sha"]),
+        "environment": deployment.get("environment") or events.DEFAULT_ENVIRONMENT,
+        "commit_sha": deployment["sha"],
+        "started_at": _github_time(deployment["created_at"]),
+        "finished_at": _github_time(status["created_at"]) if terminal else None,
+        "deployer": (deployment.get("creator") or {}).get("login", ""),
+        "description": deployment.get("description") or status.get("description") or "",
+        "url": status.get("target_url") or status.get("environment_url") or "",
+        "status": GITHUB_STATES[state],
+    }
+
+
+def _github_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

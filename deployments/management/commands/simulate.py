@@ -1,0 +1,326 @@
+"""`manage.py simulate`: a small shop's traffic, deploys and regressions, over OTLP.
+
+Four services call each other (frontend → checkout → payments and inventory;
+frontend → inventory), each with its own OpenTelemetry SDK TracerProvider and
+OTLP/HTTP exporter; W3C trace context is injected into and extracted from
+headers at every call, so traces cross services. Span times are simulated
+(no sleeping per request), which also lets it backfill the last minutes.
+
+Every cycle (10 simulated minutes) brings deploys, some through the API and
+some only as a new service.version, and some bring a regression: a downstream
+error spike (payments), its rollback, a slow route (inventory), a new
+exception type (frontend) and a clean deploy (checkout).
+"""
+
+import random
+import time
+from dataclasses import dataclass, field
+
+import requests
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from opentelemetry import propagate
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+NS = 1_000_000_000
+MS = 1_000_000
+CYCLE_MINUTES = 10
+
+# service: {route: (median ms, calls [(service, route)])}
+TOPOLOGY = {
+    "frontend": {
+        "GET /": (12, []),
+        "GET /product/{id}": (18, [("inventory", "GET /stock/{id}")]),
+        "POST /checkout": (25, [("checkout", "POST /orders")]),
+    },
+    "checkout": {
+        "POST /orders": (30, [("inventory", "POST /reserve"), ("payments", "POST /charge")])
+    },
+    "payments": {"POST /charge": (60, [])},
+    "inventory": {"GET /stock/{id}": (8, []), "POST /reserve": (15, [])},
+}
+ENTRY_ROUTES = [("GET /", 0.5), ("GET /product/{id}", 0.35), ("POST /checkout", 0.15)]
+BASE_ERROR_RATE = 0.003
+
+
+@dataclass
+class Behaviour:
+    """What a version of a service does differently."""
+
+    error_rate: float = BASE_ERROR_RATE
+    slow_route: str = ""
+    slowdown: float = 1.0
+    new_exception: str = ""
+
+
+@dataclass
+class ServiceState:
+    name: str
+    version: str
+    provider: TracerProvider
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    history: list[str] = field(default_factory=list)
+
+
+# (minute in the cycle, service, behaviour, announce through the API)
+SCHEDULE = [
+    (1, "checkout", Behaviour(), True),
+    (3, "payments", Behaviour(error_rate=0.08), True),
+    (5, "payments", None, True),  # rollback to the version before
+    (6, "inventory", Behaviour(slow_route="GET /stock/{id}", slowdown=3.0), False),
+    (8, "inventory", None, False),
+    (8, "frontend", Behaviour(new_exception="CartSerializationError", error_rate=0.02), True),
+    (9, "frontend", None, True),
+]
+
+
+class Simulation:
+    def __init__(self, *, endpoint: str, api: str, token: str, rate: float, seed: int, log):
+        self.endpoint = endpoint.rstrip("/")
+        self.api = api.rstrip("/")
+        self.token = token
+        self.rate = rate
+        self.rng = random.Random(seed)
+        self.log = log
+        self.services = {name: self._state(name, "1.0.0", Behaviour()) for name in TOPOLOGY}
+        self.minor = dict.fromkeys(TOPOLOGY, 0)
+
+    def _state(self, name: str, version: str, behaviour: Behaviour) -> ServiceState:
+        resource = Resource.create(
+            {
+                "service.name": name,
+                "service.version": version,
+                "deployment.environment.name": "production",
+            }
+        )
+        provider = TracerProvider(resource=resource)
+        exporter = OTLPSpanExporter(
+            endpoint=f"{self.endpoint}/v1/traces",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+        provider.add_span_processor(
+            BatchSpanProcessor(exporter, max_queue_size=50_000, schedule_delay_millis=1000)
+        )
+        return ServiceState(name, version, provider, behaviour)
+
+    # Deploys.
+
+    def deploy(self, name: str, behaviour: Behaviour | None, *, announce: bool, at_ns: int):
+        current = self.services[name]
+        if behaviour is None and current.history:
+            version, behaviour, what = current.history[-1], Behaviour(), "rollback"
+        else:
+            self.minor[name] += 1
+            version = f"1.{self.minor[name]}.0"
+            behaviour = behaviour or Behaviour()
+            what = "deploy"
+        current.provider.force_flush()
+        current.provider.shutdown()
+        state = self._state(name, version, behaviour)
+        state.history = [*current.history, current.version]
+        self.services[name] = state
+        self.log(f"{what}: {name} {current.version} -> {version} {_describe(behaviour)}")
+        if announce:
+            self._post_deploy(name, version, at_ns, rollback=what == "rollback")
+
+    def _post_deploy(self, name: str, version: str, at_ns: int, *, rollback: bool):
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at_ns / NS))
+        body = {
+            "service": name,
+            "version": version,
+            "started_at": started,
+            "deployer": "simulator",
+            "commit_sha": f"{self.rng.getrandbits(160):040x}",
+            "description": "rollback" if rollback else f"release {version}",
+        }
+        try:
+            response = requests.post(
+                f"{self.api}/api/v1/deployments",
+                json=body,
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=10,
+            )
+            response.raise_for_status()
+        except requests.RequestException as exc:
+            # The version change alone still makes a detected deploy.
+            self.log(f"posting the deploy failed ({exc}); it will be detected from spans")
+
+    # Traffic.
+
+    def traffic(self, start_ns: int, seconds: float) -> int:
+        count = _poisson(self.rng, self.rate * seconds)
+        routes, weights = zip(*ENTRY_ROUTES, strict=True)
+        for _ in range(count):
+            at = start_ns + int(self.rng.uniform(0, seconds) * NS)
+            route = self.rng.choices(routes, weights)[0]
+            self._serve("frontend", route, at, headers={})
+        return count
+
+    def _serve(self, name: str, route: str, at_ns: int, *, headers: dict) -> tuple[int, bool]:
+        """One server span and its calls; return its end time and whether it failed."""
+        state = self.services[name]
+        tracer = state.provider.get_tracer("monoenv.simulator")
+        median, calls = TOPOLOGY[name][route]
+        behaviour = state.behaviour
+        method, path = route.split(" ", 1)
+        span = tracer.start_span(
+            route,
+            context=propagate.extract(headers),
+            kind=SpanKind.SERVER,
+            start_time=at_ns,
+            attributes={"http.request.method": method, "http.route": path},
+        )
+        own_ms = median * self.rng.lognormvariate(0, 0.35)
+        if route == behaviour.slow_route:
+            own_ms *= behaviour.slowdown
+        now = at_ns + int(own_ms * MS / 2)
+        failed_below = False
+        for callee, callee_route in calls:
+            now, failed = self._call(state, span, callee, callee_route, now)
+            failed_below |= failed
+        end = now + int(own_ms * MS / 2)
+        failed = failed_below or self.rng.random() < behaviour.error_rate
+        if failed:
+            error_type = behaviour.new_exception or _usual_error(name)
+            span.add_event(
+                "exception",
+                {"exception.type": error_type, "exception.message": f"{route} failed"},
+                timestamp=end,
+            )
+            span.set_status(Status(StatusCode.ERROR, error_type))
+        span.set_attribute("http.response.status_code", 500 if failed else 200)
+        span.end(end_time=end)
+        return end, failed
+
+    def _call(self, state: ServiceState, parent, callee: str, route: str, at_ns: int):
+        from opentelemetry import trace
+
+        tracer = state.provider.get_tracer("monoenv.simulator")
+        context = trace.set_span_in_context(parent)
+        client = tracer.start_span(route, context=context, kind=SpanKind.CLIENT, start_time=at_ns)
+        headers: dict[str, str] = {}
+        propagate.inject(headers, context=trace.set_span_in_context(client))
+        network = int(self.rng.uniform(0.3, 1.5) * MS)
+        end, failed = self._serve(callee, route, at_ns + network, headers=headers)
+        if failed:
+            client.set_status(Status(StatusCode.ERROR, f"{callee} answered 500"))
+        client.set_attribute("http.response.status_code", 500 if failed else 200)
+        client.end(end_time=end + network)
+        return end + network, failed
+
+    def flush(self):
+        for state in self.services.values():
+            state.provider.force_flush()
+
+    def shutdown(self):
+        for state in self.services.values():
+            state.provider.shutdown()
+
+
+def _usual_error(service: str) -> str:
+    return {"payments": "CardProcessorTimeout", "inventory": "StockLookupError"}.get(
+        service, "UpstreamError"
+    )
+
+
+def _describe(behaviour: Behaviour) -> str:
+    if behaviour.new_exception:
+        return f"(raises a new {behaviour.new_exception})"
+    if behaviour.slow_route:
+        return f"({behaviour.slow_route} ×{behaviour.slowdown:g} slower)"
+    if behaviour.error_rate > BASE_ERROR_RATE:
+        return f"(error rate {behaviour.error_rate:.0%})"
+    return "(clean)"
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    # Sum of exponential gaps: fine for the few hundred a second we need.
+    count, total = 0, rng.expovariate(1.0)
+    while total < mean:
+        count += 1
+        total += rng.expovariate(1.0)
+    return count
+
+
+class Command(BaseCommand):
+    help = "Send simulated shop traffic, deploys and regressions to Monoenv over OTLP/HTTP."
+
+    def add_arguments(self, parser):
+        default_endpoint = f"http://localhost:{settings.MONOENV_OTLP_HTTP_PORT}"
+        parser.add_argument("--endpoint", default=default_endpoint, help="OTLP/HTTP base URL.")
+        parser.add_argument(
+            "--api", default=settings.MONOENV_PUBLIC_URL, help="Monoenv URL for deploy posts."
+        )
+        parser.add_argument("--token", default="", help="Token with ingest and deploy scopes.")
+        parser.add_argument(
+            "--duration", type=float, default=0, help="Seconds to stream; 0 runs until stopped."
+        )
+        parser.add_argument("--rate", type=float, default=20, help="Front-end requests/s.")
+        parser.add_argument(
+            "--backfill", type=int, default=30, help="Minutes of history to send first."
+        )
+        parser.add_argument(
+            "--once", action="store_true", help="Send the backfill only, then exit."
+        )
+        parser.add_argument("--seed", type=int, default=None)
+
+    def handle(self, *args, **options):
+        token = options["token"] or _local_token()
+        simulation = Simulation(
+            endpoint=options["endpoint"],
+            api=options["api"],
+            token=token,
+            rate=options["rate"],
+            seed=options["seed"] if options["seed"] is not None else time.time_ns(),
+            log=lambda line: self.stdout.write(f"simulate: {line}"),
+        )
+        try:
+            minute = self._backfill(simulation, options["backfill"])
+            if not options["once"]:
+                self._stream(simulation, minute, options["duration"])
+        except KeyboardInterrupt:
+            pass
+        finally:
+            simulation.flush()
+            simulation.shutdown()
+
+    def _backfill(self, simulation: Simulation, minutes: int) -> int:
+        start = time.time_ns() - minutes * 60 * NS
+        for minute in range(minutes):
+            minute_start = start + minute * 60 * NS
+            _apply_schedule(simulation, minute, minute_start)
+            simulation.traffic(minute_start, 60)
+            simulation.flush()
+        if minutes:
+            self.stdout.write(f"simulate: backfilled {minutes} minute(s)")
+        return minutes
+
+    def _stream(self, simulation: Simulation, minute: int, duration: float):
+        began = time.monotonic()
+        tick_start = time.time_ns()
+        minute_mark = tick_start
+        while not duration or time.monotonic() - began < duration:
+            time.sleep(1)
+            now = time.time_ns()
+            if now - minute_mark >= 60 * NS:
+                minute, minute_mark = minute + 1, now
+                _apply_schedule(simulation, minute, now)
+            simulation.traffic(tick_start, (now - tick_start) / NS)
+            tick_start = now
+
+
+def _apply_schedule(simulation: Simulation, minute: int, at_ns: int) -> None:
+    for at_minute, service, behaviour, announce in SCHEDULE:
+        if minute % CYCLE_MINUTES == at_minute:
+            simulation.deploy(service, behaviour, announce=announce, at_ns=at_ns)
+
+
+def _local_token() -> str:
+    path = settings.MONOENV_DATA_DIR / "ingest-token.txt"
+    if path.exists():
+        return path.read_text().strip()
+    raise SystemExit(f"no --token given and no {path}; run `make run` first or pass --token")

@@ -1,0 +1,208 @@
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class DeployStatus(models.TextChoices):
+    IN_PROGRESS = "in_progress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+
+
+class DeploySource(models.TextChoices):
+    API = "api"
+    DETECTED = "detected"
+    GITHUB = "github"
+
+
+class Verdict(models.TextChoices):
+    PENDING = "pending"
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+class DeploymentQuerySet(models.QuerySet):
+    def for_service(self, service: str, environment: str | None = None):
+        rows = self.filter(service=service)
+        return rows if environment is None else rows.filter(environment=environment)
+
+    def latest_for(self, service: str, *, environment: str | None = None):
+        return self.for_service(service, environment).order_by("-started_at", "-id").first()
+
+    def near(self, service: str, version: str, environment: str, at: datetime):
+        """The deploy of this version that a post at `at` should update, if any."""
+        window = timedelta(minutes=settings.MONOENV_DEPLOY_UPSERT_MINUTES)
+        return (
+            self.for_service(service, environment)
+            .filter(version=version, started_at__range=(at - window, at + window))
+            .order_by("-started_at")
+            .first()
+        )
+
+    def due(self, now: datetime):
+        return self.filter(next_evaluation_at__lte=now).order_by("next_evaluation_at")
+
+
+class Deployment(models.Model):
+    """One change event: a version of a service going out to an environment."""
+
+    service = models.TextField()
+    version = models.TextField()
+    environment = models.TextField(default="production")
+    commit_sha = models.TextField(blank=True)
+    commit_time = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(default=timezone.now)
+    deployer = models.TextField(blank=True)
+    description = models.TextField(blank=True)
+    url = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=DeployStatus, default=DeployStatus.SUCCEEDED)
+    source = models.CharField(max_length=20, choices=DeploySource, default=DeploySource.API)
+    # When telemetry first showed this version: set by detection, kept on merge.
+    first_span_at = models.DateTimeField(null=True, blank=True)
+    previous_version = models.TextField(blank=True)
+    rollback_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rollbacks"
+    )
+    verdict = models.CharField(max_length=20, choices=Verdict, default=Verdict.PENDING)
+    verdict_reason = models.TextField(blank=True)
+    evaluated_at = models.DateTimeField(null=True, blank=True)
+    # The next checkpoint (minutes after the deploy) and when it is due; null
+    # once the last one is done.
+    next_checkpoint = models.PositiveIntegerField(null=True, blank=True)
+    next_evaluation_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = DeploymentQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["service", "-started_at"], name="deploy_service_started"),
+            models.Index(fields=["-started_at"], name="deploy_started"),
+            models.Index(fields=["next_evaluation_at"], name="deploy_next_evaluation"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.version} ({self.started_at:%Y-%m-%d %H:%M})"
+
+    @property
+    def deployed_at(self) -> datetime:
+        """When the new version started serving: the analysis's time zero.
+
+        The first span of the version when telemetry saw it, since a pipeline
+        may post before or after its rollout reaches traffic.
+        """
+        return self.first_span_at or self.started_at
+
+    def checkpoint_time(self, minutes: int) -> datetime:
+        return self.deployed_at + timedelta(minutes=minutes)
+
+    def schedule_checkpoint(self, minutes: int | None) -> None:
+        """Set the next checkpoint; spans get a little time to arrive first."""
+        lag = timedelta(seconds=settings.MONOENV_DEPLOY_EVALUATION_LAG_SECONDS)
+        self.next_checkpoint = minutes
+        self.next_evaluation_at = None if minutes is None else self.checkpoint_time(minutes) + lag
+
+    def due_checkpoint(self, now: datetime) -> int | None:
+        """The latest checkpoint whose time has come, if not yet evaluated."""
+        if self.next_checkpoint is None:
+            return None
+        lag = timedelta(seconds=settings.MONOENV_DEPLOY_EVALUATION_LAG_SECONDS)
+        due = [
+            minutes
+            for minutes in settings.MONOENV_DEPLOY_CHECKPOINTS
+            if minutes >= self.next_checkpoint and self.checkpoint_time(minutes) + lag <= now
+        ]
+        return max(due) if due else None
+
+    @staticmethod
+    def checkpoint_after(minutes: int | None) -> int | None:
+        later = [m for m in settings.MONOENV_DEPLOY_CHECKPOINTS if minutes is None or m > minutes]
+        return min(later) if later else None
+
+    def link(self) -> str:
+        return f"{settings.MONOENV_PUBLIC_URL}/api/v1/deployments/{self.pk}"
+
+
+class VerdictRecord(models.Model):
+    """The verdict reached at one checkpoint; the history of a deploy's verdict."""
+
+    deployment = models.ForeignKey(
+        Deployment, on_delete=models.CASCADE, related_name="verdict_records"
+    )
+    checkpoint = models.PositiveIntegerField(help_text="Minutes after the deploy.")
+    verdict = models.CharField(max_length=20, choices=Verdict)
+    reason = models.TextField()
+    baseline_kind = models.CharField(max_length=20, blank=True)
+    window_start = models.DateTimeField(null=True)
+    window_end = models.DateTimeField(null=True)
+    baseline_requests = models.BigIntegerField(default=0)
+    candidate_requests = models.BigIntegerField(default=0)
+    more_requests_needed = models.BigIntegerField(null=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["checkpoint"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment", "checkpoint"], name="verdict_record_checkpoint_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.deployment} @{self.checkpoint}m: {self.verdict}"
+
+
+class Finding(models.Model):
+    """One comparison of baseline and candidate, with its statistics."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="findings")
+    evaluation = models.ForeignKey(VerdictRecord, on_delete=models.CASCADE, related_name="findings")
+    metric = models.CharField(max_length=40)
+    route = models.TextField(blank=True, help_text="Empty for the whole service.")
+    baseline_value = models.FloatField(null=True)
+    candidate_value = models.FloatField(null=True)
+    baseline_n = models.BigIntegerField()
+    candidate_n = models.BigIntegerField()
+    effect_size = models.FloatField(null=True)
+    p_value = models.FloatField(null=True)
+    adjusted_p_value = models.FloatField(null=True)
+    interval_low = models.FloatField(null=True)
+    interval_high = models.FloatField(null=True)
+    threshold = models.TextField(blank=True)
+    # Beyond the practical threshold; significant also needs the adjusted p-value.
+    practical = models.BooleanField(default=False)
+    significant = models.BooleanField(default=False)
+    direction = models.CharField(max_length=10, blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-significant", "route", "metric"]
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.route or '(service)'}"
+
+
+class Suspect(models.Model):
+    """A deploy that may explain a regression: of a deploy, or of an SLO alert."""
+
+    deployment = models.ForeignKey(
+        Deployment, null=True, blank=True, on_delete=models.CASCADE, related_name="suspects"
+    )
+    # slo's alert id; a plain integer because slo must not depend on deployments.
+    alert_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    suspect = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="suspected_in")
+    rank = models.PositiveIntegerField()
+    score = models.FloatField()
+    evidence = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["rank"]
+
+    def __str__(self) -> str:
+        return f"#{self.rank} {self.suspect}"
