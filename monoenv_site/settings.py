@@ -63,10 +63,12 @@ INSTALLED_APPS = [
     "telemetry",
     "slo",
     "deployments",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -103,7 +105,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -112,6 +116,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = MONOENV_DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns on every start without it.
+# WhiteNoise serves the admin's and the dashboard's assets without a separate
+# web server; finders spare the local stack a collectstatic step.
+WHITENOISE_USE_FINDERS = True
 
 LOGGING = {
     "version": 1,
@@ -130,10 +138,25 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
+    "deployments-periodic": {
+        "task": "deployments.tasks.run_periodic",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 55},
+    },
     "telemetry-retention": {
         "task": "telemetry.tasks.enforce_retention",
         "schedule": timedelta(hours=1),
         "options": {"expires": 3600},
+    },
+    "telemetry-rollup": {
+        "task": "telemetry.tasks.rollup_pending",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 55},
+    },
+    "slo-evaluation": {
+        "task": "slo.tasks.dispatch_evaluations",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 55},
     },
 }
 
@@ -145,6 +168,8 @@ MONOENV_PUBLIC_URL = envstr("MONOENV_PUBLIC_URL", f"http://localhost:{MONOENV_HT
 # The OTLP spec recommends capping the decompressed body; 64 MiB is its default.
 MONOENV_MAX_REQUEST_BYTES = envint("MONOENV_MAX_REQUEST_BYTES", 64 * 1024 * 1024)
 MONOENV_MAX_ATTRIBUTE_VALUE_BYTES = envint("MONOENV_MAX_ATTRIBUTE_VALUE_BYTES", 64 * 1024)
+MONOENV_MAX_ATTRIBUTES_PER_SPAN = envint("MONOENV_MAX_ATTRIBUTES_PER_SPAN", 256)
+MONOENV_MAX_SPANS_PER_REQUEST = envint("MONOENV_MAX_SPANS_PER_REQUEST", 100_000)
 MONOENV_RETENTION_DAYS = envint("MONOENV_RETENTION_DAYS", 14)
 MONOENV_MAX_FUTURE_SECONDS = envint("MONOENV_MAX_FUTURE_SECONDS", 3600)
 # Concurrent batches one process writes at once; more wait, then get 503.
@@ -153,6 +178,33 @@ MONOENV_INGEST_QUEUE_SECONDS = envint("MONOENV_INGEST_QUEUE_SECONDS", 5)
 MONOENV_RETRY_AFTER_SECONDS = envint("MONOENV_RETRY_AFTER_SECONDS", 5)
 # Seconds between two writes of a token's last use.
 MONOENV_TOKEN_TOUCH_SECONDS = envint("MONOENV_TOKEN_TOUCH_SECONDS", 60)
+
+# Rollups and SLOs.
+# Minutes younger than this (after they end) are shown as provisional; late
+# spans are still counted in their own minute whenever they arrive.
+MONOENV_ROLLUP_LATENESS_MINUTES = envint("MONOENV_ROLLUP_LATENESS_MINUTES", 15)
+MONOENV_ROLLUP_RETENTION_DAYS = envint("MONOENV_ROLLUP_RETENTION_DAYS", 35)
+# A burn-rate alert needs at least this many events in each of its windows,
+# so a low-traffic service does not page on a single error.
+MONOENV_SLO_MIN_EVENTS = envint("MONOENV_SLO_MIN_EVENTS", 20)
+MONOENV_WEBHOOK_TIMEOUT_SECONDS = envint("MONOENV_WEBHOOK_TIMEOUT_SECONDS", 10)
+MONOENV_WEBHOOK_MAX_ATTEMPTS = envint("MONOENV_WEBHOOK_MAX_ATTEMPTS", 5)
+
+# Deploy verdicts (deployments/). Checkpoints are minutes after each deploy.
+MONOENV_GITHUB_WEBHOOK_SECRET = envsecret("MONOENV_GITHUB_WEBHOOK_SECRET")
+MONOENV_DEPLOY_CHECKPOINTS = [int(m) for m in envlist("MONOENV_DEPLOY_CHECKPOINTS", "5,15,30,60")]
+MONOENV_DEPLOY_BASELINE_MINUTES = envint("MONOENV_DEPLOY_BASELINE_MINUTES", 60)
+MONOENV_DEPLOY_CONFIDENCE = float(envstr("MONOENV_DEPLOY_CONFIDENCE", "0.99"))
+# A regression must be this large to fail a deploy, however significant.
+MONOENV_DEPLOY_ERROR_RATE_MIN_PP = float(envstr("MONOENV_DEPLOY_ERROR_RATE_MIN_PP", "0.5"))
+MONOENV_DEPLOY_ERROR_RATE_MIN_RATIO = float(envstr("MONOENV_DEPLOY_ERROR_RATE_MIN_RATIO", "1.5"))
+MONOENV_DEPLOY_LATENCY_MIN_RATIO = float(envstr("MONOENV_DEPLOY_LATENCY_MIN_RATIO", "1.2"))
+MONOENV_DEPLOY_LATENCY_MIN_MS = float(envstr("MONOENV_DEPLOY_LATENCY_MIN_MS", "10"))
+MONOENV_DEPLOY_MIN_ROUTE_REQUESTS = envint("MONOENV_DEPLOY_MIN_ROUTE_REQUESTS", 50)
+MONOENV_DEPLOY_MAX_SAMPLES = envint("MONOENV_DEPLOY_MAX_SAMPLES", 200_000)
+MONOENV_DEPLOY_UPSERT_MINUTES = envint("MONOENV_DEPLOY_UPSERT_MINUTES", 60)
+MONOENV_DEPLOY_SUSPECT_LOOKBACK_MINUTES = envint("MONOENV_DEPLOY_SUSPECT_LOOKBACK_MINUTES", 120)
+MONOENV_DEPLOY_EVALUATION_LAG_SECONDS = envint("MONOENV_DEPLOY_EVALUATION_LAG_SECONDS", 30)
 
 if envbool("MONOENV_PRODUCTION", False):
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", True)

@@ -1,0 +1,109 @@
+/* Service page: rate, errors and latency over the chosen range, with deploy markers. */
+"use strict";
+(() => {
+  const { el, fmt, link, badge, timeEl, plotTime, plotText } = Monoenv;
+  const charts = document.getElementById("charts");
+
+  function deployMarkers(deploys) {
+    const shapes = deploys.map((deploy) => ({
+      type: "line", xref: "x", yref: "paper", y0: 0, y1: 1,
+      x0: plotTime(deploy.started_at), x1: plotTime(deploy.started_at),
+      line: { color: Monoenv.colorFor(deploy.verdict), width: 1.5, dash: "dot" },
+    }));
+    const trace = {
+      name: "deploys", type: "scatter", mode: "markers", yaxis: "y2", showlegend: false,
+      x: deploys.map((d) => plotTime(d.started_at)), y: deploys.map(() => 1),
+      customdata: deploys.map((d) => d.url),
+      text: deploys.map((d) => plotText(`${d.version}: ${d.verdict}`)),
+      hovertemplate: "deploy %{text}<extra></extra>",
+      marker: { symbol: "triangle-down", size: 13, color: deploys.map((d) => Monoenv.colorFor(d.verdict)),
+        line: { width: 1, color: "#fff" } },
+    };
+    return { shapes, trace };
+  }
+
+  function draw(id, traces, unit, deploys, range) {
+    const markers = deployMarkers(deploys);
+    const layout = Monoenv.layout(unit, {
+      shapes: markers.shapes,
+      xaxis: { type: "date", gridcolor: "#eef0f3", range: range },
+      yaxis2: { overlaying: "y", range: [0, 1.05], visible: false, fixedrange: true },
+    });
+    const node = document.getElementById(id);
+    Plotly.react(node, deploys.length ? traces.concat([markers.trace]) : traces, layout, Monoenv.plotConfig);
+    if (!node.dataset.clicks) {
+      node.dataset.clicks = "1";
+      node.on("plotly_click", (event) => {
+        const point = event.points.find((p) => p.data.name === "deploys");
+        if (point) window.location.href = point.customdata;
+      });
+    }
+  }
+
+  function renderCharts(data) {
+    const points = data.series.points;
+    const x = points.map((p) => plotTime(p.t));
+    const range = [plotTime(data.series.start), plotTime(data.series.end)];
+    const line = (name, y, color) => ({ name, x, y, type: "scatter", mode: "lines", connectgaps: false,
+      line: { width: 1.6, color } });
+    draw("chart-rate", [Object.assign(line("requests/s", points.map((p) => p.rate), "#2f5bd3"),
+      { fill: "tozeroy", fillcolor: "rgba(47,91,211,.1)", hovertemplate: "%{y:.2f} req/s" })],
+      "req/s", data.deploys, range);
+    draw("chart-errors", [Object.assign(line("errors", points.map((p) => p.error_pct), "#b42318"),
+      { hovertemplate: "%{y:.2f} %" })], "%", data.deploys, range);
+    draw("chart-latency", [
+      Object.assign(line("p50", points.map((p) => p.p50_ms), "#1a7f43"), { hovertemplate: "%{y:.1f} ms" }),
+      Object.assign(line("p95", points.map((p) => p.p95_ms), "#d48a00"), { hovertemplate: "%{y:.1f} ms" }),
+      Object.assign(line("p99", points.map((p) => p.p99_ms), "#b42318"), { hovertemplate: "%{y:.1f} ms" }),
+    ], "ms", data.deploys, range);
+  }
+
+  function renderTiles(data) {
+    document.getElementById("tile-rate").textContent = fmt.rate(data.summary.rate);
+    document.getElementById("tile-errors").textContent = fmt.pct(data.summary.error_pct);
+    document.getElementById("tile-p95").textContent = fmt.ms(data.summary.p95_ms);
+    document.getElementById("tile-deploys").textContent = fmt.count(data.deploys.length);
+  }
+
+  function renderSlos(data) {
+    const box = document.getElementById("slo-summary");
+    box.replaceChildren(...(data.slos || []).map((slo) =>
+      el("p", { class: "banner " + (slo.level === "bad" ? "bad" : slo.level === "warn" ? "warn" : "ok") },
+        link(slo.url, slo.name), ": ", fmt.pct(slo.budget_remaining_pct, 1), " of the error budget left",
+        slo.alert ? ` \u00b7 ${slo.alert}` : "")));
+  }
+
+  function renderTables(data) {
+    const tracesUrl = charts.dataset.traces;
+    Monoenv.replaceRows(document.querySelector("#routes tbody"), data.routes, (row) => el("tr", {},
+      el("td", { class: "name" }, link(`${tracesUrl}&route=${encodeURIComponent(row.route)}`, row.route)),
+      el("td", { class: "num" }, fmt.count(row.requests)),
+      el("td", { class: "num" }, fmt.rate(row.rate)),
+      el("td", { class: "num" }, fmt.pct(row.error_pct)),
+      el("td", { class: "num" }, fmt.ms(row.p50_ms)),
+      el("td", { class: "num" }, fmt.ms(row.p95_ms)),
+      el("td", { class: "num" }, fmt.ms(row.p99_ms))), "No requests in this range.", 7);
+    Monoenv.replaceRows(document.querySelector("#versions tbody"), data.versions, (row) => el("tr", {},
+      el("td", { class: "name mono" }, row.version || "(none)"),
+      el("td", {}, timeEl(row.first_seen)),
+      el("td", {}, timeEl(row.last_seen)),
+      el("td", { class: "num" }, fmt.rate(row.rate)),
+      el("td", { class: "num" }, fmt.pct(row.error_pct)),
+      el("td", { class: "num" }, fmt.ms(row.p95_ms)),
+      el("td", {}, row.deploy ? link(row.deploy.url, row.deploy.verdict) : "")),
+    "No versions seen in this range.", 7);
+  }
+
+  function render(data) {
+    renderTiles(data);
+    renderSlos(data);
+    renderTables(data);
+    renderCharts(data);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    render(Monoenv.initialData());
+    const slow = ["7d", "30d"].includes(charts.dataset.range);
+    Monoenv.poll(charts.dataset.url, render, slow ? 120000 : 30000);
+  });
+})();

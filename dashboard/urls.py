@@ -1,0 +1,28 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from dashboard import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("overview.json", views.overview_json, name="overview-json"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("assets/<str:name>", views.asset, name="asset"),
+    path("services/<str:service>/", views.service, name="service"),
+    path("services/<str:service>/data.json", views.service_json, name="service-json"),
+    path("budgets/", views.budgets, name="budgets"),
+    path("budgets.json", views.budgets_json, name="budgets-json"),
+    path("slos/<int:slo_id>/", views.slo, name="slo"),
+    path("slos/<int:slo_id>/data.json", views.slo_json, name="slo-json"),
+    path("deploys/", views.deploys, name="deploys"),
+    path("deploys.json", views.deploys_json, name="deploys-json"),
+    path("deploys/<int:deploy_id>/", views.deploy, name="deploy"),
+    path("deploys/<int:deploy_id>/data.json", views.deploy_json, name="deploy-json"),
+    path("traces/", views.traces, name="traces"),
+    path("traces/search.json", views.traces_json, name="traces-json"),
+    path("traces/<str:trace_id>/", views.trace, name="trace"),
+    path("traces/<str:trace_id>/data.json", views.trace_json, name="trace-json"),
+]
