@@ -167,11 +167,8 @@ def test_it_leaves_a_minute_whose_batch_is_still_committing_for_the_next_run():
     store_spans(MINUTE, 5)
     # A second batch for the same minute has written its spans and marked the
     # minute, exactly as ingest does, but has not committed yet.
-    database = connection.settings_dict
-    other = psycopg.connect(
-        dbname=database["NAME"], user=database["USER"], host=database["HOST"],
-        port=database["PORT"],
-    )  # fmt: skip
+    # Django's own parameters, so an embedded server's socket is found too.
+    other = psycopg.connect(**connection.get_connection_params())
     try:
         with other.cursor().copy(
             f"COPY telemetry_span ({', '.join(SPAN_COLUMNS)}) FROM STDIN"
