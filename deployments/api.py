@@ -19,6 +19,7 @@ from ninja.errors import HttpError
 from deployments import events, gate, slo_link
 from deployments.models import Deployment, DeploySource, DeployStatus, Suspect
 from monoenv_site.api_auth import TokenAuth
+from monoenv_site.api_types import UtcDatetime
 from telemetry.models import TokenScope
 
 router = Router(tags=["deployments"])
@@ -32,9 +33,9 @@ class DeploymentIn(Schema):
     version: str = Field(min_length=1, max_length=200)
     environment: str = Field("production", min_length=1, max_length=100)
     commit_sha: str | None = None
-    commit_time: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    commit_time: UtcDatetime | None = None
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
     deployer: str | None = None
     description: str | None = None
     url: str | None = None
@@ -129,7 +130,7 @@ def post_deployment(request, payload: DeploymentIn):
 
 @router.get("/deployments", response=list[DeploymentOut], auth=read_auth)
 def list_deployments(
-    request, service: str | None = None, since: datetime | None = None, limit: int = 100
+    request, service: str | None = None, since: UtcDatetime | None = None, limit: int = 100
 ):
     deploys = Deployment.objects.order_by("-started_at", "-id")
     if service:

@@ -3,10 +3,22 @@
 from ninja import NinjaAPI
 
 from deployments.api import router as deployments_router
+from monoenv_site.api_auth import rate_limited
+from monoenv_site.nul import NulRefusingParser
 from slo.api import router as slo_router
+from telemetry import auth
 from telemetry.api import router as telemetry_router
 
-api = NinjaAPI(title="Monoenv API", version="1", urls_namespace="api")
+# No docs page: django-ninja's loads Swagger UI from a CDN, and Monoenv must
+# work offline. The schema itself is public; any OpenAPI viewer can read it.
+api = NinjaAPI(
+    title="Monoenv API",
+    version="1",
+    urls_namespace="api",
+    parser=NulRefusingParser(),
+    docs_url=None,
+)
+api.add_exception_handler(auth.RateLimited, rate_limited)
 api.add_router("/", telemetry_router)
 api.add_router("/", slo_router)
 api.add_router("/", deployments_router)

@@ -1,5 +1,6 @@
 """django-ninja authentication by scoped bearer token."""
 
+from django.http import HttpRequest, JsonResponse
 from ninja.errors import HttpError
 from ninja.security import HttpBearer
 
@@ -25,3 +26,10 @@ class TokenAuth(HttpBearer):
 
     def authenticate(self, request, token):  # pragma: no cover - __call__ does the work
         return None
+
+
+def rate_limited(request: HttpRequest, exc: auth.RateLimited) -> JsonResponse:
+    """The API's answer to auth.RateLimited, which TokenAuth lets through."""
+    response = JsonResponse({"detail": str(exc)}, status=429)
+    response["Retry-After"] = str(exc.retry_after)
+    return response

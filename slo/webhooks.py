@@ -111,14 +111,24 @@ def _exhaustion_text(exhaustion: timedelta | None) -> str:
 
 
 def slack_payload(payload: dict) -> dict:
-    link = f"<{payload['url']}|{payload['slo']['name']}>"
+    summary = slack_escape(payload["summary"])
+    link = f"<{slack_escape(payload['url'])}|{slack_escape(payload['slo']['name'])}>"
+    # verbatim: Slack does not turn names in the text into links or mentions.
     return {
-        "text": payload["summary"],
+        "text": summary,
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": payload["summary"]}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": link}]},
+            {"type": "section", "text": {"type": "mrkdwn", "text": summary, "verbatim": True}},
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": link, "verbatim": True}],
+            },
         ],
     }
+
+
+def slack_escape(text: str) -> str:
+    """Slack's escaping: a service named `<!channel>` must not notify the channel."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def send_due(*, now: datetime | None = None) -> int:

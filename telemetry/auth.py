@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from telemetry import ratelimit
 from telemetry.models import ApiToken
 
 
@@ -15,6 +16,14 @@ class Unauthenticated(Exception):
 
 class Forbidden(Exception):
     """A valid token without the scope the endpoint needs (HTTP 403)."""
+
+
+class RateLimited(Exception):
+    """A valid token over MONOENV_TOKEN_RATE_LIMIT (HTTP 429, gRPC RESOURCE_EXHAUSTED)."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"this token is over its rate limit; retry in {retry_after} s")
+        self.retry_after = retry_after
 
 
 def token_from_header(value: str | None) -> str | None:
@@ -34,8 +43,19 @@ def authenticate(raw_token: str | None, *, scope: str) -> ApiToken:
         raise Unauthenticated("unknown or revoked token")
     if not token.has_scope(scope):
         raise Forbidden(f"this token lacks the '{scope}' scope")
+    _check_rate(token)
     _record_use(token)
     return token
+
+
+def _check_rate(token: ApiToken) -> None:
+    rate = settings.MONOENV_TOKEN_RATE_LIMIT
+    if rate <= 0:
+        return
+    burst = max(settings.MONOENV_TOKEN_RATE_BURST, 1)
+    wait = ratelimit.take(f"token:{token.pk}", rate=rate, burst=burst)
+    if wait:
+        raise RateLimited(ratelimit.retry_after_seconds(wait))
 
 
 def _record_use(token: ApiToken) -> None:

@@ -192,3 +192,19 @@ class ApiToken(models.Model):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+class RateBucket(models.Model):
+    """A token bucket for one key: an API token, or a login's username or address.
+
+    Shared by every process, so a limit holds however many replicas serve. The
+    table is UNLOGGED (see its migration): losing it in a crash only refills
+    the buckets. telemetry/ratelimit.py takes tokens with one upsert.
+    """
+
+    key = models.CharField(max_length=100, primary_key=True)
+    tokens = models.FloatField()
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.tokens:.1f}"

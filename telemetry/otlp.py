@@ -52,6 +52,8 @@ class Limits:
     max_attribute_value_bytes: int
     max_attributes: int = 256
     max_future_seconds: int = 3600
+    # The SDKs keep 128 events a span by default; far more is a runaway loop.
+    max_events: int = 1024
 
 
 @dataclass
@@ -127,6 +129,8 @@ def spans_to_rows(request: ExportTraceServiceRequest, limits: Limits) -> Decoded
     batch = DecodedBatch()
     for resource_spans in request.resource_spans:
         try:
+            if len(resource_spans.resource.attributes) > limits.max_attributes:
+                raise RejectedSpan(f"more than {limits.max_attributes} attributes")
             resource = _attributes(resource_spans.resource.attributes)
             _check_sizes(resource, limits.max_attribute_value_bytes)
             context = _ResourceContext(resource)
@@ -173,6 +177,10 @@ def _span_row(span, context: _ResourceContext, limits: Limits) -> tuple:
         raise RejectedSpan("end time before start time")
     if len(span.attributes) > limits.max_attributes:
         raise RejectedSpan(f"more than {limits.max_attributes} attributes")
+    if len(span.events) > limits.max_events:
+        raise RejectedSpan(f"more than {limits.max_events} events")
+    if any(len(event.attributes) > limits.max_attributes for event in span.events):
+        raise RejectedSpan(f"an event with more than {limits.max_attributes} attributes")
     attributes = _attributes(span.attributes)
     _check_sizes(attributes, limits.max_attribute_value_bytes)
     events = [_event(event) for event in span.events]

@@ -4,7 +4,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from telemetry import partitions, rollups
+from telemetry import partitions, ratelimit, rollups
 
 
 @shared_task(acks_late=True)
@@ -13,6 +13,9 @@ def enforce_retention() -> int:
     cutoff = timezone.now() - timedelta(days=settings.MONOENV_RETENTION_DAYS)
     dropped = len(partitions.drop_partitions_before(cutoff))
     rollups.prune_rollups()
+    # A bucket idle this long is full again, so dropping it changes no limit.
+    idle = max(timedelta(days=1), timedelta(seconds=settings.MONOENV_LOGIN_WINDOW_SECONDS))
+    ratelimit.prune(idle_for=idle)
     return dropped
 
 
