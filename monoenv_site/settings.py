@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from monoenv_site import embedded
 
@@ -45,9 +46,11 @@ def envlist(name: str, default: str) -> list[str]:
 
 
 DEBUG = envbool("DEBUG", False)
-SECRET_KEY = envsecret("SECRET_KEY") or (
-    "insecure-local-only-key" if not envbool("MONOENV_PRODUCTION", False) else ""
-)
+MONOENV_PRODUCTION = envbool("MONOENV_PRODUCTION", False)
+SECRET_KEY = envsecret("SECRET_KEY") or ("" if MONOENV_PRODUCTION else "insecure-local-only-key")
+if not SECRET_KEY:
+    # Django would only notice at the first request; stop before serving anything.
+    raise ImproperlyConfigured("MONOENV_PRODUCTION is set: set SECRET_KEY or SECRET_KEY_FILE")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
@@ -71,6 +74,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "monoenv_site.nul.refuse_nul_in_urls",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -172,12 +176,30 @@ MONOENV_MAX_ATTRIBUTES_PER_SPAN = envint("MONOENV_MAX_ATTRIBUTES_PER_SPAN", 256)
 MONOENV_MAX_SPANS_PER_REQUEST = envint("MONOENV_MAX_SPANS_PER_REQUEST", 100_000)
 MONOENV_RETENTION_DAYS = envint("MONOENV_RETENTION_DAYS", 14)
 MONOENV_MAX_FUTURE_SECONDS = envint("MONOENV_MAX_FUTURE_SECONDS", 3600)
-# Concurrent batches one process writes at once; more wait, then get 503.
-MONOENV_INGEST_CONCURRENCY = envint("MONOENV_INGEST_CONCURRENCY", 8)
-MONOENV_INGEST_QUEUE_SECONDS = envint("MONOENV_INGEST_QUEUE_SECONDS", 5)
-MONOENV_RETRY_AFTER_SECONDS = envint("MONOENV_RETRY_AFTER_SECONDS", 5)
+# Batches one process decodes and writes at once; up to QUEUE_LENGTH more wait
+# QUEUE_SECONDS for a turn, and the rest get 503 at once. Keep the server's
+# threads (gunicorn --threads, otlp_grpc --threads) above the sum of the two.
+MONOENV_INGEST_CONCURRENCY = envint("MONOENV_INGEST_CONCURRENCY", 2)
+MONOENV_INGEST_QUEUE_LENGTH = envint("MONOENV_INGEST_QUEUE_LENGTH", 1)
+MONOENV_INGEST_QUEUE_SECONDS = envint("MONOENV_INGEST_QUEUE_SECONDS", 1)
+# A batch the database has not taken within this many seconds (per statement,
+# lock waits included) gets 503, inside the exporters' 10 s default timeout.
+MONOENV_INGEST_DB_TIMEOUT_SECONDS = envint("MONOENV_INGEST_DB_TIMEOUT_SECONDS", 5)
+# Short enough that an exporter with its default 10 s timeout retries ~4 times.
+MONOENV_RETRY_AFTER_SECONDS = envint("MONOENV_RETRY_AFTER_SECONDS", 2)
 # Seconds between two writes of a token's last use.
 MONOENV_TOKEN_TOUCH_SECONDS = envint("MONOENV_TOKEN_TOUCH_SECONDS", 60)
+# Requests per second per token, across all processes, after a burst; 0 turns it off.
+# An SDK exporter sends a batch every few seconds, so this only stops a runaway client.
+MONOENV_TOKEN_RATE_LIMIT = envint("MONOENV_TOKEN_RATE_LIMIT", 200)
+MONOENV_TOKEN_RATE_BURST = envint("MONOENV_TOKEN_RATE_BURST", 400)
+# Failed logins allowed per username and per client address within the window;
+# past them, one more attempt is allowed each window/failures seconds.
+MONOENV_LOGIN_FAILURES_PER_USER = envint("MONOENV_LOGIN_FAILURES_PER_USER", 10)
+MONOENV_LOGIN_FAILURES_PER_ADDRESS = envint("MONOENV_LOGIN_FAILURES_PER_ADDRESS", 50)
+MONOENV_LOGIN_WINDOW_SECONDS = envint("MONOENV_LOGIN_WINDOW_SECONDS", 900)
+# Reverse proxies in front of Monoenv that append to X-Forwarded-For; 0 trusts none.
+MONOENV_TRUSTED_PROXIES = envint("MONOENV_TRUSTED_PROXIES", 0)
 
 # Rollups and SLOs.
 # Minutes younger than this (after they end) are shown as provisional; late
@@ -206,7 +228,7 @@ MONOENV_DEPLOY_UPSERT_MINUTES = envint("MONOENV_DEPLOY_UPSERT_MINUTES", 60)
 MONOENV_DEPLOY_SUSPECT_LOOKBACK_MINUTES = envint("MONOENV_DEPLOY_SUSPECT_LOOKBACK_MINUTES", 120)
 MONOENV_DEPLOY_EVALUATION_LAG_SECONDS = envint("MONOENV_DEPLOY_EVALUATION_LAG_SECONDS", 30)
 
-if envbool("MONOENV_PRODUCTION", False):
+if MONOENV_PRODUCTION:
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True

@@ -5,9 +5,9 @@ from concurrent import futures
 
 import grpc
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from google.protobuf import duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from telemetry import auth
@@ -24,8 +24,14 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         try:
             self._authenticate(context)
             batch = ingest_request(request)
-        except StoreUnavailable:
-            _abort_unavailable(context)
+        except (StoreUnavailable, DatabaseError):
+            # DatabaseError: the token lookup needs the database as well.
+            _abort_with_retry(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "cannot store spans now; retry",
+                seconds=settings.MONOENV_RETRY_AFTER_SECONDS,
+            )
         except TooManySpans as exc:
             # Without RetryInfo the exporters do not retry this, as is right.
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
@@ -46,14 +52,17 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         except auth.Forbidden as exc:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        except auth.RateLimited as exc:
+            # With RetryInfo the exporters retry RESOURCE_EXHAUSTED after the delay.
+            _abort_with_retry(
+                context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), seconds=exc.retry_after
+            )
 
 
-def _abort_unavailable(context) -> None:
-    """UNAVAILABLE with RetryInfo, which the OpenTelemetry exporters honour."""
-    retry_info = error_details_pb2.RetryInfo(
-        retry_delay=duration_pb2.Duration(seconds=settings.MONOENV_RETRY_AFTER_SECONDS)
-    )
-    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message="cannot store spans now; retry")
+def _abort_with_retry(context, code: grpc.StatusCode, message: str, *, seconds: int) -> None:
+    """Abort with RetryInfo, which the OpenTelemetry exporters honour."""
+    retry_info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=seconds))
+    status = status_pb2.Status(code=code.value[0], message=message)
     status.details.add().Pack(retry_info)
     context.set_trailing_metadata(
         (
@@ -61,7 +70,7 @@ def _abort_unavailable(context) -> None:
             ("grpc-status-details-bin", status.SerializeToString()),
         )
     )
-    context.abort(grpc.StatusCode.UNAVAILABLE, status.message)
+    context.abort(code, message)
 
 
 def build_server(address: str, *, threads: int = 8) -> tuple[grpc.Server, int]:
@@ -73,7 +82,11 @@ def build_server(address: str, *, threads: int = 8) -> tuple[grpc.Server, int]:
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
         ],
-        maximum_concurrent_rpcs=threads * 4,
+        # grpc refuses RPCs past this with RESOURCE_EXHAUSTED and no RetryInfo,
+        # which the Go and Java exporters drop. The ingest slots answer
+        # UNAVAILABLE with RetryInfo in milliseconds long before; this is only
+        # a guard on memory. Queued RPCs are not read until a thread takes them.
+        maximum_concurrent_rpcs=threads * 32,
     )
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), server)
     port = server.add_insecure_port(address)

@@ -39,13 +39,29 @@ class TooManySpans(ValueError):
 
 
 class _IngestSlots:
-    """Bounds the batches one process writes at once, so memory stays bounded."""
+    """Bounds the batches one process decodes and writes at once, and those waiting.
+
+    A full queue answers at once instead of waiting: a server thread stuck
+    behind a slow database cannot answer anyone, so threads must outnumber
+    MONOENV_INGEST_CONCURRENCY + MONOENV_INGEST_QUEUE_LENGTH for the overflow
+    to get its 503 promptly rather than time out in the server's own backlog.
+    """
 
     def __init__(self):
         self._semaphore = threading.BoundedSemaphore(settings.MONOENV_INGEST_CONCURRENCY)
+        self._queue = threading.BoundedSemaphore(max(settings.MONOENV_INGEST_QUEUE_LENGTH, 1))
+        self._may_wait = settings.MONOENV_INGEST_QUEUE_LENGTH > 0
 
     def __enter__(self):
-        if not self._semaphore.acquire(timeout=settings.MONOENV_INGEST_QUEUE_SECONDS):
+        if self._semaphore.acquire(blocking=False):
+            return
+        if not (self._may_wait and self._queue.acquire(blocking=False)):
+            raise StoreUnavailable("ingest is over capacity")
+        try:
+            acquired = self._semaphore.acquire(timeout=settings.MONOENV_INGEST_QUEUE_SECONDS)
+        finally:
+            self._queue.release()
+        if not acquired:
             raise StoreUnavailable("ingest is over capacity")
 
     def __exit__(self, *exc_info):
@@ -72,9 +88,10 @@ def ingest_request(request) -> otlp.DecodedBatch:
     global _slots
     _slots = _slots or _IngestSlots()
     _check_span_count(request)
-    batch = otlp.spans_to_rows(request, current_limits())
-    if batch.rows:
-        with _slots:
+    # The slot covers decoding too: the decoded rows are the big in-process buffer.
+    with _slots:
+        batch = otlp.spans_to_rows(request, current_limits())
+        if batch.rows:
             _store_with_retry_on_dropped_partition(batch.rows)
     return batch
 
@@ -104,6 +121,7 @@ def store_rows(rows: list[tuple]) -> int:
     try:
         partitions.ensure_partitions({row[otlp.START_TIME_INDEX].date() for row in rows})
         with transaction.atomic():
+            _limit_waiting(settings.MONOENV_INGEST_DB_TIMEOUT_SECONDS)
             stored = _copy_new_rows(rows)
             _count_service_days(stored)
             _mark_pending_minutes(stored)
@@ -112,6 +130,22 @@ def store_rows(rows: list[tuple]) -> int:
         # A broken connection is useless to the next request: reconnect then.
         connection.close_if_unusable_or_obsolete()
         raise StoreUnavailable(str(exc)) from exc
+
+
+def _limit_waiting(seconds: int) -> None:
+    """Give up on a stalled or locked database in time for the client to retry.
+
+    Without a bound, a batch blocked on a lock holds its slot and its server
+    thread past the exporter's whole timeout, which leaves it no time to retry.
+    """
+    if seconds <= 0:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('statement_timeout', %s, true), "
+            "set_config('lock_timeout', %s, true)",
+            [f"{seconds}s", f"{seconds}s"],
+        )
 
 
 def _copy_new_rows(rows: list[tuple]) -> list[tuple]:

@@ -5,6 +5,7 @@ answers 200 only once the spans are committed.
 """
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from google.protobuf import json_format
@@ -39,13 +40,24 @@ def otlp_traces(request: HttpRequest) -> HttpResponse:
         return _status(content_type, 401, code_pb2.UNAUTHENTICATED, str(exc))
     except auth.Forbidden as exc:
         return _status(content_type, 403, code_pb2.PERMISSION_DENIED, str(exc))
+    except auth.RateLimited as exc:
+        # The OTLP exporters retry a 429 after its Retry-After.
+        response = _status(content_type, 429, code_pb2.RESOURCE_EXHAUSTED, str(exc))
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    except DatabaseError:
+        # The token lives in the database too: while it is down this is a 503,
+        # which exporters retry, not a 500, which they drop.
+        return _unavailable(content_type)
     return _receive(request, content_type)
 
 
 def _receive(request: HttpRequest, content_type: str) -> HttpResponse:
     try:
         body = bodies.read_body(
-            request, request.headers.get("Content-Encoding", ""), settings.MONOENV_MAX_REQUEST_BYTES
+            _body_stream(request),
+            request.headers.get("Content-Encoding", ""),
+            settings.MONOENV_MAX_REQUEST_BYTES,
         )
         export_request = _DECODERS[content_type](body)
         batch = ingest_request(export_request)
@@ -56,10 +68,29 @@ def _receive(request: HttpRequest, content_type: str) -> HttpResponse:
     except (bodies.CorruptBody, otlp.UndecodableRequest) as exc:
         return _status(content_type, 400, code_pb2.INVALID_ARGUMENT, str(exc))
     except StoreUnavailable:
-        response = _status(content_type, 503, code_pb2.UNAVAILABLE, "cannot store spans now; retry")
-        response["Retry-After"] = str(settings.MONOENV_RETRY_AFTER_SECONDS)
-        return response
+        return _unavailable(content_type)
     return _export_response(content_type, batch)
+
+
+def _unavailable(content_type: str) -> HttpResponse:
+    response = _status(content_type, 503, code_pb2.UNAVAILABLE, "cannot store spans now; retry")
+    response["Retry-After"] = str(settings.MONOENV_RETRY_AFTER_SECONDS)
+    return response
+
+
+def _body_stream(request: HttpRequest):
+    """The request body, also when it comes chunked, without a Content-Length.
+
+    Django reads a body without Content-Length as empty, which would answer
+    200 to spans it never saw. gunicorn decodes chunked bodies in wsgi.input;
+    read_body caps what is read either way.
+    """
+    if (
+        not request.META.get("CONTENT_LENGTH")
+        and "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    ):
+        return request.META["wsgi.input"]
+    return request
 
 
 def _export_response(content_type: str, batch: otlp.DecodedBatch) -> HttpResponse:

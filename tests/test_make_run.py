@@ -28,6 +28,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from tests.telemetry.otlp_payloads import make_request, make_span
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PYTHON = ROOT / ".venv/bin/python"
 PYTHON = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
@@ -170,15 +172,24 @@ def export_one_span(exporter: SpanExporter, name: str) -> str:
 
 
 def read_trace(stack: Stack, trace_id: str, token: str) -> requests.Response:
+    # No waiting: a receiver answers only once the spans are committed.
     url = f"http://127.0.0.1:{stack.http_port}/api/v1/traces/{trace_id}"
-    headers = {"Authorization": f"Bearer {token}"}
-    # Ingest may hand spans on before storing them: give it a moment.
-    deadline = time.monotonic() + 30
-    while True:
-        response = requests.get(url, headers=headers, timeout=10)
-        if response.status_code != 404 or time.monotonic() > deadline:
-            return response
-        time.sleep(0.5)
+    return requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+def post_chunked(stack: Stack, token: str, name: str) -> str:
+    """Post one span with no Content-Length, chunked, as streaming clients do."""
+    span = make_span(name=name)
+    body = make_request([span], resource={"service.name": "make-run-test"}).SerializeToString()
+    response = requests.post(
+        f"http://127.0.0.1:{stack.otlp_http_port}/v1/traces",
+        data=iter([body[:10], body[10:]]),  # a generator body makes requests chunk it
+        headers={"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert response.request.headers.get("Transfer-Encoding") == "chunked"
+    return span.trace_id.hex()
 
 
 def test_make_run_boots_ingests_and_stops(stack):
@@ -209,6 +220,11 @@ def test_make_run_boots_ingests_and_stops(stack):
     response = read_trace(stack, trace_id, read_token)
     assert response.status_code == 200, response.text
     assert "make-run-over-grpc" in response.text
+
+    trace_id = post_chunked(stack, ingest_token, "make-run-chunked")
+    response = read_trace(stack, trace_id, read_token)
+    assert response.status_code == 200, response.text
+    assert "make-run-chunked" in response.text
 
     assert stack.descendants, "the launcher should supervise child processes"
     stack.proc.send_signal(signal.SIGTERM)

@@ -61,8 +61,9 @@ def test_it_stores_a_big_batch_in_a_fixed_number_of_queries(
     # Concatenated protobuf messages merge: one request with three resources.
     body = b"".join(request.SerializeToString() for request in requests)
 
-    # Authentication, two savepoints, the service-day and pending-minute upserts.
-    with django_assert_max_num_queries(8):
+    # Authentication and its rate limit, two savepoints, the ingest timeouts,
+    # the service-day and pending-minute upserts.
+    with django_assert_max_num_queries(10):
         response = post_traces(body)
 
     assert response.status_code == 200
