@@ -19,14 +19,12 @@ _COPY_SQL = "COPY {table} ({columns}) FROM STDIN"
 _COLUMN_LIST = ", ".join(otlp.SPAN_COLUMNS)
 
 
-# The no-op update locks an existing row until this batch commits, so a rollup
-# (which claims with SKIP LOCKED) cannot take the minute while these spans are
-# still invisible to it; a rollup that claimed first makes us wait, and then we
-# mark the minute afresh.
+# Counting the marks lets a rollup tell that a minute was marked again while
+# it recomputed (see telemetry/rollups.py); the rollup never makes ingest wait.
 MARK_PENDING_SQL = """
     INSERT INTO telemetry_pendingminute (service, minute)
     SELECT * FROM unnest(%s::text[], %s::timestamptz[])
-    ON CONFLICT (service, minute) DO UPDATE SET minute = EXCLUDED.minute
+    ON CONFLICT (service, minute) DO UPDATE SET marks = telemetry_pendingminute.marks + 1
 """
 
 

@@ -91,12 +91,14 @@ class ServiceDay(models.Model):
 class PendingMinute(models.Model):
     """A minute of one service's spans that changed since the last rollup.
 
-    Ingest marks every minute a batch touches, however late the spans are;
-    the rollup claims these rows and recomputes just those minutes.
+    Ingest marks every minute a batch touches, however late the spans are,
+    and counts the marks; the rollup recomputes these minutes and then deletes
+    only the rows whose mark count it saw, so a minute marked meanwhile stays.
     """
 
     service = models.TextField()
     minute = models.DateTimeField()
+    marks = models.BigIntegerField(db_default=1)
 
     class Meta:
         constraints = [

@@ -1,11 +1,12 @@
 """Per-minute rollups of the raw spans, recomputed minute by minute.
 
 Ingest marks every (service, minute) a stored batch touches as pending,
-however late its spans are. rollup_pending() claims those rows and, in the
-same transaction, recomputes the minutes' rollups from the raw spans: delete,
-then insert from a GROUP BY. Recomputing is idempotent, so a minute touched
-twice or rolled up twice is still counted once, and a crash before commit
-leaves the pending rows for the next run.
+however late its spans are. rollup_pending() reads those rows and, in one
+transaction per batch, recomputes the minutes' rollups from the raw spans
+(delete, then insert from a GROUP BY), then forgets the rows nobody marked
+again meanwhile. It takes no lock that ingest would wait on. Recomputing is
+idempotent, so a minute touched twice or rolled up twice is still counted
+once, and a crash before commit leaves the pending rows for the next run.
 """
 
 from collections import defaultdict
@@ -32,6 +33,10 @@ _ROLLUP_COLUMNS = (
 )  # fmt: skip
 
 
+# One rollup at a time; a second worker finds the lock taken and leaves.
+_ROLLUP_LOCK_ID = 0x726F6C6C
+
+
 def rollup_pending(*, batch_size: int = CLAIM_BATCH_SIZE) -> int:
     """Recompute every minute pending when called; return how many were done.
 
@@ -39,32 +44,56 @@ def rollup_pending(*, batch_size: int = CLAIM_BATCH_SIZE) -> int:
     cannot keep one call going for ever.
     """
     newest_id = PendingMinute.objects.order_by("-id").values_list("id", flat=True).first()
-    done = 0
+    after_id, done = 0, 0
     while newest_id is not None:
         with transaction.atomic():
-            claimed = _claim(batch_size, newest_id)
-            if not claimed:
+            if not _take_rollup_lock():
                 break
-            recompute(claimed)
-        done += len(claimed)
+            pending = _pending_batch(after_id, newest_id, batch_size)
+            if not pending:
+                break
+            recompute(sorted({(service, minute) for _, service, minute, _ in pending}))
+            _forget_unchanged(pending)
+        after_id = pending[-1][0]
+        done += len(pending)
     return done
 
 
-def _claim(batch_size: int, newest_id: int) -> list[tuple[str, datetime]]:
-    # SKIP LOCKED: rows another worker is recomputing are that worker's, and
-    # rows an ingest batch still committing has locked (see MARK_PENDING_SQL)
-    # wait for the next run.
+def _take_rollup_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_ROLLUP_LOCK_ID])
+        return cursor.fetchone()[0]
+
+
+def _pending_batch(after_id: int, newest_id: int, batch_size: int) -> list[tuple]:
+    # No row locks: an ingest batch marking one of these minutes must not wait
+    # for the recompute. _forget_unchanged() settles what changed meanwhile.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, service, minute, marks FROM telemetry_pendingminute "
+            "WHERE id > %s AND id <= %s ORDER BY id LIMIT %s",
+            [after_id, newest_id, batch_size],
+        )
+        return cursor.fetchall()
+
+
+def _forget_unchanged(pending: list[tuple]) -> None:
+    """Delete the pending rows that no batch marked again since we read them.
+
+    A batch still committing holds its marked row locked, so this waits for
+    it, then sees the new mark count and keeps the row for the next run: its
+    spans were invisible to the recompute.
+    """
+    ids, marks = [row[0] for row in pending], [row[3] for row in pending]
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            DELETE FROM telemetry_pendingminute WHERE id IN (
-                SELECT id FROM telemetry_pendingminute WHERE id <= %s
-                ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
-            ) RETURNING service, minute
+            DELETE FROM telemetry_pendingminute AS pending
+            USING unnest(%s::bigint[], %s::bigint[]) AS seen(id, marks)
+            WHERE pending.id = seen.id AND pending.marks = seen.marks
             """,
-            [newest_id, batch_size],
+            [ids, marks],
         )
-        return sorted(cursor.fetchall())
 
 
 def recompute(service_minutes: list[tuple[str, datetime]]) -> None:

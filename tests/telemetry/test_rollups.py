@@ -1,8 +1,9 @@
+import threading
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from telemetry import histogram, ingest, rollups
 from telemetry.models import PendingMinute, RollupMinute
@@ -162,13 +163,17 @@ def test_it_prunes_rollups_past_their_retention(settings):
     assert list(RollupMinute.objects.values_list("minute", flat=True)) == [MINUTE]
 
 
+def _other_connection() -> psycopg.Connection:
+    # Django's own parameters, so an embedded server's socket is found too.
+    return psycopg.connect(**connection.get_connection_params())
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_leaves_a_minute_whose_batch_is_still_committing_for_the_next_run():
     store_spans(MINUTE, 5)
     # A second batch for the same minute has written its spans and marked the
-    # minute, exactly as ingest does, but has not committed yet.
-    # Django's own parameters, so an embedded server's socket is found too.
-    other = psycopg.connect(**connection.get_connection_params())
+    # minute, exactly as ingest does, but commits only while the rollup runs.
+    other = _other_connection()
     try:
         with other.cursor().copy(
             f"COPY telemetry_span ({', '.join(SPAN_COLUMNS)}) FROM STDIN"
@@ -176,12 +181,35 @@ def test_it_leaves_a_minute_whose_batch_is_still_committing_for_the_next_run():
             for index in range(3):
                 copy.write_row(span_row(MINUTE + timedelta(seconds=30 + index)))
         other.execute(ingest.MARK_PENDING_SQL, [["checkout"], [MINUTE]])
-
+        committer = threading.Timer(0.5, other.commit)
+        committer.start()
         rollups.rollup_pending()
-        assert PendingMinute.objects.filter(service="checkout", minute=MINUTE).exists()
-        other.commit()
+        committer.join()
     finally:
         other.close()
-    rollups.rollup_pending()
 
+    assert PendingMinute.objects.filter(service="checkout", minute=MINUTE).exists()
+    rollups.rollup_pending()
     assert _rollup_counts() == {("checkout", "/api/orders", "1.0.0", 2, MINUTE): (8, 0)}
+    assert not PendingMinute.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ingest_never_waits_for_a_rollup_in_progress():
+    store_spans(MINUTE, 5)
+    other = _other_connection()
+    try:
+        with transaction.atomic():
+            # The rollup's work up to, not including, forgetting the rows.
+            assert rollups._take_rollup_lock()
+            pending = rollups._pending_batch(0, 10**9, 500)
+            rollups.recompute([(service, minute) for _, service, minute, _ in pending])
+            # Meanwhile a batch marks the same minute; it must not block.
+            other.execute("SET lock_timeout = '1s'")
+            other.execute(ingest.MARK_PENDING_SQL, [["checkout"], [MINUTE]])
+            other.commit()
+            rollups._forget_unchanged(pending)
+    finally:
+        other.close()
+
+    assert PendingMinute.objects.get(service="checkout", minute=MINUTE).marks == 2
