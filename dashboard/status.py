@@ -10,8 +10,8 @@ from django.core.cache import cache
 from django.urls import reverse
 
 from dashboard import queries
-from deployments import slo_link
-from deployments.models import Deployment, Finding, Verdict
+from deployments import route_watch, slo_link
+from deployments.models import Deployment, Finding, RouteShift, Verdict
 from slo import maths
 from slo import status as slo_status
 from slo.models import SLO, Alert, Severity
@@ -41,7 +41,9 @@ def overview(*, now: datetime) -> dict:
     rows.sort(key=lambda row: (-row["urgency"], -row["rate"], row["service"]))
     return {
         "generated_at": now.isoformat(),
-        "banners": _alert_banners(slos) + _deploy_banners(latest_deploys.values()),
+        "banners": _alert_banners(slos)
+        + _deploy_banners(latest_deploys.values())
+        + _shift_banners(),
         "services": rows,
     }
 
@@ -113,6 +115,20 @@ def _deploy_banners(latest_deploys) -> list[dict]:
         }
         for deploy in sorted(latest_deploys, key=lambda deploy: deploy.service)
         if deploy.verdict == Verdict.FAIL
+    ]
+
+
+def _shift_banners() -> list[dict]:
+    return [
+        {
+            "level": "warn",
+            "text": route_watch.describe(shift) + ".",
+            "at": shift.detected_at.isoformat(),
+            "at_label": "since",
+            "url": reverse("dashboard:service", args=[shift.service]),
+            "link_text": "Open the service",
+        }
+        for shift in RouteShift.objects.open().order_by("service", "route", "metric")
     ]
 
 

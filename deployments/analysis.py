@@ -88,26 +88,26 @@ class Evaluation:
 @dataclass(frozen=True)
 class SpanFilter:
     service: str
-    environment: str
+    environment: str | None  # None: every environment
     start: datetime
     end: datetime
-    version: str
-    same_version: bool
+    version: str | None  # None: every version
+    same_version: bool = True
+    routes: tuple[str, ...] = ()  # empty: every route
 
     def where(self) -> tuple[str, list]:
-        version_op = "=" if self.same_version else "<>"
-        sql = (
-            "service = %s AND kind = ANY(%s) AND environment = ANY(%s) "
-            f"AND start_time >= %s AND start_time < %s AND service_version {version_op} %s"
-        )
-        params = [
-            self.service,
-            [int(k) for k in REQUEST_KINDS],
-            [self.environment, ""],
-            self.start,
-            self.end,
-            self.version,
-        ]
+        sql = "service = %s AND kind = ANY(%s) AND start_time >= %s AND start_time < %s"
+        params = [self.service, [int(k) for k in REQUEST_KINDS], self.start, self.end]
+        if self.environment is not None:
+            sql += " AND environment = ANY(%s)"
+            params.append([self.environment, ""])
+        if self.version is not None:
+            version_op = "=" if self.same_version else "<>"
+            sql += f" AND service_version {version_op} %s"
+            params.append(self.version)
+        if self.routes:
+            sql += " AND http_route = ANY(%s)"
+            params.append(list(self.routes))
         return sql, params
 
 
@@ -152,7 +152,7 @@ def evaluate(deployment: Deployment, checkpoint: int) -> Evaluation:
         return evaluation
     findings = compare(baseline, candidate, routes)
     findings += rollout_findings(deployment, end)
-    _adjust_for_multiple_comparisons(findings)
+    adjust_for_multiple_comparisons(findings)
     evaluation.findings = findings
     _decide(evaluation, deployment, baseline, routes)
     return evaluation
@@ -232,13 +232,13 @@ def compare(baseline: Side, candidate: Side, routes: list[str]) -> list[FindingR
     ]
     findings = []
     for label, scope_routes in scopes:
-        findings.append(_error_rate_finding(label, baseline, candidate, scope_routes))
-        findings += _latency_findings(label, baseline, candidate, scope_routes)
+        findings.append(error_rate_finding(label, baseline, candidate, scope_routes))
+        findings += latency_findings(label, baseline, candidate, scope_routes)
     findings += _new_error_type_findings(baseline, candidate, routes)
     return findings
 
 
-def _error_rate_finding(label, baseline: Side, candidate: Side, routes) -> FindingResult:
+def error_rate_finding(label, baseline: Side, candidate: Side, routes) -> FindingResult:
     limits = thresholds()
     base_n, base_errors = baseline.total(routes)
     cand_n, cand_errors = candidate.total(routes)
@@ -260,7 +260,7 @@ def _error_rate_finding(label, baseline: Side, candidate: Side, routes) -> Findi
     )
 
 
-def _latency_findings(label, baseline: Side, candidate: Side, routes) -> list[FindingResult]:
+def latency_findings(label, baseline: Side, candidate: Side, routes) -> list[FindingResult]:
     limits = thresholds()
     base_ms = baseline.latencies_for(routes)
     cand_ms = candidate.latencies_for(routes)
@@ -400,7 +400,7 @@ def _minute_counts(deployment: Deployment, start: datetime, end: datetime) -> di
         return {minute: (requests, errors) for minute, requests, errors in cursor.fetchall()}
 
 
-def _adjust_for_multiple_comparisons(findings: list[FindingResult]) -> None:
+def adjust_for_multiple_comparisons(findings: list[FindingResult]) -> None:
     alpha = 1 - settings.MONOENV_DEPLOY_CONFIDENCE
     adjusted = stats.holm([f.p_value if f.p_value is not None else 1.0 for f in findings])
     for finding, p_value in zip(findings, adjusted, strict=True):

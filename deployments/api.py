@@ -11,13 +11,14 @@ from datetime import datetime
 from typing import Literal
 
 from django.conf import settings
+from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
 from deployments import events, gate, slo_link
-from deployments.models import Deployment, DeploySource, DeployStatus, Suspect
+from deployments.models import Deployment, DeploySource, DeployStatus, RouteShift, Suspect
 from monoenv_site.api_auth import TokenAuth
 from monoenv_site.api_types import UtcDatetime
 from telemetry.models import TokenScope
@@ -116,6 +117,40 @@ class DeploymentDetailOut(DeploymentOut):
     suspects: list[SuspectOut]
 
 
+class RouteShiftOut(Schema):
+    id: int
+    service: str
+    route: str
+    metric: str
+    baseline_value: float
+    current_value: float
+    baseline_n: int
+    current_n: int
+    p_value: float
+    adjusted_p_value: float
+    threshold: str
+    window_start: datetime
+    window_end: datetime
+    detected_at: datetime
+    last_seen_at: datetime
+    resolved_at: datetime | None
+    open: bool
+    link: str
+    suspects: list[SuspectOut]
+
+    @staticmethod
+    def resolve_open(obj: RouteShift) -> bool:
+        return obj.resolved_at is None
+
+    @staticmethod
+    def resolve_link(obj: RouteShift) -> str:
+        return obj.link()
+
+    @staticmethod
+    def resolve_suspects(obj: RouteShift) -> list:
+        return list(obj.suspects.all())
+
+
 class GateOut(Schema):
     service: str
     allow: bool
@@ -162,6 +197,28 @@ def get_deployment(request, deployment_id: int):
 def get_alert_suspects(request, alert_id: int):
     """The deploys that may explain an SLO page alert, best first."""
     return Suspect.objects.filter(alert_id=alert_id).select_related("suspect")
+
+
+@router.get("/shifts", response=list[RouteShiftOut], auth=read_auth)
+def list_shifts(request, service: str | None = None, open: bool | None = None, limit: int = 100):
+    """Routes that regressed while their service did not deploy, newest first."""
+    shifts = RouteShift.objects.order_by("-detected_at", "-id")
+    if service:
+        shifts = shifts.filter(service=service)
+    if open is not None:
+        shifts = shifts.filter(resolved_at__isnull=open)
+    return _with_suspects(shifts)[: max(1, min(limit, LIST_LIMIT))]
+
+
+@router.get("/shifts/{shift_id}", response=RouteShiftOut, auth=read_auth)
+def get_shift(request, shift_id: int):
+    return get_object_or_404(_with_suspects(RouteShift.objects.all()), pk=shift_id)
+
+
+def _with_suspects(shifts):
+    return shifts.prefetch_related(
+        Prefetch("suspects", queryset=Suspect.objects.select_related("suspect"))
+    )
 
 
 @router.get("/gate", response={200: GateOut, 409: GateOut}, auth=read_auth)

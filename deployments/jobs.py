@@ -1,7 +1,8 @@
 """The periodic work of deploy analysis, run each minute by beat or once by hand.
 
 `run_periodic()` detects deploys from telemetry, evaluates every checkpoint
-that came due, and lists suspects for page alerts that fired.
+that came due, lists suspects for page alerts that fired, and every few
+minutes runs the route watch (deployments/route_watch.py).
 """
 
 import logging
@@ -10,7 +11,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from deployments import events, slo_link, suspects, verdicts
+from deployments import events, route_watch, slo_link, suspects, verdicts
 from deployments.models import Deployment, Suspect
 
 logger = logging.getLogger(__name__)
@@ -23,7 +24,13 @@ def run_periodic(*, now: datetime | None = None, synchronous: bool = True) -> di
     detected = events.detect_deploys(now=now)
     evaluated = evaluate_due(now=now, synchronous=synchronous)
     explained = explain_alerts(now=now)
-    return {"detected": len(detected), "evaluated": evaluated, "alerts_explained": explained}
+    shifts = route_watch.watch_if_due(now=now)
+    return {
+        "detected": len(detected),
+        "evaluated": evaluated,
+        "alerts_explained": explained,
+        "route_shifts": shifts,
+    }
 
 
 def evaluate_due(*, now: datetime, synchronous: bool) -> int:
@@ -79,5 +86,6 @@ def run_once() -> str:
     done = run_periodic(synchronous=True)
     return (
         f"{done['detected']} deploy(s) detected, {done['evaluated']} checkpoint(s) evaluated, "
-        f"{done['alerts_explained']} alert(s) given suspects"
+        f"{done['alerts_explained']} alert(s) given suspects, "
+        f"{done['route_shifts']} route shift(s) found"
     )

@@ -187,11 +187,62 @@ class Finding(models.Model):
         return f"{self.metric} {self.route or '(service)'}"
 
 
+class RouteShiftQuerySet(models.QuerySet):
+    def open(self):
+        return self.filter(resolved_at__isnull=True)
+
+
+class RouteShift(models.Model):
+    """A route whose error rate or p95 latency rose while its service did not deploy.
+
+    Found by the route watch (deployments/route_watch.py). One shift stays open
+    per service, route and metric while the regression lasts.
+    """
+
+    service = models.TextField()
+    route = models.TextField()
+    metric = models.CharField(max_length=40, help_text="error_rate or latency_p95.")
+    baseline_value = models.FloatField(help_text="Before the shift: a rate, or ms.")
+    current_value = models.FloatField(help_text="The latest window's value.")
+    baseline_n = models.BigIntegerField()
+    current_n = models.BigIntegerField()
+    p_value = models.FloatField()
+    adjusted_p_value = models.FloatField()
+    threshold = models.TextField(blank=True)
+    window_start = models.DateTimeField(help_text="The recent window it was detected in.")
+    window_end = models.DateTimeField()
+    detected_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RouteShiftQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-detected_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "route", "metric"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="route_shift_one_open",
+            )
+        ]
+        indexes = [models.Index(fields=["service", "-detected_at"], name="route_shift_service")]
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.route} {self.metric} ({self.detected_at:%Y-%m-%d %H:%M})"
+
+    def link(self) -> str:
+        return f"{settings.MONOENV_PUBLIC_URL}/api/v1/shifts/{self.pk}"
+
+
 class Suspect(models.Model):
-    """A deploy that may explain a regression: of a deploy, or of an SLO alert."""
+    """A deploy that may explain a regression: of a deploy, an SLO alert or a route shift."""
 
     deployment = models.ForeignKey(
         Deployment, null=True, blank=True, on_delete=models.CASCADE, related_name="suspects"
+    )
+    route_shift = models.ForeignKey(
+        RouteShift, null=True, blank=True, on_delete=models.CASCADE, related_name="suspects"
     )
     # slo's alert id; a plain integer because slo must not depend on deployments.
     alert_id = models.BigIntegerField(null=True, blank=True, db_index=True)

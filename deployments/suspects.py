@@ -1,9 +1,10 @@
 """Which change explains a regression: deploys of any service, ranked by the traces.
 
-A route regressed (a deploy failed its analysis, or an SLO paged). Every
-deploy in the lookback is a suspect. The traces of the regressed route say
-where its extra errors and time went: if they sit in child spans served by
-another service, and that service deployed, its deploy ranks first.
+A route regressed (a deploy failed its analysis, an SLO paged, or the route
+watch saw a shift between deploys). Every deploy in the lookback is a suspect.
+The traces of the regressed route say where its extra errors and time went: if
+they sit in child spans served by another service, and that service deployed,
+its deploy ranks first.
 """
 
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from deployments import topology
-from deployments.models import Deployment, Suspect
+from deployments.models import Deployment, RouteShift, Suspect
 from telemetry.models import SpanKind
 
 SAMPLED_REQUESTS = 3000
@@ -152,13 +153,20 @@ def record_for_alert(alert_id: int, regression: Regression) -> list[Suspect]:
     return _record(rank(regression), alert_id=alert_id)
 
 
-def _record(ranked: list[Ranked], *, deployment=None, alert_id=None) -> list[Suspect]:
+def record_for_shift(shift: RouteShift, regression: Regression) -> list[Suspect]:
+    return _record(rank(regression), route_shift=shift)
+
+
+def _record(ranked: list[Ranked], *, deployment=None, alert_id=None, route_shift=None):
     with transaction.atomic():
-        Suspect.objects.filter(deployment=deployment, alert_id=alert_id).delete()
+        Suspect.objects.filter(
+            deployment=deployment, alert_id=alert_id, route_shift=route_shift
+        ).delete()
         return Suspect.objects.bulk_create(
             Suspect(
                 deployment=deployment,
                 alert_id=alert_id,
+                route_shift=route_shift,
                 suspect=entry.deployment,
                 rank=position,
                 score=round(entry.score, 4),

@@ -23,7 +23,7 @@ def test_the_periodic_job_detects_and_evaluates_due_checkpoints(t0):
                 error_rate=0.05),
     )  # fmt: skip
     first = jobs.run_periodic(now=t0 + timedelta(minutes=2))
-    assert first == {"detected": 1, "evaluated": 0, "alerts_explained": 0}
+    assert first == {"detected": 1, "evaluated": 0, "alerts_explained": 0, "route_shifts": 0}
     deploy = Deployment.objects.get()
     assert deploy.verdict == Verdict.PENDING
     # Late: the latest due checkpoint is evaluated, the earlier ones skipped.

@@ -1,0 +1,272 @@
+"""The route watch: regressions that no own deploy explains.
+
+Deploy analysis compares a version with the one before it, so a route that
+gets worse while its own service does not change (a downstream deploy, a
+dependency) would go unnoticed. Every few minutes the watch compares each busy
+route's last MONOENV_ROUTE_WATCH_MINUTES with the
+MONOENV_ROUTE_WATCH_BASELINE_MINUTES before them, on error rate and p95
+latency, with the tests, thresholds and Holm correction of deploy analysis.
+
+The per-minute rollups screen the routes cheaply; only a route whose rollup
+totals rise beyond a practical threshold is tested exactly, on raw spans.
+Comparisons screened out still count in the Holm family (with p = 1), so
+screening does not make the rest look more significant.
+"""
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from deployments import analysis, stats, suspects
+from deployments.models import Deployment, RouteShift
+from telemetry import histogram
+from telemetry.models import RollupMinute
+
+logger = logging.getLogger(__name__)
+
+ERROR_RATE, LATENCY_P95 = "error_rate", "latency_p95"
+METRICS = (ERROR_RATE, LATENCY_P95)
+# Histogram buckets are a tenth of a decade wide, so a p95 read from them can be
+# off by about half a bucket: latency is screened with that much slack.
+HISTOGRAM_SLACK = 10**0.05
+DUE_CACHE_KEY = "deployments:route-watch"
+
+
+@dataclass
+class RouteTotals:
+    """One route's rollups summed over one window."""
+
+    requests: int = 0
+    errors: int = 0
+    latency_histogram: list[int] = field(default_factory=histogram.empty)
+
+    def add(self, requests: int, errors: int, minute_histogram: list[int]) -> None:
+        self.requests += requests
+        self.errors += errors
+        self.latency_histogram = histogram.merge([self.latency_histogram, minute_histogram])
+
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def p95_ms(self) -> float:
+        return (histogram.percentile_us(self.latency_histogram, 0.95) or 0.0) / 1000
+
+
+@dataclass(frozen=True)
+class Windows:
+    baseline_start: datetime
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def ending(cls, now: datetime) -> "Windows":
+        """Whole minutes, ending a little before now so late spans have arrived."""
+        lag = timedelta(seconds=settings.MONOENV_DEPLOY_EVALUATION_LAG_SECONDS)
+        end = (now - lag).replace(second=0, microsecond=0)
+        start = end - timedelta(minutes=settings.MONOENV_ROUTE_WATCH_MINUTES)
+        baseline = timedelta(minutes=settings.MONOENV_ROUTE_WATCH_BASELINE_MINUTES)
+        return cls(start - baseline, start, end)
+
+    def regression(self, service: str, route: str) -> suspects.Regression:
+        return suspects.Regression(
+            service=service,
+            route=route,
+            start=self.start,
+            end=self.end,
+            baseline_start=self.baseline_start,
+        )
+
+
+def watch_if_due(*, now: datetime) -> int:
+    """Run the watch at most every MONOENV_ROUTE_WATCH_EVERY_MINUTES; new shifts found."""
+    every = timedelta(minutes=settings.MONOENV_ROUTE_WATCH_EVERY_MINUTES)
+    # A little under the interval, so a beat tick that comes early still runs it.
+    timeout = max(1.0, every.total_seconds() - 30)
+    if not cache.add(DUE_CACHE_KEY, now.isoformat(), timeout=timeout):
+        return 0
+    return watch(now=now)["opened"]
+
+
+def watch(*, now: datetime | None = None) -> dict:
+    """Resolve the shifts that recovered, then open one for each new regression."""
+    now = now or timezone.now()
+    windows = Windows.ending(now)
+    resolved = resolve_recovered(windows, now=now)
+    totals = _rollup_totals(windows)
+    opened = []
+    for service in sorted(totals):
+        opened += _watch_service(service, totals[service], windows, now=now)
+    return {"opened": len(opened), "resolved": resolved}
+
+
+def _rollup_totals(windows: Windows) -> dict[str, dict[str, tuple[RouteTotals, RouteTotals]]]:
+    """service → route → (baseline, recent) totals of the request spans."""
+    rows = RollupMinute.objects.filter(
+        span_kind__in=analysis.REQUEST_KINDS,
+        minute__gte=windows.baseline_start,
+        minute__lt=windows.end,
+    ).values_list("service", "route", "minute", "requests", "errors", "latency_histogram")
+    totals: dict = defaultdict(lambda: defaultdict(lambda: (RouteTotals(), RouteTotals())))
+    for service, route, minute, requests, errors, minute_histogram in rows.iterator():
+        side = 1 if minute >= windows.start else 0
+        totals[service][route][side].add(requests, errors, minute_histogram)
+    return totals
+
+
+def _watch_service(service: str, routes: dict, windows: Windows, *, now: datetime) -> list:
+    minimum = settings.MONOENV_DEPLOY_MIN_ROUTE_REQUESTS
+    busy = {
+        route: sides
+        for route, sides in routes.items()
+        if min(sides[0].requests, sides[1].requests) >= minimum
+    }
+    screened = sorted(route for route, (base, recent) in busy.items() if _rose(base, recent))
+    if not screened or _deployed_recently(service, windows):
+        return []
+    findings = _exact_findings(service, screened, windows)
+    _adjust(findings, family=len(METRICS) * len(busy))
+    already_open = set(
+        RouteShift.objects.open().filter(service=service).values_list("route", "metric")
+    )
+    opened = []
+    for finding in findings:
+        if finding.significant and (finding.route, finding.metric) not in already_open:
+            shift = _open_shift(service, finding, windows, now=now)
+            opened += [shift] if shift else []
+    return opened
+
+
+def _rose(baseline: RouteTotals, recent: RouteTotals) -> bool:
+    """Whether the rollups show a rise worth an exact test."""
+    limits = analysis.thresholds()
+    if stats.error_rate_exceeds(baseline.error_rate(), recent.error_rate(), limits):
+        return True
+    return stats.latency_exceeds(baseline.p95_ms(), recent.p95_ms() * HISTOGRAM_SLACK, limits)
+
+
+def _deployed_recently(service: str, windows: Windows) -> bool:
+    """An own deploy in the suspect lookback: its analysis owns the regression."""
+    since = windows.start - timedelta(minutes=settings.MONOENV_DEPLOY_SUSPECT_LOOKBACK_MINUTES)
+    in_range = Q(started_at__gte=since, started_at__lte=windows.end) | Q(
+        first_span_at__gte=since, first_span_at__lte=windows.end
+    )
+    return Deployment.objects.filter(in_range, service=service).exists()
+
+
+def _read(service: str, routes, start: datetime, end: datetime) -> analysis.Side:
+    span_filter = analysis.SpanFilter(service, None, start, end, None, routes=tuple(routes))
+    return analysis.read_side(span_filter)
+
+
+def _exact_findings(service: str, routes: list[str], windows: Windows) -> list:
+    baseline = _read(service, routes, windows.baseline_start, windows.start)
+    recent = _read(service, routes, windows.start, windows.end)
+    findings = []
+    for route in routes:
+        if route not in baseline.requests or route not in recent.requests:
+            continue
+        findings.append(analysis.error_rate_finding(route, baseline, recent, [route]))
+        findings += [
+            finding
+            for finding in analysis.latency_findings(route, baseline, recent, [route])
+            if finding.metric == LATENCY_P95
+        ]
+    return findings
+
+
+def _adjust(findings: list, *, family: int) -> None:
+    """Holm across every busy route's comparisons, tested or screened out."""
+    alpha = 1 - settings.MONOENV_DEPLOY_CONFIDENCE
+    p_values = [f.p_value if f.p_value is not None else 1.0 for f in findings]
+    padding = [1.0] * max(0, family - len(findings))
+    for finding, p_value in zip(findings, stats.holm(p_values + padding), strict=False):
+        finding.adjusted_p_value = p_value
+        finding.significant = finding.practical and p_value < alpha
+
+
+def _open_shift(service: str, finding, windows: Windows, *, now: datetime) -> RouteShift | None:
+    try:
+        with transaction.atomic():
+            shift = RouteShift.objects.create(
+                service=service,
+                route=finding.route,
+                metric=finding.metric,
+                baseline_value=finding.baseline_value,
+                current_value=finding.candidate_value,
+                baseline_n=finding.baseline_n,
+                current_n=finding.candidate_n,
+                p_value=finding.p_value,
+                adjusted_p_value=finding.adjusted_p_value,
+                threshold=finding.threshold,
+                window_start=windows.start,
+                window_end=windows.end,
+                detected_at=now,
+                last_seen_at=now,
+            )
+    except IntegrityError:
+        return None  # another watcher opened it first
+    suspects.record_for_shift(shift, windows.regression(service, finding.route))
+    logger.info("route shift: %s", describe(shift))
+    return shift
+
+
+def resolve_recovered(windows: Windows, *, now: datetime) -> int:
+    """Close the open shifts whose route is back within the thresholds of before.
+
+    The shift's own baseline is the reference: after an hour the watch's
+    rolling baseline has absorbed a lasting regression, which has not recovered.
+    """
+    by_service = defaultdict(list)
+    for shift in RouteShift.objects.open():
+        by_service[shift.service].append(shift)
+    resolved = 0
+    for service, shifts in by_service.items():
+        recent = _read(service, {shift.route for shift in shifts}, windows.start, windows.end)
+        for shift in shifts:
+            resolved += _update(shift, recent, windows, now=now)
+    return resolved
+
+
+def _update(shift: RouteShift, recent: analysis.Side, windows: Windows, *, now) -> bool:
+    """Record the latest value; resolve the shift if it recovered. True if resolved."""
+    requests = recent.requests.get(shift.route, 0)
+    if requests and requests < settings.MONOENV_DEPLOY_MIN_ROUTE_REQUESTS:
+        return False  # too few requests to tell; a route gone quiet has recovered
+    limits = analysis.thresholds()
+    if shift.metric == ERROR_RATE:
+        current = recent.errors.get(shift.route, 0) / requests if requests else 0.0
+        still = stats.error_rate_exceeds(shift.baseline_value, current, limits)
+    else:
+        latencies = recent.latencies_ms.get(shift.route, np.array([]))
+        current = float(np.quantile(latencies, 0.95)) if len(latencies) else 0.0
+        still = stats.latency_exceeds(shift.baseline_value, current, limits)
+    shift.current_value, shift.current_n = current, requests
+    shift.window_start, shift.window_end = windows.start, windows.end
+    shift.last_seen_at = now
+    shift.resolved_at = None if still and requests else now
+    shift.save(
+        update_fields=[
+            "current_value", "current_n", "window_start", "window_end", "last_seen_at",
+            "resolved_at",
+        ]
+    )  # fmt: skip
+    return shift.resolved_at is not None
+
+
+def describe(shift: RouteShift) -> str:
+    """One sentence about a shift, for logs and banners."""
+    if shift.metric == ERROR_RATE:
+        change = f"error rate rose from {shift.baseline_value:.2%} to {shift.current_value:.2%}"
+    else:
+        change = (
+            f"p95 latency rose from {shift.baseline_value:.1f} ms to {shift.current_value:.1f} ms"
+        )
+    return f"{shift.service} {shift.route}: {change} with no deploy of {shift.service}"
