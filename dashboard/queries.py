@@ -178,7 +178,8 @@ def _breakdown(service: str, time_range: TimeRange, start: datetime, end: dateti
         if stats is None:
             stats = groups[grouping][key] = Stats()
         if index is None:
-            stats.requests, stats.errors = count, errors
+            # The overall grouping set yields one row even over no rows: NULL sums.
+            stats.requests, stats.errors = count or 0, errors or 0
         else:
             stats.buckets[index] += count
     return {
@@ -232,7 +233,8 @@ def overview_stats(*, now: datetime) -> dict[str, dict]:
     ):
         stats = per_service[service]
         if index is None:
-            stats.requests, stats.errors = count, errors
+            # The overall grouping set yields one row even over no rows: NULL sums.
+            stats.requests, stats.errors = count or 0, errors or 0
         else:
             stats.buckets[index] += count
     sparks = _sparklines(start, end)

@@ -2,7 +2,9 @@
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
+from telemetry.models import ServiceDay
 from tests.dashboard.factories import XSS
 
 
@@ -78,3 +80,15 @@ def test_deploy_page_embeds_hostile_reasons_as_escaped_json(viewer_client, world
     body = viewer_client.get(url).content.decode()
     assert "\\u003Cscript\\u003Ealert(1)\\u003C/script\\u003E" in body
     assert XSS not in body
+
+
+def test_a_service_named_with_a_slash_has_a_page(viewer_client, world):
+    # Namespaced service names such as "team/api" are common in OTel resources.
+    now = timezone.now()
+    ServiceDay.objects.create(
+        service="team/api", service_version="1", day=now.date(), span_count=1,
+        first_seen=now, last_seen=now,
+    )  # fmt: skip
+    for name in ("dashboard:service", "dashboard:service-json"):
+        url = reverse(name, args=["team/api"])
+        assert viewer_client.get(url).status_code == 200, url
