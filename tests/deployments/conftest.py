@@ -39,10 +39,6 @@ def deploy_token(db) -> str:
     return issue_token("deploy")
 
 
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def span_row(
     *,
     service: str,

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from deployments.models import Deployment, DeploySource, Verdict
 from slo.models import SLO, Alert, Severity, SLOMinute
-from tests.deployments.conftest import bearer
+from tests.helpers import bearer
 
 pytestmark = pytest.mark.django_db
 SECRET = "s3cret"

@@ -8,7 +8,8 @@ from django.urls import reverse
 from deployments import jobs, route_watch
 from deployments.models import Deployment, RouteShift, Suspect
 from telemetry import rollups
-from tests.deployments.conftest import CLIENT, bearer, span_row, store, traffic
+from tests.deployments.conftest import CLIENT, span_row, store, traffic
+from tests.helpers import bearer
 
 pytestmark = pytest.mark.django_db
 

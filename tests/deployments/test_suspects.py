@@ -6,7 +6,8 @@ import pytest
 from deployments import jobs, verdicts
 from deployments.models import Deployment, Verdict
 from slo.models import SLO, Alert, Severity
-from tests.deployments.conftest import CLIENT, bearer, span_row, store
+from tests.deployments.conftest import CLIENT, span_row, store
+from tests.helpers import bearer
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from monoenv_site.wsgi import application
-from tests.security.conftest import bearer
+from tests.helpers import bearer
 
 # Each generated request must answer well within this, or it counts as a hang.
 MAX_SECONDS = 5

@@ -17,7 +17,7 @@ from slo import evaluation, openslo
 from slo.models import WebhookTarget
 from telemetry.models import Span
 from tests.dashboard.factories import span_row, store
-from tests.security.conftest import bearer
+from tests.helpers import bearer
 from tests.slo.factories import add_minutes, make_slo
 
 ROOT = Path(__file__).resolve().parents[2]

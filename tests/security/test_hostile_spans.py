@@ -22,7 +22,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 from telemetry import otlp
 from telemetry.models import Span as StoredSpan
 from telemetry.views import PROTOBUF
-from tests.security.conftest import bearer
+from tests.helpers import bearer
 from tests.telemetry.otlp_payloads import json_body, to_otlp_json, unix_nano
 
 HOSTILE_TEXT = st.text(

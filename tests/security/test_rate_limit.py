@@ -16,7 +16,7 @@ from telemetry import ratelimit
 from telemetry.grpc_server import build_server
 from telemetry.models import ApiToken, RateBucket, Span
 from telemetry.views import PROTOBUF
-from tests.security.conftest import bearer
+from tests.helpers import bearer
 from tests.telemetry.otlp_payloads import make_request
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,43 +1,12 @@
-from datetime import timedelta
-
 import grpc
 import pytest
 from django.db import connection
-from django.utils import timezone
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from telemetry import ingest, partitions
 from telemetry.grpc_server import build_server
-from telemetry.models import ApiToken
 from telemetry.views import PROTOBUF
-
-
-@pytest.fixture(autouse=True)
-def _fresh_ingest_state(request, django_db_blocker):
-    """Start each test with no cached partitions or ingest slots, and end it the same way.
-
-    Transactional tests commit their spans, and their flush skips the unmanaged
-    (partitioned) span table, so its partitions are dropped here.
-    """
-    partitions.forget_partitions()
-    ingest._slots = None
-    yield
-    ingest._slots = None
-    if {"transactional_db", "live_server"} & set(request.fixturenames):
-        with django_db_blocker.unblock():
-            partitions.drop_partitions_before(timezone.now() + timedelta(days=400))
-    partitions.forget_partitions()
-
-
-@pytest.fixture
-def make_token(db):
-    """Issues a token with the given scopes and returns its raw value."""
-
-    def make(*scopes: str, name: str = "test") -> str:
-        return ApiToken.issue(name=name, scopes=list(scopes))[1]
-
-    return make
+from tests.helpers import bearer
 
 
 @pytest.fixture
@@ -48,10 +17,6 @@ def ingest_token(make_token) -> str:
 @pytest.fixture
 def read_token(make_token) -> str:
     return make_token("read", name="reader")
-
-
-def bearer(token: str | None) -> dict:
-    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 @pytest.fixture
