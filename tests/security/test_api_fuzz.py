@@ -45,3 +45,20 @@ def test_no_generated_request_gets_a_server_error(case, api_world, all_scopes_to
         checks=[not_a_server_error, response_schema_conformance],
     )
     assert time.monotonic() - started < MAX_SECONDS
+
+
+@pytest.mark.django_db
+def test_it_refuses_deploy_times_in_the_far_past(client, make_token):
+    # Found by schemathesis: year 1 overflowed the upsert window into a 500.
+    token = make_token("deploy", "read")
+    body = {
+        "service": "checkout",
+        "version": "1",
+        "started_at": "0001-01-01T00:01:00Z",
+        "finished_at": "0001-01-01T00:00:00Z",
+    }
+    response = client.post(
+        "/api/v1/deployments", data=body, content_type="application/json", headers=bearer(token)
+    )
+    assert response.status_code == 422
+    assert "between 1970 and 9000" in response.content.decode()

@@ -16,7 +16,7 @@ from telemetry import ratelimit
 from telemetry.grpc_server import build_server
 from telemetry.models import ApiToken, RateBucket, Span
 from telemetry.views import PROTOBUF
-from tests.helpers import bearer
+from tests.helpers import bearer, database_url
 from tests.telemetry.otlp_payloads import make_request
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,8 +111,7 @@ def test_the_bucket_refills_at_the_rate_up_to_the_burst(db):
 
 def test_the_limit_holds_across_processes(transactional_db, limited, client):
     token, raw = ApiToken.issue(name="shared", scopes=["read"])
-    database = connection.settings_dict
-    url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    url = database_url(connection)
     # Another process takes the whole burst from the shared bucket.
     key = f"token:{token.pk}"
     code = f"from telemetry.ratelimit import take\nfor _ in 'abc': take({key!r}, rate=1, burst=3)"
