@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from telemetry import auth
 from telemetry.ingest import StoreUnavailable, TooManySpans, ingest_request
@@ -37,11 +37,7 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         finally:
             close_old_connections()
-        response = trace_service_pb2.ExportTraceServiceResponse()
-        if batch.rejected:
-            response.partial_success.rejected_spans = batch.rejected
-            response.partial_success.error_message = batch.rejection_message()
-        return response
+        return batch.export_response()
 
     def _authenticate(self, context) -> None:
         metadata = dict(context.invocation_metadata())

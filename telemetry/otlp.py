@@ -14,7 +14,10 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SPAN_KIND_SERVER = 2
@@ -64,6 +67,14 @@ class DecodedBatch:
     @property
     def rejected(self) -> int:
         return sum(self.rejections.values())
+
+    def export_response(self) -> ExportTraceServiceResponse:
+        """The answer to the client: a partial success names what was rejected."""
+        response = ExportTraceServiceResponse()
+        if self.rejected:
+            response.partial_success.rejected_spans = self.rejected
+            response.partial_success.error_message = self.rejection_message()
+        return response
 
     def rejection_message(self) -> str:
         if not self.rejections:

@@ -10,7 +10,6 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from telemetry import auth, bodies, otlp
 from telemetry.ingest import StoreUnavailable, TooManySpans, ingest_request
@@ -69,7 +68,7 @@ def _receive(request: HttpRequest, content_type: str) -> HttpResponse:
         return _status(content_type, 400, code_pb2.INVALID_ARGUMENT, str(exc))
     except StoreUnavailable:
         return _unavailable(content_type)
-    return _export_response(content_type, batch)
+    return _message_response(content_type, 200, batch.export_response())
 
 
 def _unavailable(content_type: str) -> HttpResponse:
@@ -91,14 +90,6 @@ def _body_stream(request: HttpRequest):
     ):
         return request.META["wsgi.input"]
     return request
-
-
-def _export_response(content_type: str, batch: otlp.DecodedBatch) -> HttpResponse:
-    message = ExportTraceServiceResponse()
-    if batch.rejected:
-        message.partial_success.rejected_spans = batch.rejected
-        message.partial_success.error_message = batch.rejection_message()
-    return _message_response(content_type, 200, message)
 
 
 def _status(content_type: str, http_status: int, code: int, text: str) -> HttpResponse:
