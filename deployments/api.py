@@ -19,8 +19,8 @@ from ninja.errors import HttpError
 
 from deployments import events, gate, slo_link
 from deployments.models import Deployment, DeploySource, DeployStatus, RouteShift, Suspect
-from monoenv_site.api_auth import TokenAuth
-from monoenv_site.api_types import UtcDatetime
+from telemetry.api_types import UtcDatetime
+from telemetry.auth import TokenAuth
 from telemetry.models import TokenScope
 
 router = Router(tags=["deployments"])

@@ -3,7 +3,6 @@
 from ninja import NinjaAPI
 
 from deployments.api import router as deployments_router
-from monoenv_site.api_auth import rate_limited
 from monoenv_site.nul import NulRefusingParser
 from slo.api import router as slo_router
 from telemetry import auth
@@ -18,7 +17,7 @@ api = NinjaAPI(
     parser=NulRefusingParser(),
     docs_url=None,
 )
-api.add_exception_handler(auth.RateLimited, rate_limited)
+api.add_exception_handler(auth.RateLimited, auth.rate_limited)
 api.add_router("/", telemetry_router)
 api.add_router("/", slo_router)
 api.add_router("/", deployments_router)

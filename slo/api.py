@@ -11,9 +11,9 @@ from django.utils import timezone
 from ninja import Router, Schema
 from ninja.errors import HttpError
 
-from monoenv_site.api_auth import TokenAuth
 from slo import openslo, status
 from slo.models import SLO, SPAN_KIND_NAMES
+from telemetry.auth import TokenAuth
 from telemetry.models import TokenScope
 
 router = Router(tags=["slos"], auth=TokenAuth(TokenScope.READ))

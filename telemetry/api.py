@@ -7,7 +7,7 @@ from django.http import Http404
 from ninja import Router, Schema
 from pydantic import field_serializer
 
-from monoenv_site.api_auth import TokenAuth
+from telemetry.auth import TokenAuth
 from telemetry.models import ServiceDay, Span, TokenScope
 from telemetry.otlp import hex_id
 

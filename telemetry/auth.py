@@ -1,10 +1,17 @@
-"""Bearer-token authentication shared by the HTTP receiver, gRPC and the API."""
+"""Bearer-token authentication shared by the HTTP receiver, gRPC and the API.
+
+The API's django-ninja auth (TokenAuth) lives here too, next to the tokens it
+checks, so the apps' routers need nothing from the project package.
+"""
 
 from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Q
+from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
+from ninja.errors import HttpError
+from ninja.security import HttpBearer
 
 from telemetry import ratelimit
 from telemetry.models import ApiToken
@@ -65,3 +72,31 @@ def _record_use(token: ApiToken) -> None:
     ApiToken.objects.filter(pk=token.pk).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale)
     ).update(last_used_at=now)
+
+
+class TokenAuth(HttpBearer):
+    """django-ninja auth for the API: `Authorization: Bearer <token>` with the given scope."""
+
+    def __init__(self, scope: str):
+        super().__init__()
+        self.scope = scope
+
+    def __call__(self, request):
+        try:
+            return authenticate(
+                token_from_header(request.headers.get("Authorization")), scope=self.scope
+            )
+        except Unauthenticated as exc:
+            raise HttpError(401, str(exc)) from exc
+        except Forbidden as exc:
+            raise HttpError(403, str(exc)) from exc
+
+    def authenticate(self, request, token):  # pragma: no cover - __call__ does the work
+        return None
+
+
+def rate_limited(request: HttpRequest, exc: RateLimited) -> JsonResponse:
+    """The API's answer to RateLimited, which TokenAuth lets through."""
+    response = JsonResponse({"detail": str(exc)}, status=429)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
