@@ -37,6 +37,7 @@ test: $(VENV) lint migrations-check
 
 lint: $(VENV)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 migrations-check: $(VENV)
 	$(VENV_PY) manage.py makemigrations --check --dry-run
