@@ -32,7 +32,8 @@ LIST_LIMIT = 500
 class DeploymentIn(Schema):
     service: str = Field(min_length=1, max_length=200)
     version: str = Field(min_length=1, max_length=200)
-    environment: str = Field("production", min_length=1, max_length=100)
+    # None: the environment the version's spans name.
+    environment: str | None = Field(None, min_length=1, max_length=100)
     commit_sha: str | None = None
     commit_time: UtcDatetime | None = None
     started_at: UtcDatetime | None = None
@@ -278,7 +279,7 @@ def github_deploy_fields(body: dict) -> dict | None:
     return {
         "service": str(extra.get("service") or body["repository"]["name"]),
         "version": str(extra.get("version") or deployment["sha"]),
-        "environment": deployment.get("environment") or events.DEFAULT_ENVIRONMENT,
+        "environment": deployment.get("environment") or None,
         "commit_sha": deployment["sha"],
         "started_at": _github_time(deployment["created_at"]),
         "finished_at": _github_time(status["created_at"]) if terminal else None,

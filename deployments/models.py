@@ -33,7 +33,7 @@ class DeploymentQuerySet(models.QuerySet):
     def latest_for(self, service: str, *, environment: str | None = None):
         return self.for_service(service, environment).order_by("-started_at", "-id").first()
 
-    def near(self, service: str, version: str, environment: str, at: datetime):
+    def near(self, service: str, version: str, environment: str | None, at: datetime):
         """The deploy of this version that a post at `at` should update, if any."""
         window = timedelta(minutes=settings.MONOENV_DEPLOY_UPSERT_MINUTES)
         return (

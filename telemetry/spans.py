@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection
+from django.db.models import Max, Min
 
-from telemetry.models import Span, SpanKind
+from telemetry.models import ServiceDay, Span, SpanKind
 
 REQUEST_KINDS: tuple[int, ...] = (SpanKind.SERVER, SpanKind.CONSUMER)
 ERROR_TYPE_CHARS = 200
@@ -383,3 +384,62 @@ def example_trace_ids(
         [service, version, since, error_type_name, limit],
     )
     return [bytes(trace_id) for (trace_id,) in rows]
+
+
+# Added for deployments (change events, suspects, the gate).
+
+
+def minute_moments(span_filter: RequestFilter) -> dict[datetime, tuple[int, int, float, float]]:
+    """Per minute: requests, errors, and the sum and sum of squares of ln(duration in ms)."""
+    where, params = span_filter.where()
+    log_ms = "ln(greatest(duration_us, 1) / 1000.0)"
+    rows = _fetch(
+        f"SELECT date_trunc('minute', start_time), count(*), count(*) FILTER (WHERE is_error), "
+        f"sum({log_ms}), sum({log_ms} ^ 2) FROM telemetry_span WHERE {where} GROUP BY 1",
+        params,
+    )
+    return {minute: (n, errors, float(s), float(sq)) for minute, n, errors, s, sq in rows}
+
+
+def version_counts(span_filter: RequestFilter) -> dict[str, tuple[int, datetime]]:
+    """Requests per version, with the start of each version's last request."""
+    where, params = span_filter.where()
+    rows = _fetch(
+        f"SELECT service_version, count(*), max(start_time) FROM telemetry_span "
+        f"WHERE {where} GROUP BY 1",
+        params,
+    )
+    return {version: (requests, last) for version, requests, last in rows}
+
+
+@dataclass(frozen=True)
+class VersionSeen:
+    service: str
+    version: str
+    first_seen: datetime  # its first span over all kept days
+    last_seen: datetime
+
+
+def versions_seen(*, since: datetime, service: str | None = None) -> list[VersionSeen]:
+    """Every version with a span since `since`, by service, then first span.
+
+    Read from the per-day summary, so it never scans the span table.
+    """
+    days = ServiceDay.objects.all()
+    if service is not None:
+        days = days.filter(service=service)
+    rows = (
+        days.values("service", "service_version")
+        .annotate(first=Min("first_seen"), last=Max("last_seen"))
+        .filter(last__gte=since)
+        .order_by("service", "first", "service_version")
+    )
+    return [
+        VersionSeen(row["service"], row["service_version"], row["first"], row["last"])
+        for row in rows
+    ]
+
+
+def known_services() -> list[str]:
+    """Every service with a span in the kept days, sorted."""
+    return list(ServiceDay.objects.values_list("service", flat=True).distinct().order_by("service"))
