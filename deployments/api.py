@@ -1,7 +1,9 @@
 """Deploys, verdicts and the CD gate, under /api/v1/.
 
 POST /deployments needs the `deploy` scope, the reads need `read`. The GitHub
-receiver authenticates by its HMAC signature instead of a token.
+receiver authenticates by its HMAC signature instead of a token. Suspects are
+listed as deployments/suspects.py shows them (those with evidence, a handful)
+unless `?all=1` asks for every one recorded.
 """
 
 import hashlib
@@ -11,13 +13,13 @@ from datetime import datetime
 from typing import Literal
 
 from django.conf import settings
-from django.db.models import Prefetch
+from django.db.models import Prefetch, prefetch_related_objects
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from ninja import Field, Router, Schema, Status
+from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 
-from deployments import events, gate, slo_link
+from deployments import events, gate, slo_link, suspects
 from deployments.models import Deployment, DeploySource, DeployStatus, RouteShift, Suspect
 from telemetry.api_types import UtcDatetime
 from telemetry.auth import TokenAuth
@@ -116,6 +118,7 @@ class DeploymentDetailOut(DeploymentOut):
     findings: list[FindingOut]
     budget_impact: list[dict]
     suspects: list[SuspectOut]
+    suspects_total: int
 
 
 class RouteShiftOut(Schema):
@@ -138,6 +141,7 @@ class RouteShiftOut(Schema):
     open: bool
     link: str
     suspects: list[SuspectOut]
+    suspects_total: int
 
     @staticmethod
     def resolve_open(obj: RouteShift) -> bool:
@@ -149,13 +153,25 @@ class RouteShiftOut(Schema):
 
     @staticmethod
     def resolve_suspects(obj: RouteShift) -> list:
-        return list(obj.suspects.all())
+        return obj.listed_suspects.shown
+
+    @staticmethod
+    def resolve_suspects_total(obj: RouteShift) -> int:
+        return obj.listed_suspects.total
 
 
 class GateOut(Schema):
     service: str
     allow: bool
     reasons: list[str]
+
+
+class ErrorOut(Schema):
+    detail: str
+
+
+# `?all=1`: every suspect recorded, not only the few with evidence.
+ALL_SUSPECTS = Query(False, alias="all")
 
 
 @router.post("/deployments", response={200: DeploymentOut, 201: DeploymentOut}, auth=deploy_auth)
@@ -177,8 +193,9 @@ def list_deployments(
 
 
 @router.get("/deployments/{deployment_id}", response=DeploymentDetailOut, auth=read_auth)
-def get_deployment(request, deployment_id: int):
+def get_deployment(request, deployment_id: int, show_all: bool = ALL_SUSPECTS):
     deploy = get_object_or_404(Deployment, pk=deployment_id)
+    listed = suspects.for_deploy(deploy, show_all=show_all)
     history = list(deploy.verdict_records.all())
     latest = history[-1] if history else None
     return {
@@ -190,41 +207,64 @@ def get_deployment(request, deployment_id: int):
         "budget_impact": slo_link.budget_impact(
             deploy.service, deploy.version, deploy.deployed_at, now=timezone.now()
         ),
-        "suspects": list(deploy.suspects.select_related("suspect")),
+        "suspects": listed.shown,
+        "suspects_total": listed.total,
     }
 
 
 @router.get("/alerts/{alert_id}/suspects", response=list[SuspectOut], auth=read_auth)
-def get_alert_suspects(request, alert_id: int):
+def get_alert_suspects(request, alert_id: int, show_all: bool = ALL_SUSPECTS):
     """The deploys that may explain an SLO page alert, best first."""
-    return Suspect.objects.filter(alert_id=alert_id).select_related("suspect")
+    return suspects.for_alert(alert_id, show_all=show_all).shown
 
 
 @router.get("/shifts", response=list[RouteShiftOut], auth=read_auth)
-def list_shifts(request, service: str | None = None, open: bool | None = None, limit: int = 100):
+def list_shifts(
+    request,
+    service: str | None = None,
+    open: bool | None = None,
+    limit: int = 100,
+    show_all: bool = ALL_SUSPECTS,
+):
     """Routes that regressed while their service did not deploy, newest first."""
     shifts = RouteShift.objects.order_by("-detected_at", "-id")
     if service:
         shifts = shifts.filter(service=service)
     if open is not None:
         shifts = shifts.filter(resolved_at__isnull=open)
-    return _with_suspects(shifts)[: max(1, min(limit, LIST_LIMIT))]
+    return _with_suspects(shifts[: max(1, min(limit, LIST_LIMIT))], show_all)
 
 
 @router.get("/shifts/{shift_id}", response=RouteShiftOut, auth=read_auth)
-def get_shift(request, shift_id: int):
-    return get_object_or_404(_with_suspects(RouteShift.objects.all()), pk=shift_id)
+def get_shift(request, shift_id: int, show_all: bool = ALL_SUSPECTS):
+    shift = get_object_or_404(RouteShift, pk=shift_id)
+    return _with_suspects([shift], show_all)[0]
 
 
-def _with_suspects(shifts):
-    return shifts.prefetch_related(
-        Prefetch("suspects", queryset=Suspect.objects.select_related("suspect"))
+def _with_suspects(shifts, show_all: bool) -> list[RouteShift]:
+    """The shifts, each with the suspects to list (one query for all of them)."""
+    shifts = list(shifts)
+    prefetch_related_objects(
+        shifts, Prefetch("suspects", queryset=Suspect.objects.select_related("suspect"))
     )
+    for shift in shifts:
+        everything = list(shift.suspects.all())
+        shift.listed_suspects = suspects.SuspectList(
+            suspects.shown(everything, show_all=show_all), len(everything)
+        )
+    return shifts
 
 
-@router.get("/gate", response={200: GateOut, 409: GateOut}, auth=read_auth)
+@router.get("/gate", response={200: GateOut, 404: ErrorOut, 409: GateOut}, auth=read_auth)
 def get_gate(request, service: str, environment: str | None = None):
-    """200 when the service may deploy, 409 (with the reasons) when it may not."""
+    """200 when the service may deploy, 409 (with the reasons) when it may not.
+
+    404 for a service Monoenv does not know, naming the closest known ones, so
+    that a typo in a pipeline never passes.
+    """
+    unknown = gate.unknown_service_message(service)
+    if unknown is not None:
+        return Status(404, {"detail": unknown})
     answer = gate.check(service, now=timezone.now(), environment=environment)
     return Status(200 if answer.allow else 409, answer)
 

@@ -1,10 +1,22 @@
-"""The CD gate: may this service deploy now?"""
+"""The CD gate: may this service deploy now?
 
+A pipeline must never pass by accident: a service Monoenv has never heard of
+(a typo, a renamed service) is not allowed, it is unknown, and the answer
+names the known services closest to what was asked.
+"""
+
+import difflib
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from deployments import slo_link
 from deployments.models import Deployment, Verdict
+from telemetry import spans
+
+CLOSE_MATCHES = 3
+# difflib's ratio; 0.6 is its default and catches one or two wrong letters.
+CLOSE_CUTOFF = 0.6
+LISTED_WHEN_NOTHING_CLOSE = 10
 
 
 @dataclass
@@ -12,6 +24,33 @@ class GateAnswer:
     service: str
     allow: bool = True
     reasons: list[str] = field(default_factory=list)
+
+
+def known_services() -> list[str]:
+    """Services that sent a span in the kept days, or have a deploy recorded."""
+    deployed = Deployment.objects.values_list("service", flat=True).distinct()
+    return sorted(set(spans.known_services()) | set(deployed))
+
+
+def unknown_service_message(service: str) -> str | None:
+    """None for a known service (one with spans, a deploy or an SLO); else why it
+    is refused, with the closest known names."""
+    known = known_services()
+    if service in known or slo_link.slos_of(service):
+        return None
+    close = difflib.get_close_matches(service, known, n=CLOSE_MATCHES, cutoff=CLOSE_CUTOFF)
+    if close:
+        hint = "Did you mean " + " or ".join(close) + "?"
+    elif known:
+        hint = "Known services: " + ", ".join(known[:LISTED_WHEN_NOTHING_CLOSE]) + (
+            ", …" if len(known) > LISTED_WHEN_NOTHING_CLOSE else ""
+        ) + "."  # fmt: skip
+    else:
+        hint = "No service is known yet."
+    return (
+        f"Unknown service {service!r}. {hint} A service is known once it has sent a span, "
+        "had a deploy posted or been given an SLO."
+    )
 
 
 def check(service: str, *, now: datetime, environment: str | None = None) -> GateAnswer:

@@ -1,27 +1,53 @@
-"""Which change explains a regression: deploys of any service, ranked by the traces.
+"""Which change explains a regression: deploys of any service, ranked by evidence.
 
-A route regressed (a deploy failed its analysis, an SLO paged, or the route
-watch saw a shift between deploys). Every deploy in the lookback is a suspect.
-The traces of the regressed route say where its extra errors and time went: if
-they sit in child spans served by another service, and that service deployed,
-its deploy ranks first.
+A route regressed: a deploy failed its analysis, an SLO paged, or the route
+watch saw a shift between deploys. Three steps, each keeping an invariant:
+
+1. **Onset.** The minute the regression began comes from the route's own
+   per-minute errors and latency (deployments/changepoint.py), not from any
+   deploy's time. The caller's `began` (or the window's start) stands in only
+   when the data shows no clear change.
+2. **Who can explain it.** Only deploys made before the onset (up to the end
+   of the onset's minute, the data's resolution) and within the lookback, and
+   only those still serving at the onset or the latest change of their
+   service: a deploy superseded before the regression began explains nothing.
+3. **Evidence.** Sampled requests of the route, before and after the onset,
+   are followed down their traces (deployments/topology.py). A downstream
+   service's score is its share of the extra errors or time; the regressed
+   service's own latest deploy gets the part nothing below explains; a
+   service not below the route gets nothing. Closeness to the onset only
+   breaks ties.
+
+`shown()` keeps what a page lists by default: the suspects with evidence, at
+most SHOWN_SUSPECTS. `for_deploy`, `for_alert` and `for_shift` are the read
+interface for other apps, and `blamed_elsewhere` names the downstream change
+a failing deploy's reason should mention. Spans are read only through
+telemetry/spans.py.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
-from deployments import topology
+from deployments import changepoint, topology
 from deployments.models import Deployment, RouteShift, Suspect
-from telemetry.models import SpanKind
+from telemetry import spans
 
 SAMPLED_REQUESTS = 3000
-# Child spans may start a little before their root is cut off, and end after.
-TRACE_SLACK = timedelta(minutes=5)
-RECENCY_WEIGHT = 0.1
+# The onset is a minute; a deploy within it, or a little after for clock skew, may be the cause.
+ONSET_RESOLUTION = timedelta(minutes=1)
 LATE_SLACK = timedelta(seconds=30)
+# A version with a request this close after the onset was still serving.
+SERVING_WINDOW = timedelta(minutes=2)
+TIE_BREAK_WEIGHT = 0.01
+# Below this score a suspect has no evidence worth listing by default.
+EVIDENCE_MIN = 0.05
+SHOWN_SUSPECTS = 5
+# A failing deploy's own reason names a downstream suspect at least this strong.
+BLAME_MIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -31,12 +57,20 @@ class Regression:
     start: datetime
     end: datetime
     baseline_start: datetime
-    # When it began, if known (a deploy's own time); an alert knows only its window.
+    # When the caller believes it began (a deploy's time); used only when the
+    # per-minute data shows no clear onset. An alert knows only its window.
     began: datetime | None = None
 
+
+@dataclass(frozen=True)
+class Onset:
+    at: datetime  # the split between before and after: the regression's first minute
+    latest_cause: datetime  # a change after this (and LATE_SLACK) cannot have begun it
+    metric: str = ""  # 'errors' or 'latency' when found in the data; '' when assumed
+
     @property
-    def latest_cause(self) -> datetime:
-        return self.began or self.end
+    def found(self) -> bool:
+        return bool(self.metric)
 
 
 @dataclass(frozen=True)
@@ -46,103 +80,137 @@ class Ranked:
     evidence: str
 
 
+def find_onset(regression: Regression) -> Onset:
+    """The change-point of the route's minutes, from the baseline's start to the end."""
+    routes = (regression.route,) if regression.route else ()
+    moments = spans.minute_moments(
+        spans.RequestFilter(regression.service, regression.baseline_start, regression.end,
+                            routes=routes)
+    )  # fmt: skip
+    minutes = _minutes(regression.baseline_start, regression.end)
+    series = [changepoint.Minute(*moments.get(minute, (0, 0, 0.0, 0.0))) for minute in minutes]
+    found = changepoint.onset(series)
+    if found is None:
+        # No clear change: the window as given, and any change up to its believed start.
+        return Onset(regression.start, regression.began or regression.end)
+    at = minutes[found.index]
+    return Onset(at, at + ONSET_RESOLUTION, found.metric)
+
+
+def _minutes(start: datetime, end: datetime) -> list[datetime]:
+    minute, minutes = spans.minute_floor(start), []
+    while minute < end:
+        minutes.append(minute)
+        minute += timedelta(minutes=1)
+    return minutes
+
+
 def rank(regression: Regression) -> list[Ranked]:
-    lookback = timedelta(minutes=settings.MONOENV_DEPLOY_SUSPECT_LOOKBACK_MINUTES)
-    candidates = list(
-        Deployment.objects.filter(
-            started_at__gte=regression.start - lookback, started_at__lte=regression.end
-        )
-    )
+    """The deploys that can explain the regression, best evidence first."""
+    onset = find_onset(regression)
+    candidates = _can_explain(regression, onset)
     if not candidates:
         return []
-    shares = downstream_shares(regression)
-    ranked = [_score(deploy, regression, shares, lookback) for deploy in candidates]
-    ranked.sort(key=lambda r: (-r.score, -r.deployment.started_at.timestamp()))
+    shares = downstream_shares(regression, onset)
+    own = _latest_own(candidates, regression.service)
+    ranked = [_score(deploy, regression, onset, shares, own) for deploy in candidates]
+    ranked.sort(key=lambda r: (-r.score, -r.deployment.deployed_at.timestamp()))
     return ranked
 
 
-def downstream_shares(regression: Regression) -> dict[str, float]:
-    regressed = _breakdown(regression, regression.start, regression.end)
-    baseline = _breakdown(regression, regression.baseline_start, regression.start)
+def _can_explain(regression: Regression, onset: Onset) -> list[Deployment]:
+    lookback = timedelta(minutes=settings.MONOENV_DEPLOY_SUSPECT_LOOKBACK_MINUTES)
+    cutoff = onset.latest_cause + LATE_SLACK
+    # started_at bounds the query; deployed_at (the first span) decides.
+    upsert = timedelta(minutes=settings.MONOENV_DEPLOY_UPSERT_MINUTES)
+    before = [
+        deploy
+        for deploy in Deployment.objects.filter(
+            started_at__gte=onset.at - lookback - upsert, started_at__lte=cutoff + upsert
+        )
+        if onset.at - lookback <= deploy.deployed_at < cutoff
+    ]
+    latest: dict[tuple[str, str], Deployment] = {}
+    for deploy in sorted(before, key=lambda d: (d.deployed_at, d.pk)):
+        latest[(deploy.service, deploy.environment)] = deploy
+    changed_serving = {deploy.pk for deploy in latest.values()}
+    return [
+        deploy
+        for deploy in before
+        if deploy.pk in changed_serving or _still_serving(deploy, onset.at)
+    ]
+
+
+def _still_serving(deploy: Deployment, at: datetime) -> bool:
+    count, _ = spans.presence(
+        spans.RequestFilter(deploy.service, at, at + SERVING_WINDOW, version=deploy.version)
+    )
+    return count > 0
+
+
+def _latest_own(candidates: list[Deployment], service: str) -> Deployment | None:
+    own = [deploy for deploy in candidates if deploy.service == service]
+    return max(own, key=lambda d: (d.deployed_at, d.pk)) if own else None
+
+
+def downstream_shares(regression: Regression, onset: Onset) -> dict[str, float]:
+    regressed = _breakdown(regression, onset.at, regression.end)
+    baseline = _breakdown(regression, regression.baseline_start, onset.at)
     return topology.downstream_shares(regressed, baseline)
 
 
-def _score(deploy: Deployment, regression: Regression, shares, lookback) -> Ranked:
-    age = regression.latest_cause - deploy.deployed_at
-    # A change made once the regression was under way cannot have caused it.
-    late = age < -LATE_SLACK
-    recency = 0.0 if late else max(0.0, 1 - max(age, timedelta(0)) / lookback) * RECENCY_WEIGHT
-    ago = _ago(regression.latest_cause, deploy.deployed_at)
+def _score(deploy, regression: Regression, onset: Onset, shares, own) -> Ranked:
+    lookback = timedelta(minutes=settings.MONOENV_DEPLOY_SUSPECT_LOOKBACK_MINUTES)
+    reference = onset.at if onset.found else onset.latest_cause
+    distance = abs(reference - deploy.deployed_at)
+    tie_break = max(0.0, 1 - distance / lookback) * TIE_BREAK_WEIGHT
+    ago = _ago(onset, deploy.deployed_at)
     where = f"{regression.service} {regression.route}".strip()
-    if late:
-        evidence = f"{deploy.service} deployed {deploy.version} {ago}, so it cannot have begun it."
-        return Ranked(deploy, 0.0, evidence)
+    began = (
+        f"began at {onset.at:%H:%M} UTC (a change-point in its {onset.metric})"
+        if onset.found
+        else "is under way"
+    )
     if deploy.service == regression.service:
-        explained_elsewhere = max(shares.values(), default=0.0)
-        share = 1 - explained_elsewhere
+        if deploy != own:
+            evidence = (f"{deploy.service} {deploy.version} deployed {ago} is still serving, "
+                        f"but {own.version} came after it.")  # fmt: skip
+            return Ranked(deploy, tie_break, evidence)
+        share = 1 - max(shares.values(), default=0.0)
         evidence = (
-            f"{deploy.service} itself deployed {deploy.version} {ago}; "
-            f"{share:.0%} of the regression on {where} is not explained by services below it."
+            f"{deploy.service} itself deployed {deploy.version} {ago}; the regression on "
+            f"{where} {began}, and {share:.0%} of it is not explained by services below it."
         )
-        return Ranked(deploy, share * 0.9 + recency, evidence)
+        return Ranked(deploy, share + tie_break, evidence)
     share = shares.get(deploy.service)
     if share is None:
         evidence = f"{deploy.service} deployed {deploy.version} {ago}; it is not below {where}."
-        return Ranked(deploy, recency / 2, evidence)
+        return Ranked(deploy, tie_break, evidence)
     evidence = (
-        f"{share:.0%} of the extra errors or time on {where} is in child spans served by "
-        f"{deploy.service}, which deployed {deploy.version} {ago}."
+        f"The regression on {where} {began}; {share:.0%} of its extra errors or time is in "
+        f"child spans served by {deploy.service}, which deployed {deploy.version} {ago}."
     )
-    return Ranked(deploy, share + recency, evidence)
+    return Ranked(deploy, share + tie_break, evidence)
 
 
-def _ago(moment: datetime, deployed_at: datetime) -> str:
-    minutes = round((moment - deployed_at).total_seconds() / 60)
-    if minutes >= 0:
-        return f"{minutes} min before the regression"
-    return f"{-minutes} min after the regression began"
+def _ago(onset: Onset, deployed_at: datetime) -> str:
+    if not onset.found:
+        minutes = round((onset.latest_cause - deployed_at).total_seconds() / 60)
+        return f"{max(minutes, 0)} min before the regression"
+    minutes = round((onset.at - deployed_at).total_seconds() / 60)
+    if minutes <= 0:
+        return "as the regression began"
+    return f"{minutes} min before the regression began"
 
 
 def _breakdown(regression: Regression, start: datetime, end: datetime) -> topology.Breakdown:
-    roots = _sample_roots(regression, start, end)
+    roots = spans.sample_requests(
+        regression.service, start, end, route=regression.route, limit=SAMPLED_REQUESTS
+    )
     if not roots:
         return topology.Breakdown()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT trace_id, span_id, parent_span_id, service, duration_us, is_error "
-            "FROM telemetry_span WHERE trace_id = ANY(%s) AND start_time >= %s "
-            "AND start_time < %s",
-            [list({root.trace_id for root in roots}), start - TRACE_SLACK, end + TRACE_SLACK],
-        )
-        spans = [_trace_span(row) for row in cursor.fetchall()]
-    return topology.breakdown(spans, roots)
-
-
-def _sample_roots(regression: Regression, start: datetime, end: datetime):
-    route_sql = " AND http_route = %s" if regression.route else ""
-    params = [regression.service, int(SpanKind.SERVER), start, end]
-    params += [regression.route] if regression.route else []
-    with connection.cursor() as cursor:
-        # Trace ids are random, so the lowest ones are a uniform sample.
-        cursor.execute(
-            "SELECT trace_id, span_id, parent_span_id, service, duration_us, is_error "
-            "FROM telemetry_span WHERE service = %s AND kind = %s AND start_time >= %s "
-            f"AND start_time < %s{route_sql} ORDER BY trace_id LIMIT {SAMPLED_REQUESTS}",
-            params,
-        )
-        return [_trace_span(row) for row in cursor.fetchall()]
-
-
-def _trace_span(row) -> topology.TraceSpan:
-    trace_id, span_id, parent_span_id, service, duration_us, is_error = row
-    return topology.TraceSpan(
-        bytes(trace_id),
-        bytes(span_id),
-        bytes(parent_span_id) if parent_span_id else None,
-        service,
-        duration_us,
-        is_error,
-    )
+    trace_spans = spans.trace_spans([root.trace_id for root in roots], start, end)
+    return topology.breakdown(trace_spans, roots)
 
 
 def record_for_deploy(deploy: Deployment, regression: Regression) -> list[Suspect]:
@@ -174,3 +242,53 @@ def _record(ranked: list[Ranked], *, deployment=None, alert_id=None, route_shift
             )
             for position, entry in enumerate(ranked, start=1)
         )
+
+
+# The read interface: what pages and the API list.
+
+
+@dataclass(frozen=True)
+class SuspectList:
+    shown: list[Suspect]  # best first
+    total: int  # every suspect recorded, shown or not
+
+    @property
+    def hidden(self) -> int:
+        return self.total - len(self.shown)
+
+
+def shown(suspects: Iterable[Suspect], *, show_all: bool = False) -> list[Suspect]:
+    """By rank; unless show_all, only those with evidence, at most SHOWN_SUSPECTS."""
+    ordered = sorted(suspects, key=lambda suspect: suspect.rank)
+    if show_all:
+        return ordered
+    return [suspect for suspect in ordered if suspect.score >= EVIDENCE_MIN][:SHOWN_SUSPECTS]
+
+
+def _listed(rows, show_all: bool) -> SuspectList:
+    everything = list(rows.select_related("suspect"))
+    return SuspectList(shown(everything, show_all=show_all), len(everything))
+
+
+def for_deploy(deploy: Deployment, *, show_all: bool = False) -> SuspectList:
+    return _listed(Suspect.objects.filter(deployment=deploy), show_all)
+
+
+def for_alert(alert_id: int, *, show_all: bool = False) -> SuspectList:
+    return _listed(Suspect.objects.filter(alert_id=alert_id), show_all)
+
+
+def for_shift(shift: RouteShift, *, show_all: bool = False) -> SuspectList:
+    return _listed(Suspect.objects.filter(route_shift=shift), show_all)
+
+
+def blamed_elsewhere(deploy: Deployment) -> Suspect | None:
+    """The top suspect of a deploy's regression when it is another change, with evidence.
+
+    For the verdict reason: "… payments deployed v5 as the regression began".
+    None when the deploy itself ranks first, or nothing else explains half of it.
+    """
+    top = Suspect.objects.filter(deployment=deploy).select_related("suspect").first()
+    if top is None or top.suspect_id == deploy.pk or top.score < BLAME_MIN:
+        return None
+    return top

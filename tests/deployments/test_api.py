@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from deployments.models import Deployment, DeploySource, Verdict
 from slo.models import SLO, Alert, Severity, SLOMinute
+from tests.deployments.conftest import store, traffic
 from tests.helpers import bearer
 
 pytestmark = pytest.mark.django_db
@@ -157,6 +158,7 @@ def test_the_gate_refuses_after_a_failed_deploy(client, read_token):
     assert body["allow"] is False
     [reason] = body["reasons"]
     assert "The latest deploy, 2" in reason and "errors rose." in reason
+    Deployment.objects.create(service="other", version="1", verdict=Verdict.PASS)
     assert gate(client, read_token, service="other").status_code == 200
 
 
@@ -189,3 +191,27 @@ def test_the_gate_refuses_while_a_page_alert_fires(client, read_token):
 
 def test_the_gate_needs_the_read_scope(client, deploy_token):
     assert gate(client, deploy_token).status_code == 403
+
+
+def test_the_gate_refuses_a_typo_and_names_the_closest_services(client, read_token, t0):
+    store(*(traffic(service=service, version="1", start=t0, minutes=1, per_minute=10, seed=seed)
+            for seed, service in enumerate(("shop-flask", "shop-flash", "payments"))))  # fmt: skip
+    response = gate(client, read_token, service="shop-flsk")
+    assert response.status_code == 404
+    detail = response.json()["detail"]
+    # difflib's ratio 2M/T to "shop-flsk": shop-flask matches "shop-fl" and "sk", 2·9/19 = 0.95;
+    # shop-flash "shop-fl" and "s", 2·8/19 = 0.84; payments one letter, 2/17 = 0.12 < 0.6.
+    assert detail.startswith("Unknown service 'shop-flsk'. Did you mean shop-flask or shop-flash?")
+    assert gate(client, read_token, service="shop-flask").status_code == 200
+
+
+def test_the_gate_lists_the_known_services_when_none_is_close(client, read_token):
+    Deployment.objects.create(service="billing", version="1", verdict=Verdict.PASS)
+    response = gate(client, read_token, service="zzz")
+    assert response.status_code == 404
+    assert "Known services: billing." in response.json()["detail"]
+
+
+def test_a_service_with_only_an_slo_is_known_to_the_gate(client, read_token):
+    SLO.objects.create(name="search-availability", service="search", objective=99.9)
+    assert gate(client, read_token, service="search").status_code == 200

@@ -147,7 +147,14 @@ def test_the_api_lists_shifts_with_their_suspects(t0, payments_broke_checkout, c
     [listed] = response.json()
     assert listed["id"] == shift.pk and listed["open"] is True
     assert listed["metric"] == "error_rate" and listed["route"] == "POST /checkout"
-    assert [s["deployment"]["service"] for s in listed["suspects"]] == ["payments", "search"]
+    # search is not below frontend: no evidence, so listed only when all are asked for.
+    assert [s["deployment"]["service"] for s in listed["suspects"]] == ["payments"]
+    assert listed["suspects_total"] == 2
+    every = client.get("/api/v1/shifts?service=frontend&all=1", headers=bearer(read_token))
+    assert [s["deployment"]["service"] for s in every.json()[0]["suspects"]] == [
+        "payments",
+        "search",
+    ]
     closed = client.get("/api/v1/shifts?open=false", headers=bearer(read_token))
     assert closed.json() == []
     detail = client.get(f"/api/v1/shifts/{shift.pk}", headers=bearer(read_token))
