@@ -3,10 +3,10 @@ from datetime import timedelta
 
 import pytest
 
-from deployments import jobs, verdicts
+from deployments import jobs, suspects, verdicts
 from deployments.models import Deployment, Verdict
 from slo.models import SLO, Alert, Severity
-from tests.deployments.conftest import CLIENT, span_row, store
+from tests.deployments.conftest import CLIENT, span_row, store, traffic
 from tests.helpers import bearer
 
 pytestmark = pytest.mark.django_db
@@ -87,3 +87,113 @@ def test_a_page_alert_gets_suspects_once(t0, client, read_token):
     [suspect] = response.json()
     assert suspect["rank"] == 1 and suspect["deployment"]["service"] == "payments"
     assert "in child spans served by payments" in suspect["evidence"]
+
+
+def front_then_downstream(t0, rng):
+    """frontend v2 deploys cleanly at t0; payments v5, a minute later, fails 20% of charges.
+
+    Every failed charge fails the checkout above it (parent links through
+    frontend's client span), and durations never change: by construction all of
+    the extra errors, and none of any extra time, sit under payments.
+    """
+    payments_at = t0 + timedelta(minutes=1)
+    rows = []
+    for second in range(-3600, 600, 2):
+        start = t0 + timedelta(seconds=second)
+        payments = "v5" if start >= payments_at else "v4"
+        failing = payments == "v5" and rng.random() < 0.2
+        rows += checkout_trace(start, frontend="v2" if start >= t0 else "v1", payments=payments,
+                               failing=failing, rng=rng)  # fmt: skip
+    store(rows)
+    frontend = Deployment.objects.create(
+        service="frontend", version="v2", previous_version="v1", started_at=t0
+    )
+    payments = Deployment.objects.create(
+        service="payments", version="v5", previous_version="v4", started_at=payments_at
+    )
+    return frontend, payments
+
+
+def front_regression(t0, minutes=5) -> suspects.Regression:
+    """What a failed checkpoint of frontend's deploy asks: the window starts at its deploy."""
+    return suspects.Regression(
+        service="frontend", route="POST /checkout", start=t0,
+        end=t0 + timedelta(minutes=minutes), baseline_start=t0 - timedelta(minutes=60), began=t0,
+    )  # fmt: skip
+
+
+def test_the_onset_is_found_in_the_minutes_not_taken_from_the_deploy(t0):
+    front_then_downstream(t0, random.Random(5))
+    onset = suspects.find_onset(front_regression(t0))
+    assert onset.at == t0 + timedelta(minutes=1) and onset.metric == "errors"
+
+
+def test_a_downstream_deploy_a_minute_after_a_clean_front_deploy_is_blamed(t0):
+    frontend, payments = front_then_downstream(t0, random.Random(5))
+    suspects.record_for_deploy(frontend, front_regression(t0))
+    ranked = list(frontend.suspects.all())
+    assert [s.suspect for s in ranked] == [payments, frontend]
+    top, own = ranked
+    # payments explains all of the extra errors: share 1, plus a tie-break of at most 0.01.
+    assert 1.0 <= top.score <= 1.01
+    assert "began at" in top.evidence and "100% of its extra errors" in top.evidence
+    assert "payments, which deployed v5 as the regression began" in top.evidence
+    # frontend's deploy: nothing of the regression is left for it to explain.
+    assert own.score <= 0.01 and "0% of it is not explained" in own.evidence
+    assert suspects.blamed_elsewhere(frontend) == top
+    listed = suspects.for_deploy(frontend)
+    assert listed.shown == [top] and listed.total == 2 and listed.hidden == 1
+    assert suspects.for_deploy(frontend, show_all=True).shown == [top, own]
+
+
+def test_a_deploy_that_alone_explains_its_regression_is_not_blamed_elsewhere(t0):
+    rows = traffic(service="shop", version="v1", start=t0 - timedelta(minutes=60), minutes=60,
+                   per_minute=60, seed=1)
+    rows += traffic(service="shop", version="v2", start=t0, minutes=10, per_minute=60,
+                    error_rate=0.2, seed=2)  # fmt: skip
+    store(rows)
+    deploy = Deployment.objects.create(service="shop", version="v2", started_at=t0)
+    regression = suspects.Regression("shop", "", t0, t0 + timedelta(minutes=10),
+                                     t0 - timedelta(minutes=60), began=t0)  # fmt: skip
+    [own] = suspects.record_for_deploy(deploy, regression)
+    assert own.suspect == deploy and own.score >= 1.0
+    assert suspects.blamed_elsewhere(deploy) is None
+
+
+def test_superseded_and_later_deploys_are_not_suspects(t0):
+    # shop went v1 → v4 every 3 minutes, then v5 at t0 broke it; each version
+    # stopped serving when the next one came.
+    versions = [("v1", -60, 51), ("v2", -9, 3), ("v3", -6, 3), ("v4", -3, 3)]
+    rows = []
+    for seed, (version, offset, minutes) in enumerate(versions):
+        rows += traffic(service="shop", version=version, start=t0 + timedelta(minutes=offset),
+                        minutes=minutes, per_minute=60, seed=seed)  # fmt: skip
+    rows += traffic(service="shop", version="v5", start=t0, minutes=10, per_minute=60,
+                    error_rate=0.2, seed=9)  # fmt: skip
+    store(rows)
+    for version, offset, _ in versions[1:]:
+        Deployment.objects.create(service="shop", version=version,
+                                  started_at=t0 + timedelta(minutes=offset))  # fmt: skip
+    v5 = Deployment.objects.create(service="shop", version="v5", started_at=t0)
+    search = Deployment.objects.create(
+        service="search", version="s9", started_at=t0 - timedelta(minutes=20)
+    )
+    Deployment.objects.create(service="billing", version="b2", started_at=t0 + timedelta(minutes=4))
+    regression = suspects.Regression("shop", "", t0, t0 + timedelta(minutes=10),
+                                     t0 - timedelta(minutes=60), began=t0)  # fmt: skip
+    recorded = suspects.record_for_deploy(v5, regression)
+    # v2-v4 were superseded before the onset (t0) and no longer served; billing
+    # deployed 4 minutes after it; search is not below shop: listed only on asking.
+    assert [s.suspect for s in recorded] == [v5, search]
+    assert suspects.for_deploy(v5).shown == [recorded[0]]
+
+
+def test_the_api_lists_a_handful_and_all_on_asking(t0, client, read_token):
+    frontend, payments = front_then_downstream(t0, random.Random(5))
+    suspects.record_for_deploy(frontend, front_regression(t0))
+    url = f"/api/v1/deployments/{frontend.pk}"
+    body = client.get(url, headers=bearer(read_token)).json()
+    assert [s["deployment"]["service"] for s in body["suspects"]] == ["payments"]
+    assert body["suspects_total"] == 2
+    every = client.get(url, {"all": "1"}, headers=bearer(read_token)).json()
+    assert [s["deployment"]["service"] for s in every["suspects"]] == ["payments", "frontend"]
