@@ -1,7 +1,13 @@
 """Where a request's errors and time went, by the services under it in its trace.
 
 Pure code: spans in, per-service shares out. Used to rank the deploys that
-could explain a regression (deployments/suspects.py).
+could explain a regression (deployments/suspects.py). Any span with the fields
+of TraceSpan will do; telemetry.spans.TraceSpan, what the span reads return,
+has the same shape (this module may not import it: it would bring Django).
+
+Invariants: a service's time is charged once per request, at its outermost
+spans under the root; an errored request counts against each service with an
+error below it; a share is clamped to 0..1.
 """
 
 from collections import defaultdict
