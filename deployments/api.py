@@ -108,6 +108,7 @@ class SuspectOut(Schema):
     rank: int
     score: float
     evidence: str
+    onset_at: datetime | None
     deployment: DeploymentOut = Field(..., alias="suspect")
 
 

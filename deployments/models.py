@@ -98,6 +98,15 @@ class Deployment(models.Model):
         """
         return self.first_span_at or self.started_at
 
+    @property
+    def spans_environment(self) -> str | None:
+        """The environment to filter its spans by: None (any) while it is not known.
+
+        A post without an environment records '' until a span names one
+        (deployments/events.py); filtering on '' would miss every span.
+        """
+        return self.environment or None
+
     def checkpoint_time(self, minutes: int) -> datetime:
         return self.deployed_at + timedelta(minutes=minutes)
 
@@ -236,7 +245,11 @@ class RouteShift(models.Model):
 
 
 class Suspect(models.Model):
-    """A deploy that may explain a regression: of a deploy, an SLO alert or a route shift."""
+    """A deploy that may explain a regression: of a deploy, an SLO alert or a route shift.
+
+    Only changes that can explain it are recorded (made before its onset, and
+    still serving or the latest of their service), ranked by evidence.
+    """
 
     deployment = models.ForeignKey(
         Deployment, null=True, blank=True, on_delete=models.CASCADE, related_name="suspects"
@@ -248,8 +261,12 @@ class Suspect(models.Model):
     alert_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     suspect = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="suspected_in")
     rank = models.PositiveIntegerField()
+    # The share (0..1) of the regression it explains, plus a tie-break of at most 0.01.
     score = models.FloatField()
     evidence = models.TextField()
+    # When the regression began by the change-point of its minutes; null when
+    # the data showed no clear onset (deployments/suspects.py).
+    onset_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -26,7 +26,7 @@ telemetry/spans.py.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -78,6 +78,7 @@ class Ranked:
     deployment: Deployment
     score: float
     evidence: str
+    onset_at: datetime | None = None
 
 
 def find_onset(regression: Regression) -> Onset:
@@ -113,7 +114,11 @@ def rank(regression: Regression) -> list[Ranked]:
         return []
     shares = downstream_shares(regression, onset)
     own = _latest_own(candidates, regression.service)
-    ranked = [_score(deploy, regression, onset, shares, own) for deploy in candidates]
+    ranked = [
+        replace(_score(deploy, regression, onset, shares, own),
+                onset_at=onset.at if onset.found else None)
+        for deploy in candidates
+    ]  # fmt: skip
     ranked.sort(key=lambda r: (-r.score, -r.deployment.deployed_at.timestamp()))
     return ranked
 
@@ -239,6 +244,7 @@ def _record(ranked: list[Ranked], *, deployment=None, alert_id=None, route_shift
                 rank=position,
                 score=round(entry.score, 4),
                 evidence=entry.evidence,
+                onset_at=entry.onset_at,
             )
             for position, entry in enumerate(ranked, start=1)
         )

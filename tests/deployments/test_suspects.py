@@ -141,6 +141,7 @@ def test_a_downstream_deploy_a_minute_after_a_clean_front_deploy_is_blamed(t0):
     # frontend's deploy: nothing of the regression is left for it to explain.
     assert own.score <= 0.01 and "0% of it is not explained" in own.evidence
     assert suspects.blamed_elsewhere(frontend) == top
+    assert top.onset_at == own.onset_at == t0 + timedelta(minutes=1)
     listed = suspects.for_deploy(frontend)
     assert listed.shown == [top] and listed.total == 2 and listed.hidden == 1
     assert suspects.for_deploy(frontend, show_all=True).shown == [top, own]
