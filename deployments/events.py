@@ -86,9 +86,11 @@ def _environment_from_spans(fields: dict, now: datetime) -> str:
 def _deploy_to_update(fields: dict, *, any_environment: bool) -> Deployment | None:
     environment = None if any_environment else fields["environment"]
     service = fields["service"]
-    match = Deployment.objects.select_for_update().near(
-        service, fields["version"], environment, fields["started_at"]
-    )
+    rows = Deployment.objects.select_for_update()
+    match = rows.near(service, fields["version"], environment, fields["started_at"])
+    if match is None and environment:
+        # An earlier post that gave no environment, before any span named one.
+        match = rows.near(service, fields["version"], "", fields["started_at"])
     if match is None:
         return None
     latest = Deployment.objects.latest_for(service, environment=match.environment or None)

@@ -171,6 +171,17 @@ def test_a_post_of_a_new_service_before_any_span_waits_for_the_spans_to_name_it(
     assert deploy.environment == "prod" and deploy.first_span_at == t0 + timedelta(minutes=2)
 
 
+def test_a_post_naming_the_environment_completes_one_that_did_not(t0):
+    first, _ = events.record_deploy(
+        {"service": "shop", "version": "v2", "started_at": t0}, source=DeploySource.API, now=t0
+    )
+    again, created = events.record_deploy(
+        {"service": "shop", "version": "v2", "environment": "staging", "status": "succeeded"},
+        source=DeploySource.API, now=t0 + timedelta(minutes=3),
+    )  # fmt: skip
+    assert not created and again.pk == first.pk and again.environment == "staging"
+
+
 def test_a_posted_environment_is_kept(t0):
     store(spans_of("v2", t0, 10, environment="prod"))
     deploy, _ = events.record_deploy(

@@ -35,7 +35,8 @@ REVIEWED = {
     ("slo/minutes.py", "backfill"): FIXED,
     ("slo/status.py", "counts"): FIXED,
     ("slo/status.py", "_window_buckets"): FIXED,
-    ("deployments/suspects.py", "_sample_roots"): "route clause is fixed; LIMIT is a constant",
+    ("telemetry/spans.py", "minute_moments"): FIXED,
+    ("telemetry/spans.py", "version_counts"): FIXED,
     ("deployments/slo_link.py", "_bad_units_since"): FIXED,
     ("deployments/analysis.py", "SpanFilter.where"): (
         "the operator is '=' or '<>' from a bool; the other clauses are fixed strings"
