@@ -198,3 +198,12 @@ def test_the_api_lists_a_handful_and_all_on_asking(t0, client, read_token):
     assert body["suspects_total"] == 2
     every = client.get(url, {"all": "1"}, headers=bearer(read_token)).json()
     assert [s["deployment"]["service"] for s in every["suspects"]] == ["payments", "frontend"]
+
+
+def test_the_failed_checkpoint_of_the_clean_front_deploy_blames_the_downstream_one(t0):
+    frontend, payments = front_then_downstream(t0, random.Random(5))
+    record = verdicts.run_checkpoint(frontend.pk, 5)
+    assert record.verdict == Verdict.FAIL  # frontend's requests did fail, from t0+1min
+    shown = suspects.for_deploy(frontend).shown
+    assert [s.suspect for s in shown] == [payments]
+    assert suspects.blamed_elsewhere(frontend).suspect == payments
