@@ -110,19 +110,25 @@ def default_penalty(requests: int) -> float:
 
 
 def onset(
-    minutes: Sequence[Minute], *, penalty: float | None = None, use_latency: bool = True
+    minutes: Sequence[Minute],
+    *,
+    penalty: float | None = None,
+    use_latency: bool = True,
+    first_index: int = 1,
 ) -> Onset | None:
     """The minute a rise began, or None when no split reaches the penalty.
 
-    `use_latency=False` for series without latency sums. Ties go to the
-    latest split: minutes without requests carry no evidence, and a rise is
-    known only from the first minute that shows it.
+    Splits before `first_index` are not considered, though their minutes
+    still count as "before": an old burst that ended cannot be taken for the
+    onset of what is wrong now. `use_latency=False` for series without latency
+    sums. Ties go to the latest split: minutes without requests carry no
+    evidence, and a rise is known only from the first minute that shows it.
     """
     total = sum(minutes, EMPTY)
     penalty = default_penalty(total.requests) if penalty is None else penalty
     best: Onset | None = None
-    before = EMPTY
-    for index in range(1, len(minutes)):
+    before = sum(minutes[: max(first_index, 1) - 1], EMPTY)
+    for index in range(max(first_index, 1), len(minutes)):
         before = before + minutes[index - 1]
         after = _minus(total, before)
         errors = error_ratio(before, after)

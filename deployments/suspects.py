@@ -5,8 +5,9 @@ watch saw a shift between deploys. Three steps, each keeping an invariant:
 
 1. **Onset.** The minute the regression began comes from the route's own
    per-minute errors and latency (deployments/changepoint.py), not from any
-   deploy's time. The caller's `began` (or the window's start) stands in only
-   when the data shows no clear change.
+   deploy's time, sought from ONSET_MARGIN before the window on (the minutes
+   before still count as the baseline). The caller's `began` (or the window's
+   end) stands in only when the data shows no clear change.
 2. **Who can explain it.** Only deploys made before the onset (up to the end
    of the onset's minute, the data's resolution) and within the lookback, and
    only those still serving at the onset or the latest change of their
@@ -37,6 +38,10 @@ from deployments.models import Deployment, RouteShift, Suspect
 from telemetry import spans
 
 SAMPLED_REQUESTS = 3000
+# The onset is sought from this long before the regression's window: what
+# went wrong may have begun a little before the deploy that noticed it, while
+# an old burst in the baseline is not what is wrong now.
+ONSET_MARGIN = timedelta(minutes=15)
 # The onset is a minute; a deploy within it, or a little after for clock skew, may be the cause.
 ONSET_RESOLUTION = timedelta(minutes=1)
 LATE_SLACK = timedelta(seconds=30)
@@ -90,7 +95,9 @@ def find_onset(regression: Regression) -> Onset:
     )  # fmt: skip
     minutes = _minutes(regression.baseline_start, regression.end)
     series = [changepoint.Minute(*moments.get(minute, (0, 0, 0.0, 0.0))) for minute in minutes]
-    found = changepoint.onset(series)
+    earliest = regression.start - ONSET_MARGIN
+    first_index = next((i for i, minute in enumerate(minutes) if minute >= earliest), 1)
+    found = changepoint.onset(series, first_index=first_index)
     if found is None:
         # No clear change: the window as given, and any change up to its believed start.
         return Onset(regression.start, regression.began or regression.end)

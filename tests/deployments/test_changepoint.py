@@ -103,3 +103,19 @@ def test_minutes_without_requests_go_to_the_first_minute_that_shows_the_rise():
 def test_an_empty_or_single_minute_series_has_no_onset():
     assert changepoint.onset([]) is None
     assert changepoint.onset([Minute(100, 50)]) is None
+
+
+def test_an_old_burst_that_ended_is_not_the_onset_when_splits_start_later():
+    # 60 requests a minute: none fail for 10 minutes, 30% for 2, none for 48, then 5% for 5.
+    series = [Minute(60, 0)] * 10 + [Minute(60, 18)] * 2 + [Minute(60, 0)] * 48
+    series += [Minute(60, 3)] * 5
+    # By hand, the ratio at the burst (split 10) is about 8.5 and at the regression
+    # (split 60) about 10.7; both are below the penalty 1.5·ln(3900) ≈ 12.4.
+    before_burst = changepoint.error_ratio(sum(series[:10], Minute(0)), sum(series[10:], Minute(0)))
+    at_regression = changepoint.error_ratio(
+        sum(series[:60], Minute(0)), sum(series[60:], Minute(0))
+    )
+    assert before_burst == pytest.approx(8.5, abs=0.1)
+    assert at_regression == pytest.approx(10.7, abs=0.1)
+    found = changepoint.onset(series, use_latency=False, penalty=5, first_index=45)
+    assert found is not None and found.index == 60
