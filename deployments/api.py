@@ -260,10 +260,13 @@ def _with_suspects(shifts, show_all: bool) -> list[RouteShift]:
 def get_gate(request, service: str, environment: str | None = None):
     """200 when the service may deploy, 409 (with the reasons) when it may not.
 
-    404 for a service Monoenv does not know, naming the closest known ones, so
-    that a typo in a pipeline never passes.
+    404 for a service Monoenv does not know, naming the closest known ones, and
+    for an environment a letter or two from one the service deploys to, so that
+    a typo in a pipeline never passes.
     """
-    unknown = gate.unknown_service_message(service)
+    unknown = gate.unknown_service_message(service) or gate.mistyped_environment_message(
+        service, environment
+    )
     if unknown is not None:
         return Status(404, {"detail": unknown})
     answer = gate.check(service, now=timezone.now(), environment=environment)

@@ -53,6 +53,32 @@ def unknown_service_message(service: str) -> str | None:
     )
 
 
+def mistyped_environment_message(service: str, environment: str | None) -> str | None:
+    """Why an environment looks like a typo of one the service deploys to, if it does.
+
+    A new environment is allowed (its first deploy has to pass somewhere); one
+    a letter or two away from a known one would skip that one's failed deploy.
+    """
+    if not environment:
+        return None
+    known = set(
+        Deployment.objects.filter(service=service).values_list("environment", flat=True)
+    ) - {""}
+    if environment in known:
+        return None
+    close = difflib.get_close_matches(environment, sorted(known), n=CLOSE_MATCHES,
+                                      cutoff=CLOSE_CUTOFF)  # fmt: skip
+    if not close:
+        return None
+    return (
+        f"Unknown environment {environment!r} for {service}. Did you mean "
+        + " or ".join(close)
+        + "? Its deploys went to: "
+        + ", ".join(sorted(known))
+        + "."
+    )
+
+
 def check(service: str, *, now: datetime, environment: str | None = None) -> GateAnswer:
     """Refuse while the budget is spent, a page fires, or the last deploy failed."""
     answer = GateAnswer(service=service)

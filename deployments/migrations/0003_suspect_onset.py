@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('deployments', '0002_route_shifts'),
+        ("deployments", "0002_route_shifts"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='suspect',
-            name='onset_at',
+            model_name="suspect",
+            name="onset_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

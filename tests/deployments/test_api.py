@@ -215,3 +215,18 @@ def test_the_gate_lists_the_known_services_when_none_is_close(client, read_token
 def test_a_service_with_only_an_slo_is_known_to_the_gate(client, read_token):
     SLO.objects.create(name="search-availability", service="search", objective=99.9)
     assert gate(client, read_token, service="search").status_code == 200
+
+
+def test_the_gate_refuses_an_environment_one_letter_from_a_known_one(client, read_token):
+    Deployment.objects.create(
+        service="checkout", version="2", environment="prod", verdict=Verdict.FAIL
+    )
+    answer = client.get("/api/v1/gate", {"service": "checkout", "environment": "prd"},
+                        headers=bearer(read_token))  # fmt: skip
+    # "prd" against "prod": 2·3/7 = 0.86 ≥ 0.6, so a typo, not a new environment.
+    assert answer.status_code == 404
+    assert answer.json()["detail"].startswith("Unknown environment 'prd' for checkout.")
+    # A new environment far from any known one is allowed: its first deploy has to pass.
+    staging = client.get("/api/v1/gate", {"service": "checkout", "environment": "staging"},
+                         headers=bearer(read_token))  # fmt: skip
+    assert staging.status_code == 200

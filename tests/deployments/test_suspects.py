@@ -148,8 +148,14 @@ def test_a_downstream_deploy_a_minute_after_a_clean_front_deploy_is_blamed(t0):
 
 
 def test_a_deploy_that_alone_explains_its_regression_is_not_blamed_elsewhere(t0):
-    rows = traffic(service="shop", version="v1", start=t0 - timedelta(minutes=60), minutes=60,
-                   per_minute=60, seed=1)
+    rows = traffic(
+        service="shop",
+        version="v1",
+        start=t0 - timedelta(minutes=60),
+        minutes=60,
+        per_minute=60,
+        seed=1,
+    )
     rows += traffic(service="shop", version="v2", start=t0, minutes=10, per_minute=60,
                     error_rate=0.2, seed=2)  # fmt: skip
     store(rows)
