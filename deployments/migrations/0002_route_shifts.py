@@ -6,62 +6,41 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("deployments", "0001_deploys_verdicts_suspects"),
+        ('deployments', '0001_deploys_verdicts_suspects'),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="RouteShift",
+            name='RouteShift',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("service", models.TextField()),
-                ("route", models.TextField()),
-                ("metric", models.CharField(help_text="error_rate or latency_p95.", max_length=40)),
-                ("baseline_value", models.FloatField(help_text="Before the shift: a rate, or ms.")),
-                ("current_value", models.FloatField(help_text="The latest window's value.")),
-                ("baseline_n", models.BigIntegerField()),
-                ("current_n", models.BigIntegerField()),
-                ("p_value", models.FloatField()),
-                ("adjusted_p_value", models.FloatField()),
-                ("threshold", models.TextField(blank=True)),
-                (
-                    "window_start",
-                    models.DateTimeField(help_text="The recent window it was detected in."),
-                ),
-                ("window_end", models.DateTimeField()),
-                ("detected_at", models.DateTimeField(default=django.utils.timezone.now)),
-                ("last_seen_at", models.DateTimeField(default=django.utils.timezone.now)),
-                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('service', models.TextField()),
+                ('route', models.TextField()),
+                ('metric', models.CharField(help_text='error_rate or latency_p95.', max_length=40)),
+                ('baseline_value', models.FloatField(help_text='Before the shift: a rate, or ms.')),
+                ('current_value', models.FloatField(help_text="The latest window's value.")),
+                ('baseline_n', models.BigIntegerField()),
+                ('current_n', models.BigIntegerField()),
+                ('p_value', models.FloatField()),
+                ('adjusted_p_value', models.FloatField()),
+                ('threshold', models.TextField(blank=True)),
+                ('window_start', models.DateTimeField(help_text='The recent window it was detected in.')),
+                ('window_end', models.DateTimeField()),
+                ('detected_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('last_seen_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('resolved_at', models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                "ordering": ["-detected_at", "-id"],
-                "indexes": [
-                    models.Index(fields=["service", "-detected_at"], name="route_shift_service")
-                ],
-                "constraints": [
-                    models.UniqueConstraint(
-                        condition=models.Q(("resolved_at__isnull", True)),
-                        fields=("service", "route", "metric"),
-                        name="route_shift_one_open",
-                    )
-                ],
+                'ordering': ['-detected_at', '-id'],
+                'indexes': [models.Index(fields=['service', '-detected_at'], name='route_shift_service')],
+                'constraints': [models.UniqueConstraint(condition=models.Q(('resolved_at__isnull', True)), fields=('service', 'route', 'metric'), name='route_shift_one_open')],
             },
         ),
         migrations.AddField(
-            model_name="suspect",
-            name="route_shift",
-            field=models.ForeignKey(
-                blank=True,
-                null=True,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="suspects",
-                to="deployments.routeshift",
-            ),
+            model_name='suspect',
+            name='route_shift',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='suspects', to='deployments.routeshift'),
         ),
     ]
