@@ -190,13 +190,14 @@ def _trace_span(row) -> TraceSpan:
 def sample_requests(
     service: str, start: datetime, end: datetime, *, route: str = "", limit: int
 ) -> list[TraceSpan]:
-    """Up to `limit` server spans of the service (of one route, if given)."""
+    """Up to `limit` requests (server or consumer spans) of the service, of one route if given."""
     route_sql = " AND http_route = %s" if route else ""
-    params = [service, int(SpanKind.SERVER), start, end, *([route] if route else []), limit]
+    params = [service, list(REQUEST_KINDS), start, end, *([route] if route else []), limit]
     # Trace ids are random, so the lowest ones are a uniform sample.
     rows = _fetch(
-        f"SELECT {_TRACE_SPAN_COLUMNS} FROM telemetry_span WHERE service = %s AND kind = %s "
-        f"AND start_time >= %s AND start_time < %s{route_sql} ORDER BY trace_id LIMIT %s",
+        f"SELECT {_TRACE_SPAN_COLUMNS} FROM telemetry_span WHERE service = %s "
+        f"AND kind = ANY(%s) AND start_time >= %s AND start_time < %s{route_sql} "
+        "ORDER BY trace_id LIMIT %s",
         params,
     )
     return [_trace_span(row) for row in rows]

@@ -179,3 +179,9 @@ def test_trace_search_pages_and_summarises(stored):
 def test_example_traces_are_the_newest_with_that_error_type(stored):
     ids = spans.example_trace_ids("shop", "1.0", "ValueError", since=T0, limit=3)
     assert ids == [stored[3][0]]
+
+
+def test_sampled_requests_include_consumer_spans(stored):
+    # A queue consumer's requests count wherever requests are counted, suspects included.
+    roots = spans.sample_requests("shop", T0, T0 + timedelta(minutes=2), route="/b", limit=10)
+    assert [root.span_id for root in roots] == [stored[4][1]]
