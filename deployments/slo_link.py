@@ -1,7 +1,7 @@
-"""What deploy analysis reads from the slo app: budgets, alerts, webhook targets.
+"""What deploy analysis reads from the slo app: budgets and alerts.
 
-The one place that knows slo's models, so the gate, the budget impact and the
-notifications change together if slo does.
+The one place that knows slo's models, so the gate and the budget impact
+change together if slo does.
 """
 
 import logging
@@ -11,8 +11,7 @@ from django.db import connection
 
 from slo import minutes as slo_minutes
 from slo import status as slo_status
-from slo import webhooks
-from slo.models import SLO, Alert, Budgeting, Severity, WebhookKind, WebhookTarget
+from slo.models import SLO, Alert, Budgeting, Severity
 
 logger = logging.getLogger(__name__)
 
@@ -111,29 +110,3 @@ def _bad_units_since(slo: SLO, version: str, since: datetime, now: datetime) -> 
             [*good_params, *selection_params, version, since, now],
         )
         return cursor.fetchone()[0], "events"
-
-
-def notification_targets() -> list[tuple[WebhookTarget, bool]]:
-    """Enabled targets that take page-severity alerts, and whether each wants Slack."""
-    return [
-        (target, target.kind == WebhookKind.SLACK)
-        for target in WebhookTarget.objects.filter(enabled=True)
-        if target.wants(Severity.PAGE)
-    ]
-
-
-def deliver(target: WebhookTarget, payload: dict, *, slack: bool) -> int:
-    """POST one notification; raises on failure so the caller can retry."""
-    body = payload
-    if slack:
-        body = {
-            "text": payload["summary"],
-            "blocks": [
-                {"type": "section", "text": {"type": "mrkdwn", "text": payload["summary"]}},
-                {
-                    "type": "context",
-                    "elements": [{"type": "mrkdwn", "text": f"<{payload['url']}|deploy>"}],
-                },
-            ],
-        }
-    return webhooks.post_json(target.url, body)

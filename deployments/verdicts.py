@@ -1,4 +1,4 @@
-"""Checkpoints: run the analysis, keep the verdict's history, act on a fail."""
+"""Checkpoints: run the analysis, keep the verdict's history, notify a fail."""
 
 import logging
 from datetime import datetime, timedelta
@@ -7,8 +7,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from deployments import analysis, slo_link, suspects
+from deployments import analysis, suspects
 from deployments.models import Deployment, Finding, Verdict, VerdictRecord
+from notifications import outbox
+from notifications.message import Message
 
 logger = logging.getLogger(__name__)
 
@@ -18,8 +20,9 @@ def run_checkpoint(
 ):
     """Evaluate one checkpoint of one deploy. Running it twice changes nothing.
 
-    A new fail is notified through Celery (with retries), or right away when
-    `synchronous` (manage.py evaluate).
+    A new fail is queued in the outbox in the checkpoint's transaction, so it
+    is notified once, with the verdict it announces (notifications/outbox.py
+    sends it).
     """
     now = now or timezone.now()
     deploy = Deployment.objects.get(pk=deployment_id)
@@ -33,10 +36,10 @@ def run_checkpoint(
             deploy.verdict_reason = evaluation.reason
             deploy.evaluated_at = now
             deploy.save(update_fields=["verdict", "verdict_reason", "evaluated_at"])
-    if evaluation.verdict == Verdict.FAIL:
-        suspects.record_for_deploy(deploy, _regression_of(deploy, evaluation))
-        if not was_failing:
-            transaction.on_commit(lambda: _notify_fail(deploy.pk, synchronous=synchronous))
+        if evaluation.verdict == Verdict.FAIL:
+            suspects.record_for_deploy(deploy, _regression_of(deploy, evaluation))
+            if not was_failing:
+                outbox.queue(fail_message(deploy), now=now)
     return record
 
 
@@ -82,7 +85,8 @@ def _regression_of(deploy: Deployment, evaluation: analysis.Evaluation) -> suspe
     )
 
 
-def fail_payload(deploy: Deployment) -> dict:
+def fail_message(deploy: Deployment) -> Message:
+    """The deploy-fail notification: the verdict, its findings and the top suspect."""
     latest = deploy.findings.filter(significant=True, evaluation_id=_latest_record_id(deploy))
     summary = (
         f"[DEPLOY FAIL] {deploy.service} {deploy.version} ({deploy.environment}): "
@@ -91,59 +95,43 @@ def fail_payload(deploy: Deployment) -> dict:
     top = deploy.suspects.select_related("suspect").first()
     if top is not None and top.suspect_id != deploy.pk:
         summary += f" Top suspect: {top.suspect.service} {top.suspect.version}. {top.evidence}"
-    return {
-        "event": "deploy_verdict",
-        "verdict": deploy.verdict,
-        "summary": summary,
-        "deployment": {
-            "id": deploy.pk,
-            "service": deploy.service,
-            "version": deploy.version,
-            "environment": deploy.environment,
-            "started_at": deploy.started_at.isoformat(),
-            "deployer": deploy.deployer,
-            "commit_sha": deploy.commit_sha,
-            "url": deploy.url,
+    return Message(
+        event="deploy_verdict",
+        # Deploy fails go to the targets that take pages.
+        severity="page",
+        summary=summary,
+        link=deploy.link(),
+        link_text=f"{deploy.service} {deploy.version}",
+        subject=f"deployments.deployment:{deploy.pk}",
+        details={
+            "verdict": deploy.verdict,
+            "deployment": {
+                "id": deploy.pk,
+                "service": deploy.service,
+                "version": deploy.version,
+                "environment": deploy.environment,
+                "started_at": deploy.started_at.isoformat(),
+                "deployer": deploy.deployer,
+                "commit_sha": deploy.commit_sha,
+                "url": deploy.url,
+            },
+            "reason": deploy.verdict_reason,
+            "findings": [
+                {
+                    "metric": f.metric,
+                    "route": f.route,
+                    "baseline": f.baseline_value,
+                    "candidate": f.candidate_value,
+                    "p_value": f.adjusted_p_value,
+                    "threshold": f.threshold,
+                    "detail": f.detail,
+                }
+                for f in latest
+            ],
         },
-        "reason": deploy.verdict_reason,
-        "findings": [
-            {
-                "metric": f.metric,
-                "route": f.route,
-                "baseline": f.baseline_value,
-                "candidate": f.candidate_value,
-                "p_value": f.adjusted_p_value,
-                "threshold": f.threshold,
-                "detail": f.detail,
-            }
-            for f in latest
-        ],
-        "url": deploy.link(),
-    }
+    )
 
 
 def _latest_record_id(deploy: Deployment) -> int | None:
     record = deploy.verdict_records.order_by("-checkpoint").first()
     return record.pk if record else None
-
-
-def _notify_fail(deployment_id: int, *, synchronous: bool) -> None:
-    from deployments import tasks
-
-    for target, _slack in slo_link.notification_targets():
-        if not synchronous:
-            tasks.notify_target.delay(deployment_id, target.pk)
-            continue
-        try:
-            notify_target(deployment_id, target.pk)
-        except Exception:
-            # A failing webhook must not stop the evaluation pass.
-            logger.exception("deploy notification to %s failed", target)
-
-
-def notify_target(deployment_id: int, target_id: int) -> None:
-    """Send one fail notification; raises so that Celery retries it."""
-    deploy = Deployment.objects.get(pk=deployment_id)
-    for target, slack in slo_link.notification_targets():
-        if target.pk == target_id:
-            slo_link.deliver(target, fail_payload(deploy), slack=slack)

@@ -63,10 +63,15 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Monoenv's own apps, in layers: each imports only those listed before it.
+    "notifications",
     "telemetry",
     "slo",
     "deployments",
     "dashboard",
+    "demo",
+    # The project itself: `manage.py evaluate` runs every app's periodic job once.
+    "monoenv_site",
 ]
 
 MIDDLEWARE = [
@@ -159,6 +164,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "slo-evaluation": {
         "task": "slo.tasks.dispatch_evaluations",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 55},
+    },
+    "notifications-send": {
+        "task": "notifications.tasks.send_due",
         "schedule": timedelta(minutes=1),
         "options": {"expires": 55},
     },

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from slo.models import SLO, Alert, Delivery, WebhookTarget
+from slo.models import SLO, Alert
 
 
 @admin.register(SLO)
@@ -16,16 +16,3 @@ class AlertAdmin(admin.ModelAdmin):
     list_display = ["slo", "severity", "windows", "long_burn_rate", "fired_at", "resolved_at"]
     list_filter = ["severity", "resolved_at"]
     list_select_related = ["slo"]
-
-
-@admin.register(WebhookTarget)
-class WebhookTargetAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "url", "enabled"]
-
-
-@admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ["alert", "target", "event", "status", "attempts", "response_status", "sent_at"]
-    list_filter = ["status", "event"]
-    list_select_related = ["alert__slo", "target"]
-    readonly_fields = ["payload", "last_error"]

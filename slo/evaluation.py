@@ -2,8 +2,9 @@
 
 An alert fires when both windows of a tier burn faster than its threshold,
 and each window holds at least MONOENV_SLO_MIN_EVENTS events; it resolves when
-that stops being true. Firing and resolving queue webhook deliveries, which
-are sent after the pass: a failing webhook never stops the evaluator.
+that stops being true. Firing and resolving queue notifications in the
+outbox (slo/webhooks.py), in the SLO's transaction; the due ones are sent
+after the pass, and a failing webhook never stops the evaluator.
 """
 
 import logging
@@ -14,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from notifications import outbox
 from slo import maths, minutes, status, webhooks
 from slo.models import SLO, Alert
 
@@ -39,7 +41,7 @@ def evaluate_all(*, now: datetime | None = None, slo_ids: list[int] | None = Non
         except Exception:
             # One broken SLO must not keep the others from being evaluated.
             logger.exception("evaluating SLO %s failed", slo.pk)
-    report.sent = webhooks.send_due(now=now)
+    report.sent = outbox.send_due(now=now)
     return report
 
 

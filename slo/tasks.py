@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from slo import evaluation, minutes, webhooks
+from slo import evaluation, minutes
 from slo.models import SLO
 
 BATCH_SIZE = 50
@@ -19,8 +19,3 @@ def dispatch_evaluations() -> int:
 @shared_task(acks_late=True)
 def evaluate_batch(slo_ids: list[int]) -> int:
     return evaluation.evaluate_all(slo_ids=slo_ids).evaluated
-
-
-@shared_task(acks_late=True)
-def send_deliveries() -> int:
-    return webhooks.send_due()

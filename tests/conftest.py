@@ -1,4 +1,7 @@
+import json
+import threading
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core.cache import cache
@@ -41,3 +44,33 @@ def make_token(db):
         return ApiToken.issue(name=name, scopes=list(scopes))[1]
 
     return make
+
+
+class _WebhookReceiver(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.raw.append(body)
+        self.server.received.append(json.loads(body))
+        status = self.server.statuses.pop(0) if self.server.statuses else 200
+        self.send_response(status)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP server on a free port, standing in for a webhook target.
+
+    `.received` holds the parsed JSON bodies, `.raw` the bytes as they came;
+    set `.statuses` to answer with those first, then 200.
+    """
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _WebhookReceiver)
+    server.received, server.raw, server.statuses = [], [], []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.url = f"http://127.0.0.1:{server.server_port}/hook"
+    yield server
+    server.shutdown()
+    server.server_close()

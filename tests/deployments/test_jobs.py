@@ -9,7 +9,8 @@ from django.core.management import call_command
 
 from deployments import jobs, verdicts
 from deployments.models import Deployment, Verdict
-from slo.models import WebhookTarget
+from notifications import outbox
+from notifications.models import WebhookTarget
 from tests.deployments.conftest import store, traffic
 
 pytestmark = pytest.mark.django_db
@@ -74,6 +75,7 @@ def test_a_fail_verdict_notifies_the_webhook_targets(t0, django_capture_on_commi
             verdicts.run_checkpoint(deploy.pk, 5, synchronous=True)
         with django_capture_on_commit_callbacks(execute=True):
             verdicts.run_checkpoint(deploy.pk, 5, synchronous=True)
+        outbox.send_due()
     finally:
         server.shutdown()
     [payload] = _Receiver.received

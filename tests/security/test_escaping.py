@@ -13,8 +13,8 @@ import yaml
 from django.urls import reverse
 
 from deployments.models import Deployment
+from notifications.models import WebhookTarget
 from slo import evaluation, openslo
-from slo.models import WebhookTarget
 from telemetry.models import Span
 from tests.dashboard.factories import span_row, store
 from tests.helpers import bearer

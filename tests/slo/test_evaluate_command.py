@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from monoenv_site.celery import app as celery_app
-from slo.management.commands.evaluate import PERIODIC_JOBS
+from monoenv_site.management.commands.evaluate import PERIODIC_JOBS
 from slo.models import Alert, SLOMinute
 from telemetry.models import PendingMinute, RollupMinute
 from tests.slo.factories import make_slo, store_spans

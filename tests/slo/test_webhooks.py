@@ -1,41 +1,16 @@
-import json
-import threading
+"""Alert notifications: what a firing or resolved alert says, through the outbox."""
+
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from slo import evaluation, webhooks
-from slo.models import Delivery, WebhookTarget
+from notifications import outbox
+from notifications.models import Delivery, WebhookTarget
+from slo import evaluation
+from slo.models import Alert
 from tests.slo.factories import add_minutes, make_slo
 
 pytestmark = pytest.mark.django_db
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        server = self.server
-        server.received.append(json.loads(body))
-        status = server.statuses.pop(0) if server.statuses else 200
-        self.send_response(status)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def receiver():
-    """A real HTTP server on a free port; set .statuses to answer with those first."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.received, server.statuses = [], []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.url = f"http://127.0.0.1:{server.server_port}/hook"
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def _fast_burn(now):
@@ -54,6 +29,7 @@ def test_it_delivers_an_alert_that_explains_itself(receiver, now):
     assert report.sent == 2  # the two page tiers; tickets are not wanted here
     payload = next(p for p in receiver.received if p["alert"]["long_window"] == "1h")
     assert payload["event"] == "firing"
+    assert payload["severity"] == "page"
     assert payload["slo"]["name"] == "checkout-availability"
     assert payload["alert"]["short_window"] == "5m"
     assert payload["alert"]["long_burn_rate"] == pytest.approx(100)
@@ -64,29 +40,51 @@ def test_it_delivers_an_alert_that_explains_itself(receiver, now):
     assert "100.0× over 1h" in payload["summary"] and "threshold 14.40×" in payload["summary"]
 
 
-def test_it_retries_a_failed_delivery_with_backoff(receiver, now):
-    receiver.statuses = [503]
+def test_the_generic_payload_keeps_its_shape(receiver, now):
     WebhookTarget.objects.create(name="ops", url=receiver.url, severities=["page"])
     _fast_burn(now)
+
     evaluation.evaluate_all(now=now)
-    delivery_ids = set(Delivery.objects.values_list("pk", flat=True))
 
-    failed_once = [d for d in Delivery.objects.all() if d.attempts == 1 and d.status == "pending"]
-    assert len(failed_once) == 1
-    retry = failed_once[0]
-    assert retry.response_status == 503 and "503" in retry.last_error
-    assert retry.next_attempt_at == now + timedelta(seconds=30)
-
-    assert webhooks.send_due(now=now + timedelta(seconds=29)) == 0
-    assert webhooks.send_due(now=now + timedelta(seconds=30)) == 1
-
-    retry.refresh_from_db()
-    assert (retry.status, retry.attempts, retry.sent_at) == ("sent", 2, now + timedelta(seconds=30))
-    assert len(receiver.received) == 3
-    assert set(Delivery.objects.values_list("pk", flat=True)) == delivery_ids
+    assert set(receiver.received[0]) == {
+        "event", "summary", "severity", "slo", "alert", "budget_consumed_pct",
+        "budget_remaining_pct", "time_to_exhaustion_seconds", "url",
+    }  # fmt: skip
+    assert set(receiver.received[0]["alert"]) == {
+        "id", "long_window", "short_window", "threshold", "long_burn_rate", "short_burn_rate",
+        "fired_at", "resolved_at",
+    }  # fmt: skip
 
 
-def test_a_delivery_that_finally_fails_is_recorded_and_the_evaluator_goes_on(now, settings):
+def test_each_delivery_names_its_alert_as_subject(receiver, now):
+    WebhookTarget.objects.create(name="ops", url=receiver.url)
+    _fast_burn(now)
+
+    evaluation.evaluate_all(now=now)
+
+    subjects = set(Delivery.objects.values_list("subject", flat=True))
+    assert subjects == {f"slo.alert:{pk}" for pk in Alert.objects.values_list("pk", flat=True)}
+    assert len(subjects) == 4  # every tier burns 100×: two pages and two tickets
+
+
+def test_a_resolved_alert_is_notified_too(receiver, now):
+    WebhookTarget.objects.create(name="ops", url=receiver.url, severities=["page"])
+    slo = _fast_burn(now)
+    evaluation.evaluate_all(now=now)
+    later = now + timedelta(hours=7)
+    add_minutes(slo, now.replace(second=0) + timedelta(minutes=1), 60 * 7, good=100, total=100)
+
+    report = evaluation.evaluate_all(now=later)
+
+    # Seven clean hours: every tier's short window is clean, so all four resolve.
+    assert len(report.resolved) == 4
+    resolved = [p for p in receiver.received if p["event"] == "resolved"]
+    assert len(resolved) == 2  # the target takes pages only
+    assert all(p["summary"].startswith("[RESOLVED] checkout-availability") for p in resolved)
+    assert all(p["alert"]["resolved_at"] for p in resolved)
+
+
+def test_a_failing_webhook_does_not_stop_the_evaluator(now, settings):
     settings.MONOENV_WEBHOOK_MAX_ATTEMPTS = 2
     settings.MONOENV_WEBHOOK_TIMEOUT_SECONDS = 1
     # Nothing listens on port 9 here: every attempt fails to connect.
@@ -94,11 +92,10 @@ def test_a_delivery_that_finally_fails_is_recorded_and_the_evaluator_goes_on(now
     _fast_burn(now)
 
     report = evaluation.evaluate_all(now=now)
-    webhooks.send_due(now=now + timedelta(minutes=1))
+    outbox.send_due(now=now + timedelta(minutes=1))
 
     assert report.evaluated == 1 and report.fired
     assert set(Delivery.objects.values_list("status", "attempts")) == {("failed", 2)}
-    assert all(d.last_error for d in Delivery.objects.all())
 
 
 def test_it_shapes_slack_payloads(receiver, now):
@@ -110,4 +107,5 @@ def test_it_shapes_slack_payloads(receiver, now):
     message = receiver.received[0]
     assert message["text"].startswith("[PAGE] checkout-availability")
     assert message["blocks"][0]["text"]["type"] == "mrkdwn"
-    assert "/api/v1/slos/" in message["blocks"][1]["elements"][0]["text"]
+    link = message["blocks"][1]["elements"][0]["text"]
+    assert "/api/v1/slos/" in link and link.endswith("|checkout-availability>")

@@ -1,8 +1,13 @@
-"""Run once, synchronously, everything beat runs periodically: for cron and tests."""
+"""Run once, synchronously, everything beat runs periodically: for cron and tests.
+
+It lives with the project, not in an app, because it calls every app: apps
+only know the ones below them, the project knows them all.
+"""
 
 from django.core.management.base import BaseCommand
-from django.utils.module_loading import import_string
 
+from deployments import jobs as deploy_jobs
+from notifications import outbox
 from slo import evaluation, minutes
 from telemetry import rollups
 from telemetry.tasks import enforce_retention
@@ -18,18 +23,18 @@ def _evaluate_slos() -> str:
 
 
 # Every periodic job, in the order data flows: spans → rollups → SLOs → the
-# analyses downstream of them. A later app adds its job at the end.
+# deploy analysis that reads them → the notifications all of them queued.
 PERIODIC_JOBS = [
     ("retention", lambda: f"{enforce_retention()} span partition(s) dropped"),
     ("rollups", lambda: f"{rollups.rollup_pending()} service-minute(s) recomputed"),
     ("slo evaluation", _evaluate_slos),
-    # By name: slo must not import the deployments app downstream of it.
-    ("deploy analysis", lambda: import_string("deployments.jobs.run_once")()),
+    ("deploy analysis", deploy_jobs.run_once),
+    ("notifications", lambda: f"{outbox.send_due()} notification(s) sent"),
 ]
 
 
 class Command(BaseCommand):
-    help = "Run the rollups, SLO evaluation and alerting (and every periodic job) once."
+    help = "Run the rollups, SLO evaluation, deploy analysis and notifications once."
 
     def handle(self, *args, **options):
         for name, job in PERIODIC_JOBS:
