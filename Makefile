@@ -22,11 +22,11 @@ $(VENV)/.installed: pyproject.toml $(VENV_PY)
 run: $(VENV)
 	$(VENV_PY) -m monoenv_site.launcher
 
-# settings.py starts pgserver in MONOENV_DATA_DIR/pg when no database is named.
+# When no database is named, the tests (tests/conftest.py) and manage.py start
+# pgserver in MONOENV_DATA_DIR/pg; settings.py only computes where it listens.
 ifeq ($(strip $(DATABASE_URL)$(DATABASE_URL_FILE)),)
 test: export MONOENV_DATA_DIR := $(TEST_DATA_DIR)
-STOP_TEST_POSTGRES = $(VENV_PY) -c 'import sys; from pathlib import Path; \
-	from monoenv_site import embedded; embedded.stop_postgres(Path(sys.argv[1]))' '$(TEST_DATA_DIR)'
+STOP_TEST_POSTGRES = $(VENV_PY) -m monoenv_site.embedded stop
 else
 STOP_TEST_POSTGRES = true
 endif

@@ -2,10 +2,9 @@
 
 Defaults run locally on the embedded PostgreSQL and Redis. Production sets
 DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY and ALLOWED_HOSTS (see
-docs/operations.md).
+docs/operations.md). Importing this file starts nothing and creates nothing.
 """
 
-import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,37 +12,9 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from monoenv_site import embedded
+from monoenv_site.env import envbool, envint, envlist, envsecret, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def envstr(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
-
-
-def envsecret(name: str, default: str = "") -> str:
-    """A secret from NAME, or from the file named in NAME_FILE."""
-    path = os.environ.get(f"{name}_FILE")
-    if path:
-        return Path(path).read_text().strip()
-    return os.environ.get(name, default)
-
-
-def envbool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
-
-
-def envint(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return default if value in (None, "") else int(value)
-
-
-def envlist(name: str, default: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
-
 
 DEBUG = envbool("DEBUG", False)
 MONOENV_PRODUCTION = envbool("MONOENV_PRODUCTION", False)
@@ -54,6 +25,7 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
+# Nothing here creates it, nor starts a server: the entry points do (embedded.prepare).
 MONOENV_DATA_DIR = embedded.data_dir(envstr("MONOENV_DATA_DIR", str(BASE_DIR / ".monoenv")))
 
 INSTALLED_APPS = [
@@ -105,7 +77,7 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "monoenv_site.wsgi.application"
 
-DATABASE_URL = envsecret("DATABASE_URL") or embedded.postgres_url(MONOENV_DATA_DIR)
+DATABASE_URL = envsecret("DATABASE_URL") or embedded.expected_postgres_url(MONOENV_DATA_DIR)
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600)}
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -124,8 +96,8 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
+# Made by the entry points (embedded.prepare_data_dir), or by collectstatic.
 STATIC_ROOT = MONOENV_DATA_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns on every start without it.
 # WhiteNoise serves the admin's and the dashboard's assets without a separate
 # web server; finders spare the local stack a collectstatic step.
 WHITENOISE_USE_FINDERS = True

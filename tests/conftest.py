@@ -3,12 +3,28 @@ import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import dj_database_url
 import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
+from monoenv_site import embedded
 from telemetry import ingest, partitions
 from telemetry.models import ApiToken
+
+
+def pytest_configure(config):
+    """On the embedded default, find or start the tests' PostgreSQL before any test.
+
+    Settings only computed where it will listen; `make test` stops it afterwards.
+    """
+    from django.conf import settings
+
+    url = embedded.prepare()
+    if url:
+        # Settings predicted the socket folder before the server existed; trust the server.
+        found = dj_database_url.parse(url)
+        settings.DATABASES["default"].update(HOST=found["HOST"], OPTIONS=found["OPTIONS"])
 
 
 @pytest.fixture(autouse=True)
