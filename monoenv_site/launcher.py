@@ -1,9 +1,14 @@
 """`make run`: the whole Monoenv stack in one terminal.
 
 Uses the embedded PostgreSQL and Redis unless DATABASE_URL and
-CELERY_BROKER_URL name real ones, migrates, makes sure an admin and an ingest
-token exist, then runs web, gRPC ingest, Celery worker and beat (and the
-embedded Redis) under one honcho supervisor. Ctrl-C or SIGTERM stops it all.
+CELERY_BROKER_URL name real ones, migrates, makes sure an admin, an ingest
+token and a CI token exist, then runs web, gRPC ingest, Celery worker and beat
+(and the embedded Redis, and the demo) under one honcho supervisor. Ctrl-C or
+SIGTERM stops it all in order: the processes that use Redis and PostgreSQL
+first, then Redis, then PostgreSQL.
+
+The demo (demo/simulator.py) runs on the embedded default only, unless
+MONOENV_DEMO=1 asks for it; MONOENV_DEMO=0 turns it off.
 
 Django settings are imported only once DATABASE_URL and CELERY_BROKER_URL are
 decided, because settings.py reads them at import time.
@@ -24,14 +29,17 @@ from honcho import manager as honcho_manager
 from honcho.manager import Manager
 from honcho.printer import Printer
 
-from monoenv_site import embedded
+from monoenv_site import embedded, env
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 GRACEFUL_TIMEOUT = 10
 ADMIN_USERNAME = "admin"
-TOKEN_NAME = "local-ingest"
-TOKEN_SCOPES = ["ingest", "read", "deploy"]
+# The token pasted into every service may only send telemetry; CI gets its own.
+INGEST_TOKEN = ("local-ingest", ["ingest"], "ingest-token.txt")
+CI_TOKEN = ("local-ci", ["deploy", "read"], "ci-token.txt")
+# Stopped last, once every process that talks to them has exited.
+INFRASTRUCTURE = ("redis",)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,19 +53,21 @@ def main(argv: list[str] | None = None) -> int:
     # so that the `finally` below still stops the PostgreSQL we started.
     signal.signal(signal.SIGTERM, _interrupt)
     base = data_dir()
-    own_postgres = not env_set("DATABASE_URL")
+    own_postgres = not env.is_set("DATABASE_URL")
     try:
         if own_postgres:
             print(f"Starting the embedded PostgreSQL in {base / 'pg'} ...", flush=True)
             os.environ["DATABASE_URL"] = start_postgres(base)
-        own_redis = not env_set("CELERY_BROKER_URL")
+        own_redis = not env.is_set("CELERY_BROKER_URL")
         if own_redis:
             os.environ["CELERY_BROKER_URL"] = embedded.redis_url(base)
         settings = setup_django()
         admin_note = ensure_admin(base, settings.MONOENV_PUBLIC_URL)
-        token = ensure_ingest_token(base)
-        manager = build_manager(settings, base, own_redis)
-        print_banner(settings, admin_note, token)
+        ingest_token = ensure_token(base, *INGEST_TOKEN)
+        ci_token = ensure_token(base, *CI_TOKEN)
+        demo = wants_demo(embedded_database=own_postgres)
+        manager = build_manager(settings, base, own_redis, demo=demo)
+        print_banner(settings, admin_note, ingest_token, ci_token, demo=demo)
         return supervise(manager)
     except KeyboardInterrupt:
         return 130
@@ -70,13 +80,9 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def env_set(name: str) -> bool:
-    # settings.py also accepts NAME_FILE for secrets.
-    return bool(os.environ.get(name) or os.environ.get(f"{name}_FILE"))
-
-
 def data_dir() -> Path:
-    base = embedded.data_dir(os.environ.get("MONOENV_DATA_DIR") or str(ROOT / ".monoenv"))
+    base = embedded.data_dir()
+    embedded.prepare_data_dir(base)
     # Children must agree on it, or they would look for another embedded server.
     os.environ["MONOENV_DATA_DIR"] = str(base)
     return base
@@ -140,13 +146,23 @@ def wait_for_port(port: int, timeout: float = 120) -> bool:
     return False
 
 
-def wants_demo() -> bool:
-    """Stream the simulator while the database holds no spans, unless MONOENV_DEMO=0."""
+def wants_demo(*, embedded_database: bool) -> bool:
+    """Whether to stream the demo: MONOENV_DEMO decides when set; else the embedded
+    default does, until a service of the user's own has sent spans.
+
+    A database named by DATABASE_URL is taken for production: it never gets fake
+    services and deploys unless MONOENV_DEMO=1 asks for them.
+    """
+    from telemetry import demo
     from telemetry.models import ServiceDay
 
-    if os.environ.get("MONOENV_DEMO", "1").strip().lower() in ("0", "false", "no", "off"):
+    asked = env.envbool("MONOENV_DEMO", False) if env.envstr("MONOENV_DEMO").strip() else None
+    if asked is not None:
+        return asked
+    if not embedded_database:
         return False
-    return not ServiceDay.objects.exists()
+    services = ServiceDay.objects.values_list("service", flat=True).distinct()
+    return all(demo.is_demo(service) for service in services)
 
 
 def setup_django():
@@ -183,16 +199,23 @@ def ensure_admin(base: Path, public_url: str) -> str:
     )
 
 
-def ensure_ingest_token(base: Path) -> str:
-    """Return the local stack's token, issuing one unless the stored one still works."""
+def ensure_token(base: Path, name: str, scopes: list[str], file_name: str) -> str:
+    """Return the stored token, or issue one unless it still works with exactly these scopes.
+
+    A stored token with other scopes (an older stack's ingest token carried all
+    three) is revoked and replaced.
+    """
     from telemetry.models import ApiToken
 
-    token_file = base / "ingest-token.txt"
+    token_file = base / file_name
     if token_file.exists():
         raw = token_file.read_text().strip()
-        if ApiToken.objects.active().filter(token_hash=ApiToken.hash(raw)).exists():
+        stored = ApiToken.objects.active().filter(token_hash=ApiToken.hash(raw)).first()
+        if stored is not None and sorted(stored.scopes) == sorted(scopes):
             return raw
-    _, raw = ApiToken.issue(name=TOKEN_NAME, scopes=TOKEN_SCOPES)
+        if stored is not None:
+            stored.revoke()
+    _, raw = ApiToken.issue(name=name, scopes=scopes)
     write_secret(token_file, raw)
     return raw
 
@@ -205,10 +228,9 @@ def write_secret(path: Path, text: str) -> None:
         f.write(text + "\n")
 
 
-def build_manager(settings, base: Path, own_redis: bool) -> Manager:
+def build_manager(settings, base: Path, own_redis: bool, *, demo: bool) -> Manager:
     from django.db import connections
 
-    demo = wants_demo()
     # The supervisor forks; no child should share the setup's connection.
     connections.close_all()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -270,8 +292,15 @@ def web_command(settings, base: Path) -> list[str]:
     return cmd
 
 
-def print_banner(settings, admin_note: str, token: str) -> None:
-    header = f"OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20{token}"
+def print_banner(settings, admin_note: str, ingest_token: str, ci_token: str, *, demo: bool):
+    header = f"OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20{ingest_token}"
+    data = settings.MONOENV_DATA_DIR
+    demo_note = (
+        "The demo streams made-up services named demo-* (MONOENV_DEMO=0 turns it off;\n"
+        "`python manage.py clear_demo` removes their data)."
+        if demo
+        else "No demo is running (MONOENV_DEMO=1 starts one)."
+    )
     print(
         f"""
 Monoenv is starting.
@@ -282,29 +311,40 @@ Admin:     {admin_note}
 Point a service at it over OTLP/HTTP by setting:
 
 OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:{settings.MONOENV_OTLP_HTTP_PORT}
+OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
 {header}
 
-Python's SDK defaults to gRPC: either add OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
-to the lines above, or send over gRPC with:
+or over gRPC (port {settings.MONOENV_OTLP_GRPC_PORT}) with:
 
 OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:{settings.MONOENV_OTLP_GRPC_PORT}
 OTEL_EXPORTER_OTLP_PROTOCOL=grpc
 {header}
 
-The token is kept in {settings.MONOENV_DATA_DIR / "ingest-token.txt"}. Ctrl-C stops everything.
+That token may only send telemetry (kept in {data / INGEST_TOKEN[2]}).
+For CI (deploys, the gate and reads) use this one, kept in {data / CI_TOKEN[2]}:
+
+MONOENV_TOKEN={ci_token}
+
+{demo_note} Ctrl-C stops everything.
 """,
         flush=True,
     )
 
 
 class Supervisor(Manager):
-    """honcho's Manager, safe against a signal that comes while processes start.
+    """honcho's Manager, stopping in order and safe against an early signal.
+
+    honcho signals every process at once; Redis would then go while the worker
+    and beat still talk to it, and they print a traceback per lost connection.
+    So the infrastructure (Redis) is signalled only once everything else has
+    exited; PostgreSQL is stopped after the supervisor returns.
 
     honcho signals every process by the pid it reported; one that has not yet
     reported would crash the manager and leave the others running on their own.
     """
 
     _signalled_early = False
+    _infrastructure_signalled = False
 
     def _killall(self, force=False):
         running = [p for p in self._processes.values() if "returncode" not in p]
@@ -312,12 +352,36 @@ class Supervisor(Manager):
         if self._signalled_early:
             # Let the main loop call terminate() again once all have started.
             self._terminating = False
+        users_running = self._running(infrastructure=False)
         for name, p in self._processes.items():
             if "returncode" in p or "pid" not in p:
                 continue
-            signame = "SIGKILL" if force else "SIGTERM"
-            self._system_print(f"sending {signame} to {name} (pid {p['pid']})\n")
-            (self._procmgr.kill if force else self._procmgr.terminate)(p["pid"])
+            if name in INFRASTRUCTURE and users_running and not force:
+                continue  # signalled by _all_stopped() once the others are gone
+            self._signal(name, p, force=force)
+
+    def _signal(self, name: str, p: dict, *, force: bool) -> None:
+        if name in INFRASTRUCTURE:
+            self._infrastructure_signalled = True
+        signame = "SIGKILL" if force else "SIGTERM"
+        self._system_print(f"sending {signame} to {name} (pid {p['pid']})\n")
+        (self._procmgr.kill if force else self._procmgr.terminate)(p["pid"])
+
+    def _running(self, *, infrastructure: bool) -> list[str]:
+        return [
+            name
+            for name, p in self._processes.items()
+            if "returncode" not in p and (name in INFRASTRUCTURE) == infrastructure
+        ]
+
+    def _all_stopped(self):
+        # honcho's loop asks this on every turn: the moment to stop Redis.
+        if self._terminating and not self._infrastructure_signalled:
+            if not self._running(infrastructure=False):
+                for name in self._running(infrastructure=True):
+                    if "pid" in self._processes[name]:
+                        self._signal(name, self._processes[name], force=False)
+        return super()._all_stopped()
 
     def _any_stopped(self):
         # The main loop terminates everything once all started and any stopped.
@@ -326,8 +390,8 @@ class Supervisor(Manager):
 
 def supervise(manager: Manager) -> int:
     # honcho kills what is still running this long after the first SIGTERM;
-    # give gunicorn its whole graceful timeout first.
-    honcho_manager.KILL_WAIT = GRACEFUL_TIMEOUT + 2
+    # give gunicorn its whole graceful timeout first, and Redis a moment after it.
+    honcho_manager.KILL_WAIT = GRACEFUL_TIMEOUT + 5
     manager.loop()
     if manager.returncode in (-signal.SIGINT, -signal.SIGTERM, 130, 143):
         return 0  # Ctrl-C or SIGTERM asked for this stop: a clean exit.

@@ -3,7 +3,8 @@
 Boots the launcher with no DATABASE_URL or CELERY_BROKER_URL, so it starts its
 own PostgreSQL and Redis; sends a span over OTLP/HTTP and one over gRPC with
 the real OpenTelemetry SDK, reads both back through the API, then stops it
-with SIGTERM and checks that nothing it started is left.
+with SIGTERM and checks that nothing it started is left, and that it stopped
+in order (no Celery tracebacks about a Redis that went first).
 """
 
 import os
@@ -195,7 +196,15 @@ def post_chunked(stack: Stack, token: str, name: str) -> str:
 def test_make_run_boots_ingests_and_stops(stack):
     stack.wait_until_up()
     ingest_token = (stack.data / "ingest-token.txt").read_text().strip()
-    assert ingest_token
+    ci_token = (stack.data / "ci-token.txt").read_text().strip()
+    assert ingest_token and ci_token and ingest_token != ci_token
+    # The block to copy works for every SDK: Python's would otherwise speak gRPC to :4318.
+    assert (
+        f"OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:{stack.otlp_http_port}\n"
+        "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf\n"
+        f"OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20{ingest_token}\n"
+    ) in stack.log_path.read_text()
+    assert f"MONOENV_TOKEN={ci_token}" in stack.log_path.read_text()
 
     # Another shell, same data dir, no DATABASE_URL: finds the running PostgreSQL.
     created = stack.manage("create_token", "--name", "x", "--scopes", "read")
@@ -222,9 +231,11 @@ def test_make_run_boots_ingests_and_stops(stack):
     assert "make-run-over-grpc" in response.text
 
     trace_id = post_chunked(stack, ingest_token, "make-run-chunked")
-    response = read_trace(stack, trace_id, read_token)
+    response = read_trace(stack, trace_id, ci_token)
     assert response.status_code == 200, response.text
     assert "make-run-chunked" in response.text
+    # The token pasted into services sends telemetry and nothing else.
+    assert read_trace(stack, trace_id, ingest_token).status_code == 403
 
     assert stack.descendants, "the launcher should supervise child processes"
     stack.proc.send_signal(signal.SIGTERM)
@@ -237,3 +248,6 @@ def test_make_run_boots_ingests_and_stops(stack):
     ports = (stack.http_port, stack.otlp_http_port, stack.grpc_port)
     assert not [port for port in ports if listening(port)], stack.log()
     assert not stack.postgres_running(), "the launcher should stop the PostgreSQL it started"
+    # Redis went only after the worker and beat, so they lost no connection.
+    log = stack.log_path.read_text(errors="replace")
+    assert "Error 2 connecting" not in log and "Traceback" not in log, stack.log()

@@ -1,10 +1,15 @@
-"""`manage.py simulate`: a small shop's traffic, deploys and regressions, over OTLP.
+"""The demo: a small shop's traffic, deploys and regressions, sent to Monoenv over OTLP.
 
 Four services call each other (frontend → checkout → payments and inventory;
 frontend → inventory), each with its own OpenTelemetry SDK TracerProvider and
 OTLP/HTTP exporter; W3C trace context is injected into and extracted from
 headers at every call, so traces cross services. Span times are simulated
 (no sleeping per request), which also lets it backfill the last minutes.
+
+Every service is named `demo-…` and carries `monoenv.demo=true` on its
+resource (telemetry/demo.py), so pages can label it and `manage.py
+clear_demo` can remove it. The demo defines a couple of SLOs through the API,
+so the budgets page has something to show.
 
 Every cycle (10 simulated minutes) brings deploys, some through the API and
 some only as a new service.version, and some bring a regression: a downstream
@@ -17,8 +22,6 @@ import time
 from dataclasses import dataclass, field
 
 import requests
-from django.conf import settings
-from django.core.management.base import BaseCommand
 from opentelemetry import propagate
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -26,23 +29,49 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from telemetry.demo import DEMO_PREFIX, DEMO_RESOURCE_ATTRIBUTE
+
 NS = 1_000_000_000
 MS = 1_000_000
 CYCLE_MINUTES = 10
 
+FRONTEND, CHECKOUT, PAYMENTS, INVENTORY = (
+    f"{DEMO_PREFIX}{name}" for name in ("frontend", "checkout", "payments", "inventory")
+)
 # service: {route: (median ms, calls [(service, route)])}
 TOPOLOGY = {
-    "frontend": {
+    FRONTEND: {
         "GET /": (12, []),
-        "GET /product/{id}": (18, [("inventory", "GET /stock/{id}")]),
-        "POST /checkout": (25, [("checkout", "POST /orders")]),
+        "GET /product/{id}": (18, [(INVENTORY, "GET /stock/{id}")]),
+        "POST /checkout": (25, [(CHECKOUT, "POST /orders")]),
     },
-    "checkout": {
-        "POST /orders": (30, [("inventory", "POST /reserve"), ("payments", "POST /charge")])
+    CHECKOUT: {
+        "POST /orders": (30, [(INVENTORY, "POST /reserve"), (PAYMENTS, "POST /charge")])
     },
-    "payments": {"POST /charge": (60, [])},
-    "inventory": {"GET /stock/{id}": (8, []), "POST /reserve": (15, [])},
+    PAYMENTS: {"POST /charge": (60, [])},
+    INVENTORY: {"GET /stock/{id}": (8, []), "POST /reserve": (15, [])},
 }
+SERVICES = tuple(TOPOLOGY)
+# Defined through the API at start, so the budgets page is not empty.
+SLOS = [
+    {
+        "name": "demo-checkout-availability",
+        "display_name": "Demo: orders succeed",
+        "service": CHECKOUT,
+        "objective": 99.5,
+        "window": "7d",
+    },
+    {
+        "name": "demo-frontend-latency",
+        "display_name": "Demo: pages load within 100 ms",
+        "service": FRONTEND,
+        "sli": "latency",
+        "threshold_ms": 100,
+        "latency_requires_success": True,
+        "objective": 99,
+        "window": "7d",
+    },
+]
 ENTRY_ROUTES = [("GET /", 0.5), ("GET /product/{id}", 0.35), ("POST /checkout", 0.15)]
 BASE_ERROR_RATE = 0.003
 
@@ -68,21 +97,26 @@ class ServiceState:
 
 # (minute in the cycle, service, behaviour, announce through the API)
 SCHEDULE = [
-    (1, "checkout", Behaviour(), True),
-    (3, "payments", Behaviour(error_rate=0.08), True),
-    (5, "payments", None, True),  # rollback to the version before
-    (6, "inventory", Behaviour(slow_route="GET /stock/{id}", slowdown=3.0), False),
-    (8, "inventory", None, False),
-    (8, "frontend", Behaviour(new_exception="CartSerializationError", error_rate=0.02), True),
-    (9, "frontend", None, True),
+    (1, CHECKOUT, Behaviour(), True),
+    (3, PAYMENTS, Behaviour(error_rate=0.08), True),
+    (5, PAYMENTS, None, True),  # rollback to the version before
+    (6, INVENTORY, Behaviour(slow_route="GET /stock/{id}", slowdown=3.0), False),
+    (8, INVENTORY, None, False),
+    (8, FRONTEND, Behaviour(new_exception="CartSerializationError", error_rate=0.02), True),
+    (9, FRONTEND, None, True),
 ]
 
 
 class Simulation:
-    def __init__(self, *, endpoint: str, api: str, token: str, rate: float, seed: int, log):
+    """`token` sends the spans (ingest scope); `api_token` posts deploys and SLOs (deploy)."""
+
+    def __init__(
+        self, *, endpoint: str, api: str, token: str, api_token: str, rate: float, seed: int, log
+    ):
         self.endpoint = endpoint.rstrip("/")
         self.api = api.rstrip("/")
         self.token = token
+        self.api_token = api_token
         self.rate = rate
         self.rng = random.Random(seed)
         self.log = log
@@ -95,6 +129,7 @@ class Simulation:
                 "service.name": name,
                 "service.version": version,
                 "deployment.environment.name": "production",
+                DEMO_RESOURCE_ATTRIBUTE: True,
             }
         )
         provider = TracerProvider(resource=resource)
@@ -106,6 +141,23 @@ class Simulation:
             BatchSpanProcessor(exporter, max_queue_size=50_000, schedule_delay_millis=1000)
         )
         return ServiceState(name, version, provider, behaviour)
+
+    # SLOs.
+
+    def define_slos(self) -> None:
+        """Create the demo's SLOs that do not exist yet; a failure only logs."""
+        url = f"{self.api}/api/v1/slos"
+        headers = {"Authorization": f"Bearer {self.api_token}"}
+        try:
+            existing = requests.get(url, headers=headers, timeout=10)
+            existing.raise_for_status()
+            names = {slo["name"] for slo in existing.json()}
+            for slo in SLOS:
+                if slo["name"] not in names:
+                    requests.post(url, json=slo, headers=headers, timeout=10).raise_for_status()
+                    self.log(f"defined SLO {slo['name']}")
+        except requests.RequestException as exc:
+            self.log(f"defining the demo SLOs failed ({exc}); the budgets page stays empty")
 
     # Deploys.
 
@@ -141,7 +193,7 @@ class Simulation:
             response = requests.post(
                 f"{self.api}/api/v1/deployments",
                 json=body,
-                headers={"Authorization": f"Bearer {self.token}"},
+                headers={"Authorization": f"Bearer {self.api_token}"},
                 timeout=10,
             )
             response.raise_for_status()
@@ -157,7 +209,7 @@ class Simulation:
         for _ in range(count):
             at = start_ns + int(self.rng.uniform(0, seconds) * NS)
             route = self.rng.choices(routes, weights)[0]
-            self._serve("frontend", route, at, headers={})
+            self._serve(FRONTEND, route, at, headers={})
         return count
 
     def _serve(self, name: str, route: str, at_ns: int, *, headers: dict) -> tuple[int, bool]:
@@ -222,7 +274,7 @@ class Simulation:
 
 
 def _usual_error(service: str) -> str:
-    return {"payments": "CardProcessorTimeout", "inventory": "StockLookupError"}.get(
+    return {PAYMENTS: "CardProcessorTimeout", INVENTORY: "StockLookupError"}.get(
         service, "UpstreamError"
     )
 
@@ -246,71 +298,32 @@ def _poisson(rng: random.Random, mean: float) -> int:
     return count
 
 
-class Command(BaseCommand):
-    help = "Send simulated shop traffic, deploys and regressions to Monoenv over OTLP/HTTP."
+def backfill(simulation: Simulation, minutes: int) -> int:
+    """Send the last `minutes` minutes at once; return the minute the stream goes on from."""
+    start = time.time_ns() - minutes * 60 * NS
+    for minute in range(minutes):
+        minute_start = start + minute * 60 * NS
+        _apply_schedule(simulation, minute, minute_start)
+        simulation.traffic(minute_start, 60)
+        simulation.flush()
+    if minutes:
+        simulation.log(f"backfilled {minutes} minute(s)")
+    return minutes
 
-    def add_arguments(self, parser):
-        default_endpoint = f"http://localhost:{settings.MONOENV_OTLP_HTTP_PORT}"
-        parser.add_argument("--endpoint", default=default_endpoint, help="OTLP/HTTP base URL.")
-        parser.add_argument(
-            "--api", default=settings.MONOENV_PUBLIC_URL, help="Monoenv URL for deploy posts."
-        )
-        parser.add_argument("--token", default="", help="Token with ingest and deploy scopes.")
-        parser.add_argument(
-            "--duration", type=float, default=0, help="Seconds to stream; 0 runs until stopped."
-        )
-        parser.add_argument("--rate", type=float, default=20, help="Front-end requests/s.")
-        parser.add_argument(
-            "--backfill", type=int, default=30, help="Minutes of history to send first."
-        )
-        parser.add_argument(
-            "--once", action="store_true", help="Send the backfill only, then exit."
-        )
-        parser.add_argument("--seed", type=int, default=None)
 
-    def handle(self, *args, **options):
-        token = options["token"] or _local_token()
-        simulation = Simulation(
-            endpoint=options["endpoint"],
-            api=options["api"],
-            token=token,
-            rate=options["rate"],
-            seed=options["seed"] if options["seed"] is not None else time.time_ns(),
-            log=lambda line: self.stdout.write(f"simulate: {line}"),
-        )
-        try:
-            minute = self._backfill(simulation, options["backfill"])
-            if not options["once"]:
-                self._stream(simulation, minute, options["duration"])
-        except KeyboardInterrupt:
-            pass
-        finally:
-            simulation.flush()
-            simulation.shutdown()
-
-    def _backfill(self, simulation: Simulation, minutes: int) -> int:
-        start = time.time_ns() - minutes * 60 * NS
-        for minute in range(minutes):
-            minute_start = start + minute * 60 * NS
-            _apply_schedule(simulation, minute, minute_start)
-            simulation.traffic(minute_start, 60)
-            simulation.flush()
-        if minutes:
-            self.stdout.write(f"simulate: backfilled {minutes} minute(s)")
-        return minutes
-
-    def _stream(self, simulation: Simulation, minute: int, duration: float):
-        began = time.monotonic()
-        tick_start = time.time_ns()
-        minute_mark = tick_start
-        while not duration or time.monotonic() - began < duration:
-            time.sleep(1)
-            now = time.time_ns()
-            if now - minute_mark >= 60 * NS:
-                minute, minute_mark = minute + 1, now
-                _apply_schedule(simulation, minute, now)
-            simulation.traffic(tick_start, (now - tick_start) / NS)
-            tick_start = now
+def stream(simulation: Simulation, minute: int, duration: float) -> None:
+    """Send live traffic for `duration` seconds (0: until interrupted)."""
+    began = time.monotonic()
+    tick_start = time.time_ns()
+    minute_mark = tick_start
+    while not duration or time.monotonic() - began < duration:
+        time.sleep(1)
+        now = time.time_ns()
+        if now - minute_mark >= 60 * NS:
+            minute, minute_mark = minute + 1, now
+            _apply_schedule(simulation, minute, now)
+        simulation.traffic(tick_start, (now - tick_start) / NS)
+        tick_start = now
 
 
 def _apply_schedule(simulation: Simulation, minute: int, at_ns: int) -> None:
@@ -318,9 +331,3 @@ def _apply_schedule(simulation: Simulation, minute: int, at_ns: int) -> None:
         if minute % CYCLE_MINUTES == at_minute:
             simulation.deploy(service, behaviour, announce=announce, at_ns=at_ns)
 
-
-def _local_token() -> str:
-    path = settings.MONOENV_DATA_DIR / "ingest-token.txt"
-    if path.exists():
-        return path.read_text().strip()
-    raise SystemExit(f"no --token given and no {path}; run `make run` first or pass --token")

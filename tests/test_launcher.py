@@ -1,0 +1,105 @@
+"""The launcher's pieces: its tokens and the order it stops things in."""
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from honcho.printer import Printer
+
+from monoenv_site import launcher
+from telemetry.models import ApiToken
+
+
+@pytest.mark.django_db
+def test_the_ingest_token_can_only_ingest_and_ci_gets_its_own(tmp_path):
+    ingest = launcher.ensure_token(tmp_path, *launcher.INGEST_TOKEN)
+    ci = launcher.ensure_token(tmp_path, *launcher.CI_TOKEN)
+
+    assert (tmp_path / "ingest-token.txt").read_text().strip() == ingest
+    assert (tmp_path / "ci-token.txt").read_text().strip() == ci
+    assert ApiToken.objects.get(token_hash=ApiToken.hash(ingest)).scopes == ["ingest"]
+    assert sorted(ApiToken.objects.get(token_hash=ApiToken.hash(ci)).scopes) == ["deploy", "read"]
+    assert (tmp_path / "ci-token.txt").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.django_db
+def test_a_stored_token_that_still_works_is_kept(tmp_path):
+    first = launcher.ensure_token(tmp_path, *launcher.INGEST_TOKEN)
+
+    assert launcher.ensure_token(tmp_path, *launcher.INGEST_TOKEN) == first
+    assert ApiToken.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_an_old_three_scope_ingest_token_is_revoked_and_replaced(tmp_path):
+    old, raw = ApiToken.issue(name="local-ingest", scopes=["ingest", "read", "deploy"])
+    (tmp_path / "ingest-token.txt").write_text(raw + "\n")
+
+    new = launcher.ensure_token(tmp_path, *launcher.INGEST_TOKEN)
+
+    assert new != raw
+    old.refresh_from_db()
+    assert old.revoked_at is not None
+    assert ApiToken.objects.active().get().scopes == ["ingest"]
+
+
+# A process that takes a moment to stop, as a Celery worker does, and writes
+# down when it got SIGTERM and when it was done.
+SLOW_TO_STOP = """
+import signal, sys, time
+log = open(sys.argv[1], "a")
+def stop(signum, frame):
+    log.write(f"{sys.argv[2]} signalled {time.time()}\\n"); log.flush()
+    time.sleep(float(sys.argv[3]))
+    log.write(f"{sys.argv[2]} exited {time.time()}\\n"); log.flush()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+log.write(f"{sys.argv[2]} up\\n"); log.flush()
+while True:
+    time.sleep(0.05)
+"""
+
+
+def _wait_for_lines(path: Path, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and len(path.read_text().splitlines()) >= count:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"only {path.read_text() if path.exists() else 'nothing'}")
+
+
+def test_redis_is_stopped_only_after_everything_that_uses_it(tmp_path, capsys):
+    import os
+    import shlex
+    import signal
+    import threading
+
+    log = tmp_path / "events.log"
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_TO_STOP)
+    manager = launcher.Supervisor(printer=Printer(sys.stdout))
+    for name, delay in (("redis", "0"), ("worker", "0.5"), ("beat", "0.2")):
+        manager.add_process(name, shlex.join([sys.executable, str(script), str(log), name, delay]))
+
+    def stop_when_up():
+        _wait_for_lines(log, 3)
+        os.kill(os.getpid(), signal.SIGTERM)  # as Ctrl-C or a service manager would
+
+    threading.Thread(target=stop_when_up, daemon=True).start()
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        assert launcher.supervise(manager) == 0
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+
+    events = {}
+    for line in log.read_text().splitlines():
+        name, what, *at = line.split()
+        if at:
+            events[(name, what)] = float(at[0])
+    assert events[("redis", "signalled")] >= events[("worker", "exited")]
+    assert events[("redis", "signalled")] >= events[("beat", "exited")]
+    assert events[("worker", "signalled")] < events[("worker", "exited")]
