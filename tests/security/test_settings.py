@@ -224,7 +224,12 @@ def test_a_boolean_reads_the_usual_words(monkeypatch, value, expected):
 
 
 def test_a_mistyped_boolean_stops_the_start(tmp_path):
-    result = manage("check", env=_environment(DEBUG="ture", MONOENV_DATA_DIR=str(tmp_path)))
+    # A database URL, so that manage.py starts no embedded PostgreSQL first.
+    env = _environment(
+        DEBUG="ture", MONOENV_DATA_DIR=str(tmp_path), DATABASE_URL="postgres://db.invalid/x"
+    )
+
+    result = manage("check", env=env)
 
     assert result.returncode != 0
     assert "DEBUG='ture' is not a boolean" in result.stderr
