@@ -86,7 +86,9 @@ def _predicted_socket_dir(pgdata: Path) -> Path:
     import platformdirs
 
     identifier = f"{pgdata}-{pgdata.stat().st_ino}"
-    runtime = platformdirs.user_runtime_path("python_PostgresServer")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # root has no XDG_RUNTIME_DIR; /tmp serves
+        runtime = platformdirs.user_runtime_path("python_PostgresServer")
     return runtime / hashlib.sha256(identifier.encode()).hexdigest()[:10]
 
 
