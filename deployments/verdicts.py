@@ -27,6 +27,10 @@ def run_checkpoint(
     now = now or timezone.now()
     deploy = Deployment.objects.get(pk=deployment_id)
     evaluation = analysis.evaluate(deploy, checkpoint)
+    if evaluation.verdict == Verdict.FAIL:
+        # Before taking the row lock: suspects point at other deploys, whose rows
+        # other checkpoints may hold locked, and two such workers would deadlock.
+        suspects.record_for_deploy(deploy, _regression_of(deploy, evaluation))
     with transaction.atomic():
         deploy = Deployment.objects.select_for_update().get(pk=deployment_id)
         was_failing = deploy.verdict == Verdict.FAIL
@@ -36,10 +40,8 @@ def run_checkpoint(
             deploy.verdict_reason = evaluation.reason
             deploy.evaluated_at = now
             deploy.save(update_fields=["verdict", "verdict_reason", "evaluated_at"])
-        if evaluation.verdict == Verdict.FAIL:
-            suspects.record_for_deploy(deploy, _regression_of(deploy, evaluation))
-            if not was_failing:
-                outbox.queue(fail_message(deploy), now=now)
+        if evaluation.verdict == Verdict.FAIL and not was_failing:
+            outbox.queue(fail_message(deploy), now=now)
     return record
 
 

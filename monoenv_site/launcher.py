@@ -40,6 +40,10 @@ INGEST_TOKEN = ("local-ingest", ["ingest"], "ingest-token.txt")
 CI_TOKEN = ("local-ci", ["deploy", "read"], "ci-token.txt")
 # Stopped last, once every process that talks to them has exited.
 INFRASTRUCTURE = ("redis",)
+# Signalled in their main process only (systemd's KillMode=mixed, as Celery's docs
+# advise): the worker then lets its pool finish its tasks, where a signal to the
+# whole process group would kill them mid-task (WorkerLostError).
+MAIN_PROCESS_ONLY = ("worker",)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -365,7 +369,12 @@ class Supervisor(Manager):
             self._infrastructure_signalled = True
         signame = "SIGKILL" if force else "SIGTERM"
         self._system_print(f"sending {signame} to {name} (pid {p['pid']})\n")
-        (self._procmgr.kill if force else self._procmgr.terminate)(p["pid"])
+        if force:
+            self._procmgr.kill(p["pid"])
+        elif name in MAIN_PROCESS_ONLY:
+            _signal_process(p["pid"], signal.SIGTERM)
+        else:
+            self._procmgr.terminate(p["pid"])
 
     def _running(self, *, infrastructure: bool) -> list[str]:
         return [
@@ -386,6 +395,13 @@ class Supervisor(Manager):
     def _any_stopped(self):
         # The main loop terminates everything once all started and any stopped.
         return self._signalled_early or super()._any_stopped()
+
+
+def _signal_process(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass  # it has just exited
 
 
 def supervise(manager: Manager) -> int:

@@ -81,7 +81,9 @@ def test_redis_is_stopped_only_after_everything_that_uses_it(tmp_path, capsys):
     script.write_text(SLOW_TO_STOP)
     manager = launcher.Supervisor(printer=Printer(sys.stdout))
     for name, delay in (("redis", "0"), ("worker", "0.5"), ("beat", "0.2")):
-        manager.add_process(name, shlex.join([sys.executable, str(script), str(log), name, delay]))
+        # exec, as the launcher's command lines do: the pid honcho knows is the process.
+        command = [sys.executable, str(script), str(log), name, delay]
+        manager.add_process(name, shlex.join(["exec", *command]))
 
     def stop_when_up():
         _wait_for_lines(log, 3)

@@ -69,7 +69,7 @@ def alive(procs: list[psutil.Process]) -> list[psutil.Process]:
 
 
 class Stack:
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, **env: str):
         self.data = tmp_path / "data"
         self.log_path = tmp_path / "launcher.log"
         self.http_port, self.otlp_http_port, self.grpc_port = (free_port() for _ in range(3))
@@ -83,6 +83,7 @@ class Stack:
             # The read-back below must find exactly the spans this test sent.
             MONOENV_DEMO="0",
         )
+        self.env.update(env)
         self.proc: subprocess.Popen | None = None
         self.descendants: list[psutil.Process] = []
 
@@ -97,6 +98,26 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def wait_for_log(self, text: str, timeout: float = BOOT_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log_path.read_text(errors="replace"):
+                return
+            if self.proc.poll() is not None:
+                pytest.fail(f"launcher exited with {self.proc.returncode}:\n{self.log()}")
+            time.sleep(0.5)
+        pytest.fail(f"no {text!r} in the log within {timeout:.0f} s:\n{self.log()}")
+
+    def stop(self) -> None:
+        """SIGTERM, as Ctrl-C or a service manager would; check it all went."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the launcher did not stop within {STOP_TIMEOUT} s:\n{self.log()}")
+        _, left = psutil.wait_procs(alive(self.descendants), timeout=5)
+        assert not alive(left), f"still running: {left}\n{self.log()}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
@@ -152,6 +173,17 @@ class Stack:
 @pytest.fixture
 def stack(tmp_path):
     stack = Stack(tmp_path)
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.force_stop()
+
+
+@pytest.fixture
+def demo_stack(tmp_path):
+    # MONOENV_DEMO unset: the embedded default decides, as on a fresh clone.
+    stack = Stack(tmp_path, MONOENV_DEMO="")
     stack.start()
     try:
         yield stack
@@ -238,16 +270,28 @@ def test_make_run_boots_ingests_and_stops(stack):
     assert read_trace(stack, trace_id, ingest_token).status_code == 403
 
     assert stack.descendants, "the launcher should supervise child processes"
-    stack.proc.send_signal(signal.SIGTERM)
-    try:
-        stack.proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the launcher did not stop within {STOP_TIMEOUT} s:\n{stack.log()}")
-    _, left = psutil.wait_procs(alive(stack.descendants), timeout=5)
-    assert not alive(left), f"still running: {left}\n{stack.log()}"
+    stack.stop()
     ports = (stack.http_port, stack.otlp_http_port, stack.grpc_port)
     assert not [port for port in ports if listening(port)], stack.log()
     assert not stack.postgres_running(), "the launcher should stop the PostgreSQL it started"
     # Redis went only after the worker and beat, so they lost no connection.
     log = stack.log_path.read_text(errors="replace")
     assert "Error 2 connecting" not in log and "Traceback" not in log, stack.log()
+
+
+def test_make_run_streams_the_demo_on_the_embedded_default_and_stops_in_order(demo_stack):
+    demo_stack.wait_until_up()
+    # The demo defines its SLOs and posts deploys with the CI token, then the
+    # worker judges them: Redis and PostgreSQL are busy when the stop comes.
+    demo_stack.wait_for_log("simulate: defined SLO demo-frontend-latency")
+    demo_stack.wait_for_log("simulate: backfilled")
+    demo_stack.wait_for_log("deployments.tasks.evaluate_checkpoint[")
+
+    demo_stack.stop()
+
+    assert demo_stack.proc.returncode == 0, demo_stack.log()
+    assert not demo_stack.postgres_running()
+    log = demo_stack.log_path.read_text(errors="replace")
+    assert log.index("redis stopped") > log.index("worker stopped"), demo_stack.log()
+    for trouble in ("Error 2 connecting", "Traceback", "WorkerLostError"):
+        assert trouble not in log, demo_stack.log()
