@@ -153,3 +153,27 @@ def test_the_task_sends_what_is_due(receiver):
     outbox.queue(_message(), now=NOW)
 
     assert tasks.send_due() == 1
+
+
+def test_manage_py_evaluate_runs_every_job_in_data_flow_order_and_sends_last(receiver):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from monoenv_site.management.commands.evaluate import PERIODIC_JOBS
+
+    WebhookTarget.objects.create(name="ops", url=receiver.url)
+    outbox.queue(_message(), now=NOW)
+    out = StringIO()
+
+    call_command("evaluate", stdout=out)
+
+    assert [name for name, _ in PERIODIC_JOBS] == [
+        "retention", "rollups", "slo evaluation", "deploy analysis", "notifications",
+    ]  # fmt: skip
+    lines = out.getvalue().splitlines()
+    assert [line.split(":")[0] for line in lines] == [name for name, _ in PERIODIC_JOBS]
+    # Sent once: by the evaluator's pass or by the last job, never by both.
+    assert "1 notification(s) sent" in lines[2] + lines[4]
+    assert len(receiver.raw) == 1
+    assert Delivery.objects.get().status == "sent"
