@@ -160,9 +160,8 @@ def wants_demo(*, embedded_database: bool) -> bool:
     from telemetry import demo
     from telemetry.models import ServiceDay
 
-    asked = env.envbool("MONOENV_DEMO", False) if env.envstr("MONOENV_DEMO").strip() else None
-    if asked is not None:
-        return asked
+    if env.envstr("MONOENV_DEMO").strip():
+        return env.envbool("MONOENV_DEMO", False)
     if not embedded_database:
         return False
     services = ServiceDay.objects.values_list("service", flat=True).distinct()
@@ -204,10 +203,10 @@ def ensure_admin(base: Path, public_url: str) -> str:
 
 
 def ensure_token(base: Path, name: str, scopes: list[str], file_name: str) -> str:
-    """Return the stored token, or issue one unless it still works with exactly these scopes.
+    """The stored token if it still works with exactly these scopes; else a new one, stored.
 
     A stored token with other scopes (an older stack's ingest token carried all
-    three) is revoked and replaced.
+    three) is revoked, not just forgotten.
     """
     from telemetry.models import ApiToken
 
