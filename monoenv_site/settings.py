@@ -5,6 +5,8 @@ DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY and ALLOWED_HOSTS (see
 docs/operations.md). Importing this file starts nothing and creates nothing.
 """
 
+import re
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -98,6 +100,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 # Made by the entry points (embedded.prepare_data_dir), or by collectstatic.
 STATIC_ROOT = MONOENV_DATA_DIR / "static"
+# With finders on, a STATIC_ROOT not made yet (a gunicorn started by hand before
+# collectstatic) serves all the same; WhiteNoise would warn in every worker.
+warnings.filterwarnings("ignore", message=f"No directory at: {re.escape(str(STATIC_ROOT))}")
 # WhiteNoise serves the admin's and the dashboard's assets without a separate
 # web server; finders spare the local stack a collectstatic step.
 WHITENOISE_USE_FINDERS = True
