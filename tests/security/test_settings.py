@@ -62,7 +62,11 @@ def test_every_secret_can_come_from_a_file(tmp_path):
 def test_the_file_wins_over_the_variable(tmp_path):
     path = tmp_path / "key"
     path.write_text("from-the-file")
-    env = _environment(SECRET_KEY="from-the-variable", SECRET_KEY_FILE=str(path))
+    # A database URL, so that manage.py starts no embedded PostgreSQL first.
+    env = _environment(
+        SECRET_KEY="from-the-variable", SECRET_KEY_FILE=str(path),
+        DATABASE_URL="postgres://db.invalid/x",
+    )  # fmt: skip
 
     result = manage("shell", "-c", PRINT_SECRETS, env=env)
 
