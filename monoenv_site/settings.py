@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "telemetry",
     "slo",
     "deployments",
+    "incidents",
     "dashboard",
     "demo",
     # The project itself: `manage.py evaluate` runs every app's periodic job once.
@@ -149,6 +150,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=1),
         "options": {"expires": 55},
     },
+    "incidents-poll": {
+        "task": "incidents.tasks.poll",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 55},
+    },
 }
 
 # Ingest.
@@ -218,6 +224,13 @@ MONOENV_DEPLOY_EVALUATION_LAG_SECONDS = envint("MONOENV_DEPLOY_EVALUATION_LAG_SE
 MONOENV_ROUTE_WATCH_MINUTES = envint("MONOENV_ROUTE_WATCH_MINUTES", 10)
 MONOENV_ROUTE_WATCH_BASELINE_MINUTES = envint("MONOENV_ROUTE_WATCH_BASELINE_MINUTES", 60)
 MONOENV_ROUTE_WATCH_EVERY_MINUTES = envint("MONOENV_ROUTE_WATCH_EVERY_MINUTES", 5)
+
+# Incidents (docs/incidents.md): signals within the group window on the same or a
+# connected service join one incident; proposals wait for a sustained calm.
+MONOENV_INCIDENT_GROUP_MINUTES = envint("MONOENV_INCIDENT_GROUP_MINUTES", 30)
+MONOENV_INCIDENT_LOOKBACK_MINUTES = envint("MONOENV_INCIDENT_LOOKBACK_MINUTES", 360)
+MONOENV_INCIDENT_SUSTAIN_MINUTES = envint("MONOENV_INCIDENT_SUSTAIN_MINUTES", 15)
+MONOENV_INCIDENT_SLOW_MS = envint("MONOENV_INCIDENT_SLOW_MS", 1000)
 
 if MONOENV_PRODUCTION:
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", True)

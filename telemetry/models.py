@@ -143,6 +143,7 @@ class TokenScope(models.TextChoices):
     INGEST = "ingest"
     DEPLOY = "deploy"
     READ = "read"
+    INCIDENT = "incident"
 
 
 class ApiTokenQuerySet(models.QuerySet):

@@ -444,3 +444,33 @@ def versions_seen(*, since: datetime, service: str | None = None) -> list[Versio
 def known_services() -> list[str]:
     """Every service with a span in the kept days, sorted."""
     return list(ServiceDay.objects.values_list("service", flat=True).distinct().order_by("service"))
+
+
+# Incident impact (incidents/impact.py).
+
+
+@dataclass(frozen=True)
+class RequestImpact:
+    requests: int
+    failed: int
+    slow: int
+    affected_users: int  # distinct users among the failed or slow requests
+
+
+def request_impact(span_filter: RequestFilter, *, slow_ms: float) -> RequestImpact:
+    """Failed and slow requests, and how many distinct users they reached.
+
+    A request is slow above slow_ms. Its user is the `user.id` attribute, else
+    the older `enduser.id`; requests carrying neither count no user.
+    """
+    where, params = span_filter.where()
+    user = "COALESCE(attributes->>'user.id', attributes->>'enduser.id')"
+    hurt = "(is_error OR duration_us > %s)"
+    slow_us = int(slow_ms * 1000)
+    row = _fetch(
+        f"SELECT count(*), count(*) FILTER (WHERE is_error), "
+        f"count(*) FILTER (WHERE duration_us > %s), "
+        f"count(DISTINCT {user}) FILTER (WHERE {hurt}) FROM telemetry_span WHERE {where}",
+        [slow_us, slow_us, *params],
+    )[0]
+    return RequestImpact(*(int(value) for value in row))

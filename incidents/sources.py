@@ -1,0 +1,338 @@
+"""What incidents read from the apps below: signals, their state, and the changes around them.
+
+The one place that knows slo's and deployments' models, so a change there
+changes here only. Nothing below imports incidents: new signals are found by
+polling these reads (incidents/jobs.py), not by being told.
+
+A signal is a page burn alert, a deploy's `fail` verdict, or a route shift.
+Each carries a *watch*: the per-minute series whose burn says when the
+regression began and when it stopped (incidents/lifecycle.py).
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+
+from deployments import route_watch
+from deployments.models import (
+    Deployment,
+    Finding,
+    RouteShift,
+    Suspect,
+    Verdict,
+    VerdictRecord,
+)
+from incidents.lifecycle import MinuteCounts
+from incidents.models import Severity, SignalKind
+from slo import status as slo_status
+from slo.models import SLI, SLO, Alert, Budgeting, SLOMinute
+from slo.models import Severity as AlertSeverity
+from telemetry import rollups, spans
+
+SAMPLED_TRACES = 200
+# A deploy's error rate burns above max(2 × its baseline, baseline + 0.5 pp).
+DEPLOY_BURN_RATIO = 2.0
+DEPLOY_BURN_MIN = 0.005
+
+
+@dataclass(frozen=True)
+class Signal:
+    kind: str
+    source_id: int
+    service: str
+    environment: str
+    at: datetime
+    title: str
+    summary: str
+    link: str
+    severity: str
+    watch: dict = field(default_factory=dict)
+    not_before: datetime | None = None
+
+
+def url(path: str) -> str:
+    return f"{settings.MONOENV_PUBLIC_URL}{path}"
+
+
+def new_signals(*, since: datetime, known: set[tuple[str, int]]) -> list[Signal]:
+    """Page alerts, fail verdicts and route shifts raised since `since`, not yet in `known`."""
+    found = [
+        *(_alert_signal(alert) for alert in _page_alerts(since)),
+        *(_verdict_signal(deploy) for deploy in _failed_deploys(since)),
+        *(_shift_signal(shift) for shift in RouteShift.objects.filter(detected_at__gte=since)),
+    ]
+    return sorted(
+        (s for s in found if (s.kind, s.source_id) not in known), key=lambda s: (s.at, s.kind)
+    )
+
+
+def _page_alerts(since: datetime):
+    return Alert.objects.filter(severity=AlertSeverity.PAGE, fired_at__gte=since).select_related(
+        "slo"
+    )
+
+
+def _failed_deploys(since: datetime):
+    return Deployment.objects.filter(verdict=Verdict.FAIL, evaluated_at__gte=since)
+
+
+def _alert_signal(alert: Alert) -> Signal:
+    slo = alert.slo
+    return Signal(
+        kind=SignalKind.ALERT,
+        source_id=alert.pk,
+        service=slo.service,
+        environment="",
+        at=alert.fired_at,
+        title=f"{slo.service}: SLO {slo.name} is burning its error budget",
+        summary=alert_summary(alert),
+        link=url(f"/slos/{slo.pk}/"),
+        severity=Severity.SEV2,
+        watch={"slo_id": slo.pk, "threshold": 1 - slo.objective_ratio},
+    )
+
+
+def alert_summary(alert: Alert) -> str:
+    return (
+        f"Page alert on SLO {alert.slo.name}: burn rate {alert.long_burn_rate:.1f}× over "
+        f"{alert.windows} (threshold {alert.threshold:.1f}×)"
+    )
+
+
+def _verdict_signal(deploy: Deployment) -> Signal:
+    baseline = _baseline_error_rate(deploy.service, deploy.deployed_at)
+    threshold = max(baseline * DEPLOY_BURN_RATIO, baseline + DEPLOY_BURN_MIN)
+    return Signal(
+        kind=SignalKind.VERDICT,
+        source_id=deploy.pk,
+        service=deploy.service,
+        environment=deploy.environment,
+        at=deploy.evaluated_at,
+        title=f"{deploy.service}: deploy of {deploy.version} failed its verdict",
+        summary=f"Deploy {deploy.service} {deploy.version} failed its verdict: "
+        f"{first_line(deploy.verdict_reason)}",
+        link=url(f"/deploys/{deploy.pk}/"),
+        severity=Severity.SEV3,
+        watch={"service": deploy.service, "route": None, "metric": "error_rate",
+               "threshold": threshold},  # fmt: skip
+        not_before=deploy.deployed_at,
+    )
+
+
+def _shift_signal(shift: RouteShift) -> Signal:
+    return Signal(
+        kind=SignalKind.SHIFT,
+        source_id=shift.pk,
+        service=shift.service,
+        environment="",
+        at=shift.detected_at,
+        title=f"{shift.service}: {shift.route} regressed between deploys",
+        summary=f"Route shift: {shift_summary(shift)}",
+        link=url(f"/services/{shift.service}/"),
+        severity=Severity.SEV3,
+        watch={"service": shift.service, "route": shift.route, "metric": shift.metric,
+               "threshold": (shift.baseline_value + shift.current_value) / 2},  # fmt: skip
+    )
+
+
+def shift_summary(shift: RouteShift) -> str:
+    return route_watch.describe(shift)
+
+
+def first_line(text: str, limit: int = 200) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _baseline_error_rate(service: str, before: datetime) -> float:
+    start = before - timedelta(minutes=settings.MONOENV_DEPLOY_BASELINE_MINUTES)
+    points = rollups.latency_series(service, start=start, end=before)
+    requests = sum(p.requests for p in points)
+    return sum(p.errors for p in points) / requests if requests else 0.0
+
+
+# State of recorded signals.
+
+
+def closed_at(kind: str, source_id: int) -> datetime | None:
+    """When the signal stopped: the alert resolved, the shift closed, the bad version left."""
+    if kind == SignalKind.ALERT:
+        return Alert.objects.filter(pk=source_id).values_list("resolved_at", flat=True).first()
+    if kind == SignalKind.SHIFT:
+        return RouteShift.objects.filter(pk=source_id).values_list("resolved_at", flat=True).first()
+    deploy = Deployment.objects.filter(pk=source_id).first()
+    recovery = recovering_change(deploy) if deploy else None
+    return recovery.deployed_at if recovery else None
+
+
+def recovering_change(deploy: Deployment) -> Deployment | None:
+    """The next deploy of the service that replaced a failed one and did not fail itself."""
+    return (
+        Deployment.objects.for_service(deploy.service, deploy.environment)
+        .filter(started_at__gt=deploy.started_at)
+        .exclude(verdict=Verdict.FAIL)
+        .exclude(pk=deploy.pk)
+        .order_by("started_at", "id")
+        .first()
+    )
+
+
+def minute_series(watch: dict, start: datetime, end: datetime) -> list[MinuteCounts]:
+    """Bad and total per minute of what a signal watches, in [start, end)."""
+    if "slo_id" in watch:
+        rows = SLOMinute.objects.filter(
+            slo_id=watch["slo_id"], minute__gte=start, minute__lt=end
+        ).values_list("minute", "good", "total")
+        return [MinuteCounts(minute, total - good, total) for minute, good, total in rows]
+    points = rollups.latency_series(watch["service"], start=start, end=end, route=watch["route"])
+    if watch["metric"] == "error_rate":
+        return [MinuteCounts(p.minute, p.errors, p.requests) for p in points]
+    # Latency: a minute is bad as a whole when its p95 is above the threshold.
+    return [
+        MinuteCounts(p.minute, float(p.p95_ms > watch["threshold"]), 1.0)
+        for p in points
+        if p.requests and p.p95_ms is not None
+    ]
+
+
+def series_threshold(watch: dict) -> float:
+    """The bad share above which a minute burns: latency minutes are all-or-nothing."""
+    return 0.5 if watch.get("metric") == "latency_p95" else watch["threshold"]
+
+
+# Around an incident.
+
+
+def deploys_of(services: list[str], start: datetime, end: datetime) -> list[Deployment]:
+    return list(
+        Deployment.objects.filter(
+            service__in=services, started_at__gte=start, started_at__lt=end
+        ).order_by("started_at", "id")
+    )
+
+
+def alerts_of(services: list[str], start: datetime, end: datetime) -> list[Alert]:
+    """Alerts of the services' SLOs that fired in [start, end) or were still firing at start."""
+    return list(
+        Alert.objects.filter(slo__service__in=services, fired_at__lt=end)
+        .exclude(resolved_at__lt=start)
+        .select_related("slo")
+        .order_by("fired_at", "id")
+    )
+
+
+def shifts_of(services: list[str], start: datetime, end: datetime) -> list[RouteShift]:
+    return list(
+        RouteShift.objects.filter(service__in=services, detected_at__lt=end)
+        .exclude(resolved_at__lt=start)
+        .order_by("detected_at", "id")
+    )
+
+
+def slos_of(services: list[str]) -> list[SLO]:
+    return list(SLO.objects.filter(service__in=services).order_by("name"))
+
+
+def verdict_records_of(deploys: list[Deployment]):
+    return VerdictRecord.objects.filter(deployment__in=deploys).select_related("deployment")
+
+
+def suspects_of(signals) -> list[dict]:
+    """The ranked change events of the incident's signals, best first, each deploy once.
+
+    A failed deploy is its own first suspect; then the suspects deployments
+    ranked for each alert, shift and failed deploy.
+    """
+    ranked: dict[int, dict] = {}
+    for signal in signals:
+        if signal.kind == SignalKind.VERDICT:
+            own = _suspect(signal.source_id, 1.0, "failed its verdict")
+            ranked.setdefault(signal.source_id, own)
+    rows = Suspect.objects.select_related("suspect").filter(
+        _suspect_filter(signals)
+    ).order_by("-score", "rank")
+    for row in rows:
+        if row.suspect_id not in ranked:
+            ranked[row.suspect_id] = _suspect(row.suspect_id, row.score, row.evidence, row.suspect)
+    out = sorted(ranked.values(), key=lambda s: -s["score"])
+    return [{**entry, "rank": index + 1} for index, entry in enumerate(out)]
+
+
+def _suspect_filter(signals):
+    query = Q(pk__in=[])
+    for signal in signals:
+        if signal.kind == SignalKind.ALERT:
+            query |= Q(alert_id=signal.source_id)
+        elif signal.kind == SignalKind.SHIFT:
+            query |= Q(route_shift_id=signal.source_id)
+        else:
+            query |= Q(deployment_id=signal.source_id)
+    return query
+
+
+def _suspect(deploy_id: int, score: float, evidence: str, deploy: Deployment | None = None):
+    deploy = deploy or Deployment.objects.get(pk=deploy_id)
+    return {
+        "deployment_id": deploy.pk,
+        "service": deploy.service,
+        "version": deploy.version,
+        "started_at": deploy.started_at.isoformat(),
+        "score": round(score, 4),
+        "evidence": evidence,
+        "link": url(f"/deploys/{deploy.pk}/"),
+    }
+
+
+def connected_services(service: str, start: datetime, end: datetime) -> set[str]:
+    """Services sharing traces with the service's requests in [start, end): callers, callees."""
+    roots = spans.sample_requests(service, start, end, limit=SAMPLED_TRACES)
+    if not roots:
+        return set()
+    shared = spans.trace_spans([root.trace_id for root in roots], start, end)
+    return {span.service for span in shared} - {service}
+
+
+def slo_bad_series(slo: SLO, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
+    """Bad units per minute of an SLO in [start, end): events, or whole minutes for timeslices."""
+    rows = SLOMinute.objects.filter(slo=slo, minute__gte=start, minute__lt=end).order_by(
+        "minute"
+    ).values_list("minute", "good", "total")
+    if slo.budgeting == Budgeting.TIMESLICES:
+        target = slo.timeslice_target / 100
+        return [(minute, int(good < target * total)) for minute, good, total in rows]
+    return [(minute, total - good) for minute, good, total in rows]
+
+
+def slo_budget_total(slo: SLO, *, now: datetime) -> float:
+    """The SLO's whole error budget over its window, in its units."""
+    return slo_status.status(slo, now=now, history=False).budget_total
+
+
+def slow_threshold_ms(service: str) -> float:
+    """Slow means above the service's tightest latency SLO, else MONOENV_INCIDENT_SLOW_MS."""
+    thresholds = SLO.objects.filter(service=service, sli=SLI.LATENCY).values_list(
+        "threshold_ms", flat=True
+    )
+    found = [float(t) for t in thresholds if t is not None]
+    return min(found) if found else float(settings.MONOENV_INCIDENT_SLOW_MS)
+
+
+def request_impact(service: str, start: datetime, end: datetime) -> spans.RequestImpact:
+    return spans.request_impact(
+        spans.RequestFilter(service=service, start=start, end=end),
+        slow_ms=slow_threshold_ms(service),
+    )
+
+
+def significant_findings(deploy_ids: list[int]) -> list:
+    """The significant findings of the latest verdict of each deploy."""
+    latest = {}
+    for record in VerdictRecord.objects.filter(deployment_id__in=deploy_ids).order_by("checkpoint"):
+        latest[record.deployment_id] = record.pk
+    return list(
+        Finding.objects.filter(evaluation_id__in=latest.values(), significant=True)
+        .select_related("deployment")
+        .order_by("deployment_id", "route", "metric")
+    )
