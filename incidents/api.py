@@ -113,13 +113,14 @@ class IncidentOut(Schema):
     budget_consumed_pct: float | None
     link: str
 
+    # The detail view passes this schema's own output back in, as a dict.
     @staticmethod
-    def resolve_link(obj: Incident) -> str:
-        return obj.link()
+    def resolve_link(obj) -> str:
+        return obj.link() if isinstance(obj, Incident) else obj["link"]
 
     @staticmethod
-    def resolve_budget_consumed_pct(obj: Incident) -> float | None:
-        return budget_burned(obj)
+    def resolve_budget_consumed_pct(obj) -> float | None:
+        return budget_burned(obj) if isinstance(obj, Incident) else obj["budget_consumed_pct"]
 
 
 def budget_burned(incident: Incident) -> float | None:
