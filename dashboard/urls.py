@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from dashboard import views
+from dashboard import incident_urls, views
 from dashboard.login import LoginForm
 
 app_name = "dashboard"
@@ -33,3 +33,4 @@ urlpatterns = [
     path("traces/<str:trace_id>/", views.trace, name="trace"),
     path("traces/<str:trace_id>/data.json", views.trace_json, name="trace-json"),
 ]
+urlpatterns += incident_urls.urlpatterns

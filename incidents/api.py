@@ -120,14 +120,7 @@ class IncidentOut(Schema):
 
     @staticmethod
     def resolve_budget_consumed_pct(obj) -> float | None:
-        return budget_burned(obj) if isinstance(obj, Incident) else obj["budget_consumed_pct"]
-
-
-def budget_burned(incident: Incident) -> float | None:
-    """The most budget any one SLO lost in the incident, percent."""
-    found = [s["budget_consumed_pct"] for s in (incident.impact or {}).get("slos", [])
-             if s["budget_consumed_pct"] is not None]  # fmt: skip
-    return max(found) if found else None
+        return obj.budget_burned_pct if isinstance(obj, Incident) else obj["budget_consumed_pct"]
 
 
 class SignalOut(Schema):

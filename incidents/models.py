@@ -106,6 +106,13 @@ class Incident(models.Model):
         return f"{settings.MONOENV_PUBLIC_URL}/api/v1/incidents/{self.pk}"
 
     @property
+    def budget_burned_pct(self) -> float | None:
+        """The most error budget any one SLO lost in the incident, percent."""
+        found = [s["budget_consumed_pct"] for s in (self.impact or {}).get("slos", [])
+                 if s["budget_consumed_pct"] is not None]  # fmt: skip
+        return max(found) if found else None
+
+    @property
     def effective_mitigated_at(self) -> datetime | None:
         return self.mitigated_at or self.resolved_at or self.proposed_mitigated_at
 

@@ -29,11 +29,11 @@ def refresh(incident_id: int, *, now: datetime) -> Incident | None:
             signal.closed_at = closed
             signal.save(update_fields=["closed_at"])
     with transaction.atomic():
-        sync_timeline(incident, now=now)
-        propose(incident, signals, now=now)
         incident.suspects = sources.suspects_of(signals)
         top = incident.suspects[0]["deployment_id"] if incident.suspects else None
         incident.top_suspect_id = top
+        sync_timeline(incident, now=now)
+        propose(incident, signals, now=now)
         incident.impact = impact.compute(incident, now=now)
         incident.refreshed_at = now
         incident.save()
@@ -48,8 +48,9 @@ def timeline_range(incident: Incident, *, now: datetime) -> tuple[datetime, date
 
 def sync_timeline(incident: Incident, *, now: datetime) -> None:
     start, end = timeline_range(incident, now=now)
+    suspects = [s["deployment_id"] for s in incident.suspects]
     entries = [
-        *_deploy_entries(incident.services, start, end),
+        *_deploy_entries(incident.services, start, end, also=suspects),
         *_alert_entries(incident.services, start, end),
         *_shift_entries(incident.services, start, end),
     ]
@@ -59,8 +60,9 @@ def sync_timeline(incident: Incident, *, now: datetime) -> None:
     )
 
 
-def _deploy_entries(services, start, end) -> list[dict]:
-    deploys = sources.deploys_of(services, start, end)
+def _deploy_entries(services, start, end, *, also: list[int]) -> list[dict]:
+    """Deploys of the incident's services, and its suspects, which may be of other services."""
+    deploys = sources.deploys_of(services, start, end, also=also)
     entries = []
     for deploy in deploys:
         link = sources.url(f"/deploys/{deploy.pk}/")

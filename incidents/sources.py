@@ -205,12 +205,12 @@ def series_threshold(watch: dict) -> float:
 # Around an incident.
 
 
-def deploys_of(services: list[str], start: datetime, end: datetime) -> list[Deployment]:
-    return list(
-        Deployment.objects.filter(
-            service__in=services, started_at__gte=start, started_at__lt=end
-        ).order_by("started_at", "id")
-    )
+def deploys_of(
+    services: list[str], start: datetime, end: datetime, *, also: list[int] = ()
+) -> list[Deployment]:
+    """Deploys of the services in [start, end), and the deploys `also` names wherever they are."""
+    in_range = Q(service__in=services, started_at__gte=start, started_at__lt=end)
+    return list(Deployment.objects.filter(in_range | Q(pk__in=also)).order_by("started_at", "id"))
 
 
 def alerts_of(services: list[str], start: datetime, end: datetime) -> list[Alert]:
