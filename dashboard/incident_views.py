@@ -71,7 +71,7 @@ def _incident_page(request, found: Incident, *, preview: str | None = None, erro
         "draft": text,
         "previewing": preview is not None,
         # Safe: the renderer lets no HTML from its input through (incidents/markdown.py).
-        "rendered": mark_safe(markdown.render(text)),  # noqa: S308
+        "rendered": mark_safe(markdown.render(text, heading_offset=1)),  # noqa: S308
         "revisions": pm.revisions.all()[:20],
         "severities": Severity.choices,
         "action_kinds": ActionKind.choices,

@@ -16,9 +16,18 @@ _renderer.enable("table").disable("image")
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
 
 
-def render(markdown: str) -> str:
-    """HTML for a post-mortem; safe to mark safe, as no input HTML survives."""
-    return _renderer.render(markdown)
+def render(markdown: str, *, heading_offset: int = 0) -> str:
+    """HTML for a post-mortem; safe to mark safe, as no input HTML survives.
+
+    heading_offset moves headings down (1: # becomes <h2>), for a page with its own <h1>.
+    """
+    env: dict = {}
+    tokens = _renderer.parse(markdown, env)
+    if heading_offset:
+        for token in tokens:
+            if token.type in ("heading_open", "heading_close"):
+                token.tag = f"h{min(6, int(token.tag[1]) + heading_offset)}"
+    return _renderer.renderer.render(tokens, _renderer.options, env)
 
 
 def escape(text: object) -> str:

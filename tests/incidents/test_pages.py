@@ -63,7 +63,7 @@ def test_the_incident_page_escapes_and_renders_the_postmortem_safely(oncall, inc
     page = oncall.get(reverse("dashboard:incident", args=[incident.pk])).content.decode()
     assert "<script>alert(1)" not in page and "<img src=x" not in page
     assert "Monoenv proposes resolved" in page
-    assert '<h2>Summary</h2>' in page  # the rendered post-mortem
+    assert '<h3>Summary</h3>' in page  # the rendered post-mortem, under the page's own h1
     data = oncall.get(reverse("dashboard:incident-json", args=[incident.pk])).json()
     assert [c["kind"] for c in data["changes"]] == ["deploy", "rollback"]
     assert data["impact"]["slos"][0]["burn"]
@@ -90,7 +90,7 @@ def test_a_note_an_action_item_and_a_postmortem_edit(oncall, incident):
     preview = oncall.post(reverse("dashboard:incident-postmortem", args=args),
                           {"markdown": "# Mine\n\n" + XSS, "action": "preview"})  # fmt: skip
     html = preview.content.decode()
-    assert "<h1>Mine</h1>" in html and "<script>alert(1)" not in html
+    assert "<h2>Mine</h2>" in html and "<script>alert(1)" not in html
     assert not PostMortem.objects.get().edited
     oncall.post(reverse("dashboard:incident-postmortem", args=args),
                 {"markdown": "# Mine", "action": "save"})  # fmt: skip

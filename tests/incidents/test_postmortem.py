@@ -123,3 +123,7 @@ def test_escape_makes_markdown_syntax_literal():
     assert render(escape("[a](https://e.example) *b* `c` # d")).strip() == (
         "<p>[a](https://e.example) *b* `c` # d</p>"
     )
+
+
+def test_headings_move_down_under_a_pages_own_title():
+    assert render("# A\n\n###### B", heading_offset=1) == "<h2>A</h2>\n<h6>B</h6>\n"
