@@ -1,4 +1,4 @@
-"""The incident pages in a real Chromium: they load cleanly, draw, fit a phone, show text as text."""
+"""The incident pages in a real Chromium: clean loads, charts, phones, hostile text as text."""
 
 from datetime import timedelta
 from pathlib import Path
