@@ -92,8 +92,7 @@ def incident_page(incident: Incident, *, now: datetime) -> dict:
 
 def delivery_page(*, days: int, service: str | None, environment: str | None,
                   now: datetime) -> dict:  # fmt: skip
-    return {
-        "generated_at": now.isoformat(),
-        "metrics": delivery.metrics(days=days, now=now, service=service, environment=environment),
-        "services": delivery.per_service(days=days, now=now, environment=environment),
-    }
+    metrics, services = delivery.page(
+        days=days, now=now, service=service, environment=environment, per_service=True
+    )
+    return {"generated_at": now.isoformat(), "metrics": metrics, "services": services}

@@ -6,9 +6,11 @@ and failed deploys not yet recovered. Nothing here reads spans: only deploys,
 their verdicts and rollbacks (deployments) and incidents (this app).
 """
 
+import bisect
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+from django.db import connection
 from django.db.models import Q
 
 from deployments.models import Deployment, DeployStatus
@@ -31,16 +33,16 @@ def refresh_recent(*, now: datetime) -> int:
             finished_at__gte=now - timedelta(days=FOLLOW_DAYS),
         ).values_list("deployment_id", flat=True)
     )  # fmt: skip
+    around = Q(pk__in=[])
     for incident in Incident.objects.filter(updated_at__gte=now - timedelta(hours=1)):
-        ids |= set(
-            Deployment.objects.filter(
-                service__in=incident.services,
-                started_at__gte=incident.started_at - timedelta(days=1),
-                started_at__lte=incident.resolved_at or now,
-            ).values_list("pk", flat=True)
+        around |= Q(
+            service__in=incident.services,
+            started_at__gte=incident.started_at - timedelta(days=1),
+            started_at__lte=incident.resolved_at or now,
         )
         if incident.top_suspect_id:
             ids.add(incident.top_suspect_id)
+    ids |= set(Deployment.objects.filter(around).values_list("pk", flat=True))
     return refresh(sorted(ids))
 
 
@@ -58,13 +60,20 @@ def refresh(deploy_ids: list[int]) -> int:
     first = min(c.started_at for c in changes)
     last = max(c.started_at for c in changes) + timedelta(days=FOLLOW_DAYS)
     later_by_line = _changes_by_line(services, first, last)
-    spans = incident_spans(services, first - timedelta(days=1), last)
+    starts = {line: [c.started_at for c in changes] for line, changes in later_by_line.items()}
+    by_service, by_blamed = defaultdict(list), defaultdict(list)
+    for span in incident_spans(services, first - timedelta(days=1), last):
+        for name in span.services:
+            by_service[name].append(span)
+        for deploy_id in span.blamed:
+            by_blamed[deploy_id].append(span)
     outcomes = []
     for change in changes:
-        line = later_by_line[(change.service, change.environment)]
-        later = [c for c in line if c.started_at > change.started_at and c.id != change.id]
-        relevant = [i for i in spans if change.service in i.services or change.id in i.blamed]
-        outcomes.append(dora.outcome(change, later=later, incidents=relevant))
+        line = (change.service, change.environment)
+        after = bisect.bisect_right(starts[line], change.started_at)
+        later = [c for c in later_by_line[line][after:] if c.id != change.id]
+        relevant = {id(s): s for s in (*by_service[change.service], *by_blamed[change.id])}
+        outcomes.append(dora.outcome(change, later=later, incidents=list(relevant.values())))
     ChangeOutcome.objects.bulk_create(
         [_row(o) for o in outcomes], update_conflicts=True, unique_fields=["deployment"],
         update_fields=[
@@ -130,39 +139,78 @@ def _row(o: dora.Outcome) -> ChangeOutcome:
     )  # fmt: skip
 
 
-# Reads for the API and the Delivery page.
+# Reads for the API and the Delivery page: one query, grouped in SQL.
 
-OUTCOME_FIELDS = (
-    "deployment_id", "service", "environment", "finished_at", "delivered", "is_rollback",
-    "lead_time_seconds", "failed", "failed_because", "recovery_seconds", "rework",
-)  # fmt: skip
+_TOTALS_SQL = """
+SELECT GROUPING(week), GROUPING(service), week, service,
+  count(*) FILTER (WHERE delivered),
+  percentile_cont(0.5) WITHIN GROUP (ORDER BY lead_time_seconds) FILTER (WHERE delivered),
+  percentile_cont(0.9) WITHIN GROUP (ORDER BY lead_time_seconds) FILTER (WHERE delivered),
+  count(lead_time_seconds) FILTER (WHERE delivered),
+  count(*) FILTER (WHERE delivered AND failed),
+  percentile_cont(0.5) WITHIN GROUP (ORDER BY recovery_seconds) FILTER (WHERE delivered AND failed),
+  percentile_cont(0.9) WITHIN GROUP (ORDER BY recovery_seconds) FILTER (WHERE delivered AND failed),
+  count(recovery_seconds) FILTER (WHERE delivered AND failed),
+  count(*) FILTER (WHERE delivered AND rework)
+FROM (
+  SELECT *, floor(extract(epoch FROM (%s - finished_at)) / 604800)::int AS week
+  FROM incidents_changeoutcome WHERE finished_at >= %s AND finished_at < %s{where}
+) AS outcomes
+GROUP BY GROUPING SETS ((), (week), (service))
+"""
 
 
-def outcomes(*, start: datetime, end: datetime, service: str | None, environment: str | None):
-    rows = ChangeOutcome.objects.filter(finished_at__gte=start, finished_at__lt=end)
+def _totals(*, start, end, service, environment):
+    """(overall totals, totals per week index counted back from end, totals per service)."""
+    where, params = "", []
     if service:
-        rows = rows.filter(service=service)
+        where, params = where + " AND service = %s", [*params, service]
     if environment:
-        rows = rows.filter(environment=environment)
-    return [dora.Outcome(*values) for values in rows.values_list(*OUTCOME_FIELDS)]
+        where, params = where + " AND environment = %s", [*params, environment]
+    return _run(_TOTALS_SQL.format(where=where), [end, start, end, *params])
+
+
+def _run(sql, params):
+    overall, by_week, by_service = dora.Totals(), {}, {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    for no_week, no_service, week, service, *sums in rows:
+        totals = dora.Totals(*(value if value is None else type_(value)
+                               for value, type_ in zip(sums, _SUM_TYPES, strict=True)))
+        if no_week and no_service:
+            overall = totals
+        elif not no_week:
+            by_week[week] = totals
+        else:
+            by_service[service] = totals
+    return overall, by_week, by_service
+
+
+_SUM_TYPES = (int, float, float, int, int, float, float, int, int)
 
 
 def metrics(*, days: int, now: datetime, service: str | None = None,
             environment: str | None = None) -> dict:  # fmt: skip
-    found = outcomes(start=now - timedelta(days=days), end=now, service=service,
-                     environment=environment)  # fmt: skip
-    return {"days": days, "service": service or "", "environment": environment or "",
-            **dora.metrics(found, days=days, end=now)}  # fmt: skip
+    return page(days=days, now=now, service=service, environment=environment)[0]
 
 
 def per_service(*, days: int, now: datetime, environment: str | None = None) -> list[dict]:
-    """One summary per service over the period, for the Delivery page's table."""
-    found = outcomes(start=now - timedelta(days=days), end=now, service=None,
-                     environment=environment)  # fmt: skip
-    by_service = defaultdict(list)
-    for o in found:
-        by_service[o.service].append(o)
-    return [
-        {"service": name, **dora.summary(rows, days=days)}
-        for name, rows in sorted(by_service.items())
-    ]
+    return page(days=days, now=now, service=None, environment=environment, per_service=True)[1]
+
+
+def page(*, days: int, now: datetime, service: str | None, environment: str | None,
+         per_service: bool = False) -> tuple[dict, list[dict]]:  # fmt: skip
+    """The /api/v1/dora figures, and (if asked) one summary per service, from one query."""
+    start = now - timedelta(days=days)
+    overall, by_week, by_service = _totals(
+        start=start, end=now, service=service, environment=environment
+    )
+    figures = {
+        "days": days, "service": service or "", "environment": environment or "",
+        **dora.summary(overall, days=days),
+        "weekly": dora.weekly(by_week, start=start, end=now),
+    }  # fmt: skip
+    table = [{"service": name, **dora.summary(totals, days=days)}
+             for name, totals in sorted(by_service.items())] if per_service else []  # fmt: skip
+    return figures, table

@@ -12,8 +12,9 @@ every denominator counts them.
 - A change is *rework* when it is a rollback, or was delivered to a service of
   an incident after the incident was detected and before it was resolved,
   without being blamed by it.
-- Lead time is finish minus commit time; p90 is numpy's percentile (linear
-  interpolation between the closest ranks).
+- Lead time is finish minus commit time. Medians and p90s interpolate
+  linearly between the closest ranks (PostgreSQL's percentile_cont, numpy's
+  default percentile).
 
 Levels follow the Accelerate State of DevOps Report 2024 (DORA, Google Cloud),
 whose clusters are: elite (on demand, lead time under a day, change fail rate
@@ -26,8 +27,6 @@ where the clusters overlap and how they are read here).
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-import numpy as np
 
 DAY = 86400.0
 
@@ -121,81 +120,81 @@ def _rework(change: Change, incidents: list[IncidentSpan]) -> bool:
     )
 
 
-# Aggregation.
+# Aggregation: incidents/delivery.py sums the outcomes in SQL into Totals.
 
 
-def median_p90(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    return float(np.percentile(values, 50)), float(np.percentile(values, 90))
+@dataclass(frozen=True)
+class Totals:
+    """Sums over the delivered changes of a period; medians and p90s use linear interpolation."""
+
+    deploys: int = 0
+    lead_median: float | None = None
+    lead_p90: float | None = None
+    with_commit_time: int = 0
+    failed: int = 0
+    recovery_median: float | None = None
+    recovery_p90: float | None = None
+    recoveries: int = 0
+    rework: int = 0
 
 
-def metrics(outcomes: list[Outcome], *, days: int, end: datetime) -> dict:
-    """The figures of /api/v1/dora over the `days` before `end`, with the weekly trend."""
-    start = end - timedelta(days=days)
-    inside = [o for o in outcomes if start <= o.finished_at < end]
-    figures = summary(inside, days=days)
-    figures["weekly"] = weekly(inside, start=start, end=end)
-    return figures
-
-
-def summary(outcomes: list[Outcome], *, days: float) -> dict:
-    delivered = [o for o in outcomes if o.delivered]
-    deploys = len(delivered)
-    per_day = deploys / days
-    leads = [o.lead_time_seconds for o in delivered if o.lead_time_seconds is not None]
-    lead_median, lead_p90 = median_p90(leads)
-    failed = [o for o in delivered if o.failed]
-    recoveries = [o.recovery_seconds for o in failed if o.recovery_seconds is not None]
-    recovery_median, recovery_p90 = median_p90(recoveries)
-    rate = len(failed) / deploys if deploys else None
-    rework = sum(o.rework for o in delivered)
+def summary(totals: Totals, *, days: float) -> dict:
+    """The figures of /api/v1/dora, with each metric's level."""
+    t = totals
+    per_day = t.deploys / days
+    rate = t.failed / t.deploys if t.deploys else None
     return {
         "deployment_frequency": {
-            "deploys": deploys, "per_day": per_day, "per_week": per_day * 7,
+            "deploys": t.deploys, "per_day": per_day, "per_week": per_day * 7,
             "level": frequency_level(per_day),
         },
         "lead_time": {
-            "median_seconds": lead_median, "p90_seconds": lead_p90,
-            "deploys_with_commit_time": len(leads),
-            "deploys_without_commit_time": deploys - len(leads),
-            "level": lead_time_level(lead_median),
+            "median_seconds": t.lead_median, "p90_seconds": t.lead_p90,
+            "deploys_with_commit_time": t.with_commit_time,
+            "deploys_without_commit_time": t.deploys - t.with_commit_time,
+            "level": lead_time_level(t.lead_median),
         },
         "change_fail_rate": {
-            "failed": len(failed), "deploys": deploys, "rate": rate,
+            "failed": t.failed, "deploys": t.deploys, "rate": rate,
             "level": fail_rate_level(rate),
         },
         "recovery_time": {
-            "median_seconds": recovery_median, "p90_seconds": recovery_p90,
-            "recoveries": len(recoveries), "unrecovered": len(failed) - len(recoveries),
-            "level": recovery_level(recovery_median),
+            "median_seconds": t.recovery_median, "p90_seconds": t.recovery_p90,
+            "recoveries": t.recoveries, "unrecovered": t.failed - t.recoveries,
+            "level": recovery_level(t.recovery_median),
         },
         "rework_rate": {
-            "rework": rework, "deploys": deploys, "rate": rework / deploys if deploys else None,
+            "rework": t.rework, "deploys": t.deploys,
+            "rate": t.rework / t.deploys if t.deploys else None,
         },
     }  # fmt: skip
 
 
-def weekly(outcomes: list[Outcome], *, start: datetime, end: datetime) -> list[dict]:
-    """Seven-day buckets ending at `end` (the oldest may be shorter), oldest first."""
+WEEK = timedelta(days=7)
+
+
+def week_count(start: datetime, end: datetime) -> int:
+    return max(1, -(-(end - start) // WEEK))  # ceiling division
+
+
+def weekly(by_week: dict[int, Totals], *, start: datetime, end: datetime) -> list[dict]:
+    """Seven-day buckets ending at `end` (the oldest may be shorter), oldest first.
+
+    by_week maps a bucket's index, counted back from `end` (0 is the newest), to its totals.
+    """
     weeks = []
-    bucket_end = end
-    while bucket_end > start:
-        bucket_start = max(start, bucket_end - timedelta(days=7))
-        inside = [o for o in outcomes if bucket_start <= o.finished_at < bucket_end]
-        days = (bucket_end - bucket_start).total_seconds() / DAY
-        figures = summary(inside, days=days)
+    for index in reversed(range(week_count(start, end))):
+        bucket_end = end - WEEK * index
+        bucket_start = max(start, bucket_end - WEEK)
+        t = by_week.get(index, Totals())
         weeks.append({
             "start": bucket_start.isoformat(), "end": bucket_end.isoformat(),
-            "deploys": figures["deployment_frequency"]["deploys"],
-            "failed": figures["change_fail_rate"]["failed"],
-            "change_fail_rate": figures["change_fail_rate"]["rate"],
-            "lead_time_median_seconds": figures["lead_time"]["median_seconds"],
-            "recovery_median_seconds": figures["recovery_time"]["median_seconds"],
-            "rework": figures["rework_rate"]["rework"],
+            "deploys": t.deploys, "failed": t.failed,
+            "change_fail_rate": t.failed / t.deploys if t.deploys else None,
+            "lead_time_median_seconds": t.lead_median,
+            "recovery_median_seconds": t.recovery_median, "rework": t.rework,
         })  # fmt: skip
-        bucket_end = bucket_start
-    return weeks[::-1]
+    return weeks
 
 
 # Levels (DORA 2024), one metric at a time.
