@@ -49,13 +49,12 @@ def _record_new_signals(*, now: datetime, report: PollReport) -> None:
         "kind", "source_id"
     ))  # fmt: skip
     for signal in sources.new_signals(since=since, known=known):
-        before = Incident.objects.count()
         try:
             with transaction.atomic():
-                incident = operations.record_signal(signal, now=now)
+                incident, opened = operations.record_signal(signal, now=now)
         except IntegrityError:
             continue  # recorded meanwhile by a poll that did not hold the lock
-        (report.opened if Incident.objects.count() > before else report.joined).append(incident.pk)
+        (report.opened if opened else report.joined).append(incident.pk)
 
 
 def incidents_to_refresh(*, now: datetime) -> list[int]:

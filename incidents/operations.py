@@ -34,12 +34,16 @@ def group_window() -> timedelta:
     return timedelta(minutes=settings.MONOENV_INCIDENT_GROUP_MINUTES)
 
 
-def record_signal(signal: sources.Signal, *, now: datetime) -> Incident:
-    """Open an incident for a new signal, or add it to the active one it belongs to."""
+def record_signal(signal: sources.Signal, *, now: datetime) -> tuple[Incident, bool]:
+    """Open an incident for a new signal, or add it to the active one it belongs to.
+
+    Returns the incident, and whether the signal opened it.
+    """
     started = regression_start(signal)
     with transaction.atomic():
         incident = matching_incident(signal)
-        if incident is None:
+        opened = incident is None
+        if opened:
             incident = _open(signal, started, now=now)
         else:
             _join(incident, signal, started)
@@ -53,7 +57,7 @@ def record_signal(signal: sources.Signal, *, now: datetime) -> Incident:
             defaults={"at": signal.at, "kind": SIGNAL_ENTRY_KINDS[signal.kind],
                       "summary": signal.summary, "link": signal.link},
         )  # fmt: skip
-    return incident
+    return incident, opened
 
 
 SIGNAL_ENTRY_KINDS = {

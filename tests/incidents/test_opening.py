@@ -104,3 +104,30 @@ def test_the_timeline_writes_deploys_rollbacks_verdicts_and_alerts_once(t0):
     times = [entry.at for entry in incident.timeline.all()]
     assert times == sorted(times)
     assert Verdict.FAIL in next(e.summary for e in incident.timeline.all() if e.kind == "verdict")
+
+
+def test_the_management_command_runs_one_pass(t0):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    f.page_alert(f.make_slo(), t0)
+    out = StringIO()
+    call_command("incidents_poll", "--rebuild-outcomes", stdout=out)
+    assert out.getvalue().startswith("1 incident(s) opened, 0 signal(s) joined, 1 refreshed")
+    assert Incident.objects.count() == 1
+
+
+def test_a_poll_finding_another_one_running_returns_at_once(t0):
+    from django.db import connections
+
+    f.page_alert(f.make_slo(), t0)
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [jobs.POLL_LOCK])  # a poll running
+        report = jobs.poll(now=t0 + M)
+        assert report.skipped and not Incident.objects.exists()
+    finally:
+        other.close()
+    assert not jobs.poll(now=t0 + M).skipped and Incident.objects.count() == 1
