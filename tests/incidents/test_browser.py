@@ -88,6 +88,9 @@ def test_the_pages_load_draw_and_show_hostile_text_as_text(page, world):
     page.wait_for_selector("#chart-deploys .main-svg", state="attached")
     assert "checkout" in page.locator("#per-service tbody").inner_text()
     shot(page, "delivery")
+    page.goto(page.base + "/", wait_until="networkidle")
+    page.wait_for_function("document.getElementById('dora-line').textContent.includes('deploys')")
+    assert XSS in page.locator("#open-incidents").inner_text()
     assert page.dialogs == [] and page.problems == []
 
 

@@ -119,5 +119,11 @@ def test_the_delivery_page_and_the_overview_line(oncall, incident):
     page = oncall.get(reverse("dashboard:delivery")).content.decode()
     assert "Accelerate State of DevOps Report 2024" in page
     overview = oncall.get(reverse("dashboard:overview")).content.decode()
-    assert 'id="open-incidents"' in overview and "Delivery, last 30 days" in overview
+    assert 'id="open-incidents"' in overview and 'id="dora-line"' in overview
     assert "<script>alert(1)" not in overview
+
+
+def test_the_on_call_budgets_page_shows_open_incidents_first(oncall, incident):
+    page = oncall.get(reverse("dashboard:budgets")).content.decode()
+    assert page.index('id="open-incidents"') < page.index('id="slos"')
+    assert f"Incident #{incident.pk}" in page

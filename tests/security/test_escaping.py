@@ -107,9 +107,17 @@ def test_no_script_or_template_writes_html_from_data():
         for path in (ROOT / folder).rglob("*.html"):
             text = path.read_text()
             assert "|safe" not in text and "autoescape off" not in text, path
-    for package in ("dashboard", "telemetry", "slo", "deployments", "monoenv_site"):
+    for package in ("dashboard", "telemetry", "slo", "deployments", "incidents", "monoenv_site"):
         for path in (ROOT / package).rglob("*.py"):
+            if str(path.relative_to(ROOT)) in MARK_SAFE_REVIEWED:
+                assert path.read_text().count("mark_safe(") == 1, path
+                continue
             assert "mark_safe" not in path.read_text(), path
+
+
+# The one reviewed exception: post-mortem HTML from the Markdown renderer, which
+# lets no input HTML through (tests/incidents/test_postmortem.py tries hostile input).
+MARK_SAFE_REVIEWED = {"incidents/postmortem.py"}
 
 
 # Webhooks
