@@ -128,6 +128,8 @@ def test_a_poll_finding_another_one_running_returns_at_once(t0):
             cursor.execute("SELECT pg_advisory_lock(%s)", [jobs.POLL_LOCK])  # a poll running
         report = jobs.poll(now=t0 + M)
         assert report.skipped and not Incident.objects.exists()
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [jobs.POLL_LOCK])
     finally:
         other.close()
     assert not jobs.poll(now=t0 + M).skipped and Incident.objects.count() == 1
