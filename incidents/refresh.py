@@ -129,6 +129,12 @@ def propose(incident: Incident, signals, *, now: datetime) -> None:
     if mitigated and mitigated[0] != incident.proposed_mitigated_at:
         incident.proposed_mitigated_at, incident.proposal_reason = mitigated
         _proposal_entry(incident, "mitigated", mitigated[0], mitigated[1])
+    if resolved is None and mitigated is None and incident.proposed_mitigated_at:
+        # The burn came back: what was proposed no longer holds.
+        _proposal_entry(incident, "withdrawn", now, "the burn rate rose above 1 again")
+        incident.proposed_mitigated_at, incident.proposal_reason = None, ""
+    if resolved is None:
+        incident.proposed_resolved_at = None
     if resolved and resolved != incident.proposed_resolved_at:
         incident.proposed_resolved_at = resolved
         if incident.proposed_mitigated_at is None or incident.proposed_mitigated_at > resolved:
@@ -160,8 +166,11 @@ def _proposed_mitigation(incident, signals, *, sustain, now) -> tuple[datetime, 
 
 
 def _proposal_entry(incident: Incident, status: str, at: datetime, reason: str) -> None:
+    summary = (
+        f"Monoenv withdraws its proposal: {reason}" if status == "withdrawn"
+        else f"Monoenv proposes {status} at {at:%H:%M} UTC: {reason}"
+    )  # fmt: skip
     TimelineEntry.objects.get_or_create(
         incident=incident, key=f"proposal:{status}:{at.isoformat()}",
-        defaults={"at": at, "kind": EntryKind.PROPOSAL,
-                  "summary": f"Monoenv proposes {status} at {at:%H:%M} UTC: {reason}"},
+        defaults={"at": at, "kind": EntryKind.PROPOSAL, "summary": summary},
     )  # fmt: skip

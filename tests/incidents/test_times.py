@@ -116,3 +116,19 @@ def test_times_that_contradict_each_other_are_refused(outage, t0):
     with pytest.raises(operations.InvalidChange):
         operations.update(Incident.objects.get(), {"status": "mitigated",
                           "mitigated_at": t0 - 60 * M}, actor="ana", now=t0 + 10 * M)  # fmt: skip
+
+
+def test_a_proposal_is_withdrawn_when_the_burn_comes_back(t0):
+    slo = f.make_slo()
+    f.slo_minutes(slo, t0 - 30 * M, 30, bad=0)
+    f.slo_minutes(slo, t0, 10, bad=20)
+    f.slo_minutes(slo, t0 + 10 * M, 30, bad=0)
+    f.slo_minutes(slo, t0 + 40 * M, 10, bad=20)  # it comes back
+    f.page_alert(slo, t0 + 5 * M)
+    jobs.run_once(now=t0 + 6 * M)
+    jobs.run_once(now=t0 + 35 * M)
+    assert Incident.objects.get().proposed_mitigated_at == t0 + 14 * M  # the calm, no change
+    jobs.run_once(now=t0 + 45 * M)
+    incident = Incident.objects.get()
+    assert incident.proposed_mitigated_at is None and incident.proposal_reason == ""
+    assert incident.timeline.filter(summary__startswith="Monoenv withdraws").count() == 1
