@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from deployments.models import Verdict
 from incidents import jobs
@@ -133,3 +134,16 @@ def test_a_poll_finding_another_one_running_returns_at_once(t0):
     finally:
         other.close()
     assert not jobs.poll(now=t0 + M).skipped and Incident.objects.count() == 1
+
+
+def test_the_refresh_tasks_run_as_functions(t0):
+    from incidents import tasks
+    from incidents.models import ChangeOutcome
+
+    f.page_alert(f.make_slo(), t0)
+    f.deploy("checkout", "2.0", timezone.now() - 5 * M)
+    jobs.poll(now=t0 + M)
+    incident = Incident.objects.get()
+    tasks.refresh_incident(incident.pk)
+    assert Incident.objects.get().refreshed_at is not None
+    assert tasks.refresh_outcomes() == 1 and ChangeOutcome.objects.count() == 1
