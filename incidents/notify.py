@@ -1,8 +1,15 @@
-"""Incident notifications: the one function that hands them to the outbox."""
+"""Incident notifications: the one function that hands them to the outbox.
+
+The outbox (notifications.outbox) records one delivery per interested target
+in the caller's transaction, renders it per target kind (escaping for Slack
+every text, which may carry span data) and retries with its one policy.
+"""
 
 from datetime import datetime
 
 from incidents.models import EntryKind, Incident, Severity, TimelineEntry
+from notifications import outbox
+from notifications.message import Message
 
 EVENTS = {
     "incident_opened": "opened",
@@ -34,20 +41,14 @@ def message_fields(incident: Incident, event: str) -> dict:
 
 def notify(incident: Incident, event: str, *, now: datetime) -> None:
     """Queue the notification in the caller's transaction, and write it on the timeline."""
-    fields = message_fields(incident, event)
-    _queue(fields, now=now)
+    deliveries = outbox.queue(Message(**message_fields(incident, event)), now=now)
+    targets = f" to {len(deliveries)} target(s)" if deliveries else " (no target takes it)"
     TimelineEntry.objects.get_or_create(
         incident=incident,
         key=f"notify:{event}:{now.isoformat()}",
         defaults={
             "at": now,
             "kind": EntryKind.NOTIFICATION,
-            "summary": f"Notification sent: incident {EVENTS[event]}",
+            "summary": f"Notification queued{targets}: incident {EVENTS[event]}",
         },
     )
-
-
-def _queue(fields: dict, *, now: datetime) -> None:
-    # Until the one outbox (notifications.outbox) is on main, nothing leaves:
-    # the timeline entry records what would be sent.
-    return None

@@ -147,3 +147,22 @@ def test_the_refresh_tasks_run_as_functions(t0):
     tasks.refresh_incident(incident.pk)
     assert Incident.objects.get().refreshed_at is not None
     assert tasks.refresh_outcomes() == 1 and ChangeOutcome.objects.count() == 1
+
+
+def test_opening_and_resolving_go_through_the_outbox_escaped_for_slack(t0):
+    from incidents import operations
+    from notifications.models import Delivery, WebhookKind, WebhookTarget
+
+    WebhookTarget.objects.create(name="ops", url="http://127.0.0.1:9/", kind=WebhookKind.SLACK)
+    WebhookTarget.objects.create(name="tickets", url="http://127.0.0.1:9/", severities=["ticket"])
+    f.page_alert(f.make_slo(service="<!channel> checkout"), t0)
+    jobs.run_once(now=t0 + M)
+    incident = Incident.objects.get()
+    operations.update(incident, {"status": "resolved"}, actor="ana", now=t0 + 2 * M)
+    deliveries = list(Delivery.objects.order_by("pk"))
+    assert [d.event for d in deliveries] == ["incident_opened", "incident_resolved"]
+    assert {d.subject for d in deliveries} == {f"incidents.incident:{incident.pk}"}
+    text = deliveries[0].payload["text"]
+    assert "<!channel>" not in text and "&lt;!channel&gt; checkout" in text
+    summaries = [e.summary for e in incident.timeline.filter(kind=EntryKind.NOTIFICATION)]
+    assert summaries[0] == "Notification queued to 1 target(s): incident opened"

@@ -169,11 +169,11 @@ def test_manage_py_evaluate_runs_every_job_in_data_flow_order_and_sends_last(rec
     call_command("evaluate", stdout=out)
 
     assert [name for name, _ in PERIODIC_JOBS] == [
-        "retention", "rollups", "slo evaluation", "deploy analysis", "notifications",
+        "retention", "rollups", "slo evaluation", "deploy analysis", "incidents", "notifications",
     ]  # fmt: skip
     lines = out.getvalue().splitlines()
     assert [line.split(":")[0] for line in lines] == [name for name, _ in PERIODIC_JOBS]
     # Sent once: by the evaluator's pass or by the last job, never by both.
-    assert "1 notification(s) sent" in lines[2] + lines[4]
+    assert "1 notification(s) sent" in lines[2] + lines[-1]
     assert len(receiver.raw) == 1
     assert Delivery.objects.get().status == "sent"
