@@ -15,6 +15,12 @@ Every cycle (10 simulated minutes) brings deploys, some through the API and
 some only as a new service.version, and some bring a regression: a downstream
 error spike (payments), its rollback, a slow route (inventory), a new
 exception type (frontend) and a clean deploy (checkout).
+
+The payments regression comes every INCIDENT_EVERY cycles: Monoenv opens an
+incident from its failed verdict, proposes mitigated at the rollback and
+resolved once the calm has lasted; the demo's Responder, standing in for the
+on-call person, confirms both and leaves a note and an action item, so a
+newcomer sees a whole incident, with its post-mortem draft, within minutes.
 """
 
 import random
@@ -74,6 +80,8 @@ SLOS = [
 ]
 ENTRY_ROUTES = [("GET /", 0.5), ("GET /product/{id}", 0.35), ("POST /checkout", 0.15)]
 BASE_ERROR_RATE = 0.003
+# Cycles between payments regressions: long enough for an incident to calm and resolve.
+INCIDENT_EVERY = 3
 
 
 @dataclass
@@ -311,8 +319,10 @@ def backfill(simulation: Simulation, minutes: int) -> int:
     return minutes
 
 
-def stream(simulation: Simulation, minute: int, duration: float) -> None:
-    """Send live traffic for `duration` seconds (0: until interrupted)."""
+def stream(
+    simulation: Simulation, minute: int, duration: float, responder: "Responder | None" = None
+) -> None:
+    """Send live traffic for `duration` seconds (0: until interrupted); respond each minute."""
     began = time.monotonic()
     tick_start = time.time_ns()
     minute_mark = tick_start
@@ -322,12 +332,61 @@ def stream(simulation: Simulation, minute: int, duration: float) -> None:
         if now - minute_mark >= 60 * NS:
             minute, minute_mark = minute + 1, now
             _apply_schedule(simulation, minute, now)
+            if responder is not None:
+                responder.act()
         simulation.traffic(tick_start, (now - tick_start) / NS)
         tick_start = now
 
 
 def _apply_schedule(simulation: Simulation, minute: int, at_ns: int) -> None:
+    cycle = minute // CYCLE_MINUTES
     for at_minute, service, behaviour, announce in SCHEDULE:
+        if service == PAYMENTS and cycle % INCIDENT_EVERY:
+            continue  # a quiet cycle: the last payments incident resolves
         if minute % CYCLE_MINUTES == at_minute:
             simulation.deploy(service, behaviour, announce=announce, at_ns=at_ns)
+
+
+class Responder:
+    """The demo's on-call person: confirms what Monoenv proposes for the demo's incidents.
+
+    Needs a token with the `read` and `incident` scopes. Only incidents of
+    demo services are touched; a failed call is logged and tried next minute.
+    """
+
+    NOTE = "Demo responder: the rollback of the payments deploy stopped the errors."
+    ACTION = "Canary payments deploys on a share of traffic before the full rollout"
+
+    def __init__(self, *, api: str, token: str, log):
+        self.api, self.token, self.log = api.rstrip("/"), token, log
+
+    def act(self) -> None:
+        try:
+            for incident in self._call("get", "/api/v1/incidents?status=open") + self._call(
+                "get", "/api/v1/incidents?status=mitigated"
+            ):
+                if all(service.startswith(DEMO_PREFIX) for service in incident["services"]):
+                    self._confirm(incident)
+        except requests.RequestException as exc:
+            self.log(f"the demo responder's API call failed ({exc})")
+
+    def _confirm(self, incident: dict) -> None:
+        path = f"/api/v1/incidents/{incident['id']}"
+        if incident["proposed_resolved_at"]:
+            self._call("post", f"{path}/notes", {"text": self.NOTE})
+            self._call("post", f"{path}/action-items",
+                       {"title": self.ACTION, "kind": "prevent", "owner": "demo team"})  # fmt: skip
+            self._call("patch", path, {"status": "resolved", "owner": "demo on-call"})
+            self.log(f"responder: resolved incident #{incident['id']} as Monoenv proposed")
+        elif incident["proposed_mitigated_at"] and incident["status"] == "open":
+            self._call("patch", path, {"status": "mitigated", "owner": "demo on-call"})
+            self.log(f"responder: confirmed incident #{incident['id']} mitigated")
+
+    def _call(self, method: str, path: str, body: dict | None = None):
+        response = requests.request(
+            method, self.api + path, json=body, timeout=10,
+            headers={"Authorization": f"Bearer {self.token}"},
+        )  # fmt: skip
+        response.raise_for_status()
+        return response.json()
 

@@ -38,6 +38,8 @@ ADMIN_USERNAME = "admin"
 # The token pasted into every service may only send telemetry; CI gets its own.
 INGEST_TOKEN = ("local-ingest", ["ingest"], "ingest-token.txt")
 CI_TOKEN = ("local-ci", ["deploy", "read"], "ci-token.txt")
+# The demo's stand-in for the on-call person confirms its incidents (demo/simulator.py).
+DEMO_RESPONDER_TOKEN = ("local-demo-responder", ["read", "incident"], "demo-responder-token.txt")
 # Stopped last, once every process that talks to them has exited.
 INFRASTRUCTURE = ("redis",)
 # Signalled in their main process only (systemd's KillMode=mixed, as Celery's docs
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         ingest_token = ensure_token(base, *INGEST_TOKEN)
         ci_token = ensure_token(base, *CI_TOKEN)
         demo = wants_demo(embedded_database=own_postgres)
+        if demo:
+            ensure_token(base, *DEMO_RESPONDER_TOKEN)
         manager = build_manager(settings, base, own_redis, demo=demo)
         print_banner(settings, admin_note, ingest_token, ci_token, demo=demo)
         return supervise(manager)

@@ -24,6 +24,11 @@ class Command(BaseCommand):
             "--api-token", default="", help="Token with the deploy scope (default: ci-token.txt)."
         )
         parser.add_argument(
+            "--incident-token", default="",
+            help="Token with the read and incident scopes for the demo's responder "
+            "(default: demo-responder-token.txt; none: incidents wait for a person).",
+        )  # fmt: skip
+        parser.add_argument(
             "--duration", type=float, default=0, help="Seconds to stream; 0 runs until stopped."
         )
         parser.add_argument("--rate", type=float, default=20, help="Front-end requests/s.")
@@ -53,12 +58,23 @@ class Command(BaseCommand):
                 simulation.define_slos()
             minute = simulator.backfill(simulation, options["backfill"])
             if not options["once"]:
-                simulator.stream(simulation, minute, options["duration"])
+                responder = _responder(options, log=lambda line: self.stdout.write(line))
+                simulator.stream(simulation, minute, options["duration"], responder)
         except KeyboardInterrupt:
             pass
         finally:
             simulation.flush()
             simulation.shutdown()
+
+
+def _responder(options, *, log) -> simulator.Responder | None:
+    token = options["incident_token"]
+    path = settings.MONOENV_DATA_DIR / "demo-responder-token.txt"
+    if not token and path.exists():
+        token = path.read_text().strip()
+    if not token:
+        return None
+    return simulator.Responder(api=options["api"], token=token, log=log)
 
 
 def _local_token(file_name: str, option: str) -> str:
