@@ -206,7 +206,7 @@ def _load_deploys(now) -> None:
             )  # fmt: skip
             Finding.objects.bulk_create(
                 Finding(
-                    deployment=deploy, evaluation=record, metric=metric, route=route,
+                    deployment=deploy, verdict_record=record, metric=metric, route=route,
                     baseline_value=value, candidate_value=value * 1.05, baseline_n=2_500,
                     candidate_n=2_500, effect_size=0.05, p_value=0.2, threshold="x1.2",
                 )  # fmt: skip

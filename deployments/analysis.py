@@ -1,114 +1,50 @@
-"""Automatic regression analysis of a deploy: baseline against candidate.
+"""Deploy analysis: a deploy's new version judged against its baseline, at one look.
 
-The candidate is the new version's server spans from the deploy to the
-checkpoint. The baseline is the previous version over the same range when
-both versions serve at once (a canary or a rolling deploy); otherwise the same
-routes in a window before the deploy. Raw spans are read, so counts are exact;
-latencies are sampled (by span id, so repeatably) only when there are very
-many. deployments/stats.py holds the statistics.
+The candidate is the new version's request spans from time zero to the look.
+The baseline is the previous version over the same range when both versions
+serve at once (a canary or a rolling deploy); otherwise the same service in a
+window before the deploy. deployments/sides.py reads both from spans,
+deployments/judge.py decides, deployments/reasons.py words it.
+
+Looks. A deploy is looked at every minute of its first
+MONOENV_DEPLOY_WATCH_MINUTES, and at each of MONOENV_DEPLOY_CHECKPOINTS. Each
+look spends part of 1 − confidence (Lan-DeMets, Pocock type; stats.look_alpha):
+a fail may come at any look, a pass only at a checkpoint. Over all the looks
+of a deploy, the chance of a false fail, and of a pass despite a
+threshold-sized regression, each stays within 1 − confidence.
 """
 
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-import numpy as np
 from django.conf import settings
-from django.db import connection
+from django.core.cache import cache
 
-from deployments import stats
-from deployments.models import Deployment, Verdict
-from telemetry.models import SpanKind
-
-SERVICE = ""  # the route of a finding about the whole service
-REQUEST_KINDS = [SpanKind.SERVER, SpanKind.CONSUMER]
-QUANTILES = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}
-# Fewest occurrences of an error type unseen before that can fail a deploy.
-NEW_ERROR_TYPE_MIN_COUNT = 5
-# A minute of the rollout "falls towards zero" below this share of the usual traffic.
-THROUGHPUT_DROP_RATIO = 0.5
-ROLLOUT_MIN_MINUTES = 2
-ROLLOUT_MAX_MINUTES = 15
+from deployments import judge, reasons, sides, stats
+from deployments.models import Deployment, looks
+from telemetry import spans
+from telemetry.spans import RequestFilter
 
 
 @dataclass
-class Side:
-    """One side of the comparison: counts per route, latencies, error types."""
+class LookResult:
+    """What one look at a deploy found."""
 
-    requests: dict[str, int] = field(default_factory=dict)
-    errors: dict[str, int] = field(default_factory=dict)
-    error_types: dict[str, int] = field(default_factory=dict)
-    latencies_ms: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def total(self, routes) -> tuple[int, int]:
-        return (
-            sum(self.requests.get(r, 0) for r in routes),
-            sum(self.errors.get(r, 0) for r in routes),
-        )
-
-    def latencies_for(self, routes) -> np.ndarray:
-        arrays = [self.latencies_ms[r] for r in routes if r in self.latencies_ms]
-        return np.concatenate(arrays) if arrays else np.array([])
-
-
-@dataclass
-class FindingResult:
-    metric: str
-    route: str
-    baseline_value: float | None
-    candidate_value: float | None
-    baseline_n: int
-    candidate_n: int
-    threshold: str
-    effect_size: float | None = None
-    p_value: float | None = None
-    adjusted_p_value: float | None = None
-    interval_low: float | None = None
-    interval_high: float | None = None
-    practical: bool = False
-    significant: bool = False
-    direction: str = ""
-    detail: str = ""
-
-
-@dataclass
-class Evaluation:
-    checkpoint: int
-    verdict: str
+    checkpoint: int  # minutes after time zero
+    judgement: judge.Judgement
     reason: str
     baseline_kind: str = ""
     window_start: datetime | None = None
     window_end: datetime | None = None
-    baseline_requests: int = 0
-    candidate_requests: int = 0
-    more_requests_needed: int | None = None
-    findings: list[FindingResult] = field(default_factory=list)
+    summary: bool = False  # a checkpoint, kept in the history
+    findings: list[judge.Finding] = field(init=False)
 
+    def __post_init__(self):
+        self.findings = self.judgement.findings
 
-@dataclass(frozen=True)
-class SpanFilter:
-    service: str
-    environment: str | None  # None: every environment
-    start: datetime
-    end: datetime
-    version: str | None  # None: every version
-    same_version: bool = True
-    routes: tuple[str, ...] = ()  # empty: every route
-
-    def where(self) -> tuple[str, list]:
-        sql = "service = %s AND kind = ANY(%s) AND start_time >= %s AND start_time < %s"
-        params = [self.service, [int(k) for k in REQUEST_KINDS], self.start, self.end]
-        if self.environment is not None:
-            sql += " AND environment = ANY(%s)"
-            params.append([self.environment, ""])
-        if self.version is not None:
-            version_op = "=" if self.same_version else "<>"
-            sql += f" AND service_version {version_op} %s"
-            params.append(self.version)
-        if self.routes:
-            sql += " AND http_route = ANY(%s)"
-            params.append(list(self.routes))
-        return sql, params
+    @property
+    def verdict(self) -> str:
+        return self.judgement.verdict
 
 
 def thresholds() -> stats.Thresholds:
@@ -120,393 +56,212 @@ def thresholds() -> stats.Thresholds:
     )
 
 
-def evaluate(deployment: Deployment, checkpoint: int) -> Evaluation:
-    """Compare the deploy's version with its baseline, up to `checkpoint` minutes."""
-    start = deployment.deployed_at
-    end = deployment.checkpoint_time(checkpoint)
-    candidate_filter = SpanFilter(
-        deployment.service, deployment.environment, start, end, deployment.version, True
+def rules_at(minutes: int) -> judge.Rules:
+    """The rules of the look at `minutes`, with the alphas it may spend."""
+    alpha = 1 - settings.MONOENV_DEPLOY_CONFIDENCE
+    schedule = looks()
+    checkpoints = sorted(settings.MONOENV_DEPLOY_CHECKPOINTS)
+    pass_alpha = 0.0
+    if minutes in checkpoints:
+        pass_alpha = _spend(alpha, minutes, checkpoints)
+    return judge.Rules(
+        thresholds=thresholds(),
+        fail_alpha=_spend(alpha, minutes, schedule),
+        pass_alpha=pass_alpha,
+        min_route_requests=settings.MONOENV_DEPLOY_MIN_ROUTE_REQUESTS,
     )
+
+
+def _spend(alpha: float, minutes: int, schedule: list[int]) -> float:
+    earlier = [m for m in schedule if m < minutes]
+    horizon = max(schedule)
+    return stats.look_alpha(alpha, min(minutes, horizon), earlier[-1] if earlier else 0, horizon)
+
+
+def evaluate(deployment: Deployment, checkpoint: int) -> LookResult:
+    """Compare the deploy's version with its baseline, up to `checkpoint` minutes."""
+    start = deployment.judged_from
+    end = deployment.checkpoint_time(checkpoint)
+    rules = rules_at(checkpoint)
+    summary = checkpoint in settings.MONOENV_DEPLOY_CHECKPOINTS
+    candidate = _read_since(deployment, "candidate", _candidate_filter(deployment, start, end),
+                            exact=summary)  # fmt: skip
     baseline_filter, baseline_kind = choose_baseline(deployment, start, end)
-    candidate = read_side(candidate_filter)
-    baseline = read_side(baseline_filter)
-    evaluation = Evaluation(
+    baseline = _read_since(deployment, baseline_kind, baseline_filter, exact=summary)
+    if not candidate.routes():
+        judgement = _silence(deployment, start, end, rules)
+    else:
+        judgement = judge.judge(baseline, candidate, rules, extra=rollout(deployment, end, rules))
+    return _result(deployment, checkpoint, judgement, baseline_kind, start, end)
+
+
+def recovery(deployment: Deployment, checkpoint: int) -> LookResult | None:
+    """A recovered transient regression, if the last MONOENV_DEPLOY_RECOVERY_MINUTES are clean.
+
+    The recent window is judged against the same kind of baseline; the time
+    before it, back to time zero (or the last recovery), is the regression.
+    """
+    end = deployment.checkpoint_time(checkpoint)
+    recent_start = end - timedelta(minutes=settings.MONOENV_DEPLOY_RECOVERY_MINUTES)
+    if recent_start <= deployment.judged_from:
+        return None
+    rules = rules_at(checkpoint)
+    recent = sides.read_side(
+        _candidate_filter(deployment, recent_start, end), max_samples=_samples()
+    )
+    baseline_filter, baseline_kind = choose_baseline(deployment, recent_start, end)
+    baseline = sides.read_side(baseline_filter, max_samples=_samples())
+    recent_judgement = judge.judge(baseline, recent, rules)
+    if not judge.within_thresholds(recent_judgement, rules):
+        return None
+    regression = sides.read_side(
+        _candidate_filter(deployment, deployment.judged_from, recent_start),
+        max_samples=_samples(),
+    )
+    minutes = (recent_start - deployment.judged_from).total_seconds() / 60
+    judgement = judge.recovery(recent_judgement, baseline, regression, minutes=minutes, rules=rules)
+    return _result(deployment, checkpoint, judgement, baseline_kind, recent_start, end)
+
+
+def _result(deployment, checkpoint, judgement, baseline_kind, start, end) -> LookResult:
+    context = reasons.Context(
+        service=deployment.service,
+        candidate=deployment.version,
+        against=_baseline_phrase(deployment, baseline_kind),
+        minutes=checkpoint,
+        baseline_minutes=settings.MONOENV_DEPLOY_BASELINE_MINUTES,
+        confidence=settings.MONOENV_DEPLOY_CONFIDENCE,
+        recovery_minutes=settings.MONOENV_DEPLOY_RECOVERY_MINUTES,
+    )
+    return LookResult(
         checkpoint=checkpoint,
-        verdict=Verdict.INCONCLUSIVE,
-        reason="",
+        judgement=judgement,
+        reason=reasons.reason(judgement, context),
         baseline_kind=baseline_kind,
         window_start=start,
         window_end=end,
+        summary=checkpoint in settings.MONOENV_DEPLOY_CHECKPOINTS,
     )
-    routes = sorted(set(candidate.requests) & set(baseline.requests))
-    evaluation.baseline_requests, _ = baseline.total(routes)
-    evaluation.candidate_requests, _ = candidate.total(routes)
-    if not candidate.requests:
-        evaluation.reason = (
-            f"No requests served by {deployment.version} in the {checkpoint} minutes since "
-            "the deploy."
-        )
-        return evaluation
-    if not routes:
-        evaluation.reason = _no_baseline_reason(deployment, baseline_kind)
-        return evaluation
-    findings = compare(baseline, candidate, routes)
-    findings += rollout_findings(deployment, end)
-    adjust_for_multiple_comparisons(findings)
-    evaluation.findings = findings
-    _decide(evaluation, deployment, baseline, routes)
-    return evaluation
+
+
+def _read_since(deployment: Deployment, role: str, span_filter: RequestFilter, *, exact: bool):
+    """A side read incrementally: the cached side up to the last look, plus what came since.
+
+    Looking every minute would otherwise re-read every span since time zero,
+    each minute. The cache is derived state, kept for the deploy's first
+    hours; a checkpoint (`exact`) reads everything again, which also counts
+    the spans that arrived later than the look before them.
+    """
+    if deployment.pk is None:
+        return sides.read_side(span_filter, max_samples=_samples())
+    key = f"deployments:side:{deployment.pk}:{role}:{span_filter.start.isoformat()}"
+    cached = None if exact else cache.get(key)
+    if cached is not None and cached[0] <= span_filter.end:
+        read_until, side = cached
+        if read_until < span_filter.end:
+            later = replace(span_filter, start=read_until)
+            side = side.merged(sides.read_side(later, max_samples=_samples()))
+    else:
+        side = sides.read_side(span_filter, max_samples=_samples())
+    cache.set(key, (span_filter.end, side), timeout=CACHE_SECONDS)
+    return side
+
+
+# Longer than a deploy's looks last, so the state outlives every look of the first hour.
+CACHE_SECONDS = 3 * 3600
+
+
+def _samples() -> int:
+    return settings.MONOENV_DEPLOY_MAX_SAMPLES
+
+
+def _candidate_filter(deployment: Deployment, start: datetime, end: datetime) -> RequestFilter:
+    return RequestFilter(
+        deployment.service, start, end, environment=deployment.spans_environment,
+        version=deployment.version,
+    )  # fmt: skip
 
 
 def choose_baseline(deployment: Deployment, start: datetime, end: datetime):
     """Concurrent versions if the old one still serves; else the window before."""
-    old_filter = SpanFilter(
-        deployment.service, deployment.environment, start, end, deployment.version, False
-    )
-    sql, params = old_filter.where()
+    concurrent = RequestFilter(
+        deployment.service, start, end, environment=deployment.spans_environment,
+        exclude_version=deployment.version,
+    )  # fmt: skip
+    previous = concurrent
     if deployment.previous_version:
-        sql += " AND service_version = %s"
-        params.append(deployment.previous_version)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*), max(start_time) FROM telemetry_span WHERE {sql}", params)
-        old_count, old_last = cursor.fetchone()
-    still_serving = old_last is not None and old_last >= end - (end - start) / 5
-    if old_count >= settings.MONOENV_DEPLOY_MIN_ROUTE_REQUESTS and still_serving:
-        return old_filter, "concurrent"
-    before = timedelta(minutes=settings.MONOENV_DEPLOY_BASELINE_MINUTES)
-    before_filter = SpanFilter(
-        deployment.service,
-        deployment.environment,
-        start - before,
-        start,
-        deployment.version,
-        False,
-    )
-    return before_filter, "before"
-
-
-def read_side(span_filter: SpanFilter) -> Side:
-    side = Side()
-    where, params = span_filter.where()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT http_route, count(*), count(*) FILTER (WHERE is_error) "
-            f"FROM telemetry_span WHERE {where} GROUP BY 1",
-            params,
-        )
-        for route, requests, errors in cursor.fetchall():
-            side.requests[route] = requests
-            side.errors[route] = errors
-        cursor.execute(
-            f"SELECT COALESCE(NULLIF(exception_type, ''), left(status_message, 200)), count(*) "
-            f"FROM telemetry_span WHERE {where} AND is_error GROUP BY 1",
-            params,
-        )
-        side.error_types = {key: count for key, count in cursor.fetchall() if key}
-        side.latencies_ms = _read_latencies(cursor, where, params, sum(side.requests.values()))
-    return side
-
-
-def _read_latencies(cursor, where: str, params: list, total: int) -> dict[str, np.ndarray]:
-    sample_sql = ""
-    if total > settings.MONOENV_DEPLOY_MAX_SAMPLES:
-        # Span ids are random: their first byte picks a uniform, repeatable sample.
-        cutoff = max(1, int(256 * settings.MONOENV_DEPLOY_MAX_SAMPLES / total))
-        sample_sql = f" AND get_byte(span_id, 0) < {cutoff}"
-    cursor.execute(
-        f"SELECT http_route, duration_us FROM telemetry_span WHERE {where}{sample_sql}", params
-    )
-    by_route: dict[str, list[int]] = defaultdict(list)
-    for route, duration_us in cursor.fetchall():
-        by_route[route].append(duration_us)
-    return {route: np.array(values) / 1000.0 for route, values in by_route.items()}
-
-
-def compare(baseline: Side, candidate: Side, routes: list[str]) -> list[FindingResult]:
-    """Every comparison, for the whole service and for each busy enough route."""
+        previous = RequestFilter(
+            deployment.service, start, end, environment=deployment.spans_environment,
+            version=deployment.previous_version,
+        )  # fmt: skip
+    recent = end - (end - start) / 5
     minimum = settings.MONOENV_DEPLOY_MIN_ROUTE_REQUESTS
-    scopes = [(SERVICE, routes)] + [
-        (route, [route])
-        for route in routes
-        if len(routes) > 1 and min(baseline.requests[route], candidate.requests[route]) >= minimum
-    ]
-    findings = []
-    for label, scope_routes in scopes:
-        findings.append(error_rate_finding(label, baseline, candidate, scope_routes))
-        findings += latency_findings(label, baseline, candidate, scope_routes)
-    findings += _new_error_type_findings(baseline, candidate, routes)
-    return findings
+    if sides.still_serving(previous, at_least=minimum, since=recent):
+        return previous, "concurrent"
+    # Before the deploy, even when judging from a later start.
+    zero = deployment.deployed_at
+    before = timedelta(minutes=settings.MONOENV_DEPLOY_BASELINE_MINUTES)
+    return _before_filter(deployment, zero - before, zero), "before"
 
 
-def error_rate_finding(label, baseline: Side, candidate: Side, routes) -> FindingResult:
-    limits = thresholds()
-    base_n, base_errors = baseline.total(routes)
-    cand_n, cand_errors = candidate.total(routes)
-    result = stats.compare_error_rates(
-        base_errors,
-        base_n,
-        cand_errors,
-        cand_n,
-        thresholds=limits,
-        confidence=settings.MONOENV_DEPLOY_CONFIDENCE,
-    )
-    return _finding(
-        "error_rate",
-        label,
-        result,
-        base_n,
-        cand_n,
-        f"+{limits.error_rate_min_pp:g} pp and ×{limits.error_rate_min_ratio:g}",
-    )
+def _before_filter(deployment: Deployment, start: datetime, end: datetime) -> RequestFilter:
+    return RequestFilter(
+        deployment.service, start, end, environment=deployment.spans_environment,
+        exclude_version=deployment.version,
+    )  # fmt: skip
 
 
-def latency_findings(label, baseline: Side, candidate: Side, routes) -> list[FindingResult]:
-    limits = thresholds()
-    base_ms = baseline.latencies_for(routes)
-    cand_ms = candidate.latencies_for(routes)
-    findings = []
-    for metric, quantile in QUANTILES.items():
-        if not stats.quantile_testable(len(base_ms), len(cand_ms), quantile):
-            continue
-        result = stats.compare_quantiles(
-            base_ms,
-            cand_ms,
-            quantile,
-            thresholds=limits,
-            confidence=settings.MONOENV_DEPLOY_CONFIDENCE,
-        )
-        threshold = f"×{limits.latency_min_ratio:g} and +{limits.latency_min_ms:g} ms"
-        findings.append(_finding(metric, label, result, len(base_ms), len(cand_ms), threshold))
-    return findings
-
-
-def _finding(metric, label, result: stats.Comparison, base_n, cand_n, threshold):
-    return FindingResult(
-        metric=metric,
-        route=label,
-        baseline_value=result.baseline_value,
-        candidate_value=result.candidate_value,
-        baseline_n=base_n,
-        candidate_n=cand_n,
-        threshold=threshold,
-        effect_size=result.effect_size,
-        p_value=result.p_value,
-        interval_low=result.interval_low,
-        interval_high=result.interval_high,
-        practical=result.practical,
-        direction=result.direction,
+def _silence(deployment: Deployment, start: datetime, end: datetime, rules) -> judge.Judgement:
+    """The new version served nothing: did the service stop, or did the deploy not roll out?"""
+    zero = deployment.deployed_at
+    before = timedelta(minutes=settings.MONOENV_DEPLOY_BASELINE_MINUTES)
+    usual = sides.served(_before_filter(deployment, zero - before, zero))
+    others = RequestFilter(
+        deployment.service, start, end, environment=deployment.spans_environment,
+        exclude_version=deployment.version,
+    )  # fmt: skip
+    # Only versions serving at the end count: an old version that served the
+    # first seconds and then went away has been replaced by nothing.
+    count, last = spans.presence(others)
+    recent = end - (end - start) / 5
+    return judge.judge_silence(
+        usual_per_minute=usual / (before.total_seconds() / 60),
+        minutes=(end - start).total_seconds() / 60,
+        others_serving=count if last is not None and last >= recent else 0,
+        rules=rules,
     )
 
 
-def _new_error_type_findings(baseline: Side, candidate: Side, routes) -> list[FindingResult]:
-    base_n, _ = baseline.total(routes)
-    cand_n, _ = candidate.total(routes)
-    findings = []
-    for error_type, count in sorted(candidate.error_types.items()):
-        if error_type in baseline.error_types:
-            continue
-        findings.append(
-            FindingResult(
-                metric="new_error_type",
-                route=SERVICE,
-                baseline_value=0,
-                candidate_value=count,
-                baseline_n=base_n,
-                candidate_n=cand_n,
-                threshold=f"at least {NEW_ERROR_TYPE_MIN_COUNT} occurrences",
-                effect_size=count / cand_n if cand_n else None,
-                p_value=stats.new_error_type_p_value(count, base_n, cand_n),
-                practical=count >= NEW_ERROR_TYPE_MIN_COUNT,
-                direction="up",
-                detail=error_type,
-            )
-        )
-    return findings
+ROLLOUT_MIN_MINUTES = 2
+ROLLOUT_MAX_MINUTES = 15
 
 
-def rollout_findings(deployment: Deployment, end: datetime) -> list[FindingResult]:
+def rollout(deployment: Deployment, end: datetime, rules) -> list[judge.Finding]:
     """The zero-downtime check: all versions' traffic and errors while the deploy runs."""
     start = deployment.deployed_at
     finished = max(deployment.finished_at, start + timedelta(minutes=ROLLOUT_MIN_MINUTES))
     rollout_end = min(finished, start + timedelta(minutes=ROLLOUT_MAX_MINUTES), end)
-    minutes = int((rollout_end - start).total_seconds() // 60)
-    if minutes < 1:
-        return []
-    before = timedelta(minutes=settings.MONOENV_DEPLOY_BASELINE_MINUTES)
-    usual = _minute_counts(deployment, start - before, start)
-    during = _minute_counts(deployment, start, start + timedelta(minutes=minutes))
-    usual_requests = sum(n for n, _ in usual.values())
-    if not usual_requests:
-        return []
-    expected = usual_requests / before.total_seconds() * 60
-    quietest = min(during.get(m, (0, 0))[0] for m in range(minutes))
-    drop_p = min(1.0, stats.throughput_drop_p_value(quietest, expected) * minutes)
-    findings = [
-        FindingResult(
-            metric="rollout_throughput",
-            route=SERVICE,
-            baseline_value=expected,
-            candidate_value=quietest,
-            baseline_n=usual_requests,
-            candidate_n=sum(n for n, _ in during.values()),
-            threshold=f"a minute below {THROUGHPUT_DROP_RATIO:.0%} of the usual requests/min",
-            effect_size=quietest / expected,
-            p_value=drop_p,
-            practical=quietest <= expected * THROUGHPUT_DROP_RATIO,
-            direction="down" if quietest < expected else "up",
+    key = f"deployments:rollout:{deployment.pk}:{start.isoformat()}:{rollout_end.isoformat()}"
+    series = cache.get(key) if deployment.pk is not None else None
+    if series is None:
+        before = timedelta(minutes=settings.MONOENV_DEPLOY_BASELINE_MINUTES)
+        every_version = {"environment": deployment.spans_environment}
+        series = (
+            sides.minute_series(
+                RequestFilter(deployment.service, start - before, start, **every_version)
+            ),
+            sides.minute_series(
+                RequestFilter(deployment.service, start, rollout_end, **every_version)
+            ),
         )
-    ]
-    during_requests = sum(n for n, _ in during.values())
-    if during_requests:
-        result = stats.compare_error_rates(
-            sum(e for _, e in usual.values()),
-            usual_requests,
-            sum(e for _, e in during.values()),
-            during_requests,
-            thresholds=thresholds(),
-            confidence=settings.MONOENV_DEPLOY_CONFIDENCE,
-        )
-        limits = thresholds()
-        threshold = f"+{limits.error_rate_min_pp:g} pp and ×{limits.error_rate_min_ratio:g}"
-        findings.append(
-            _finding(
-                "rollout_error_rate", SERVICE, result, usual_requests, during_requests, threshold
-            )
-        )
-    return findings
+        if deployment.pk is not None and rollout_end < end:
+            cache.set(key, series, timeout=CACHE_SECONDS)  # the rollout is over: fixed
+    return judge.rollout_findings(*series, rules)
 
 
-def _minute_counts(deployment: Deployment, start: datetime, end: datetime) -> dict:
-    """Requests and errors of every version, per minute counted from `start`."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT floor(extract(epoch FROM start_time - %s) / 60)::int, count(*),
-                   count(*) FILTER (WHERE is_error)
-            FROM telemetry_span
-            WHERE service = %s AND kind = ANY(%s) AND environment = ANY(%s)
-              AND start_time >= %s AND start_time < %s
-            GROUP BY 1
-            """,
-            [
-                start,
-                deployment.service,
-                [int(k) for k in REQUEST_KINDS],
-                [deployment.environment, ""],
-                start,
-                end,
-            ],
-        )
-        return {minute: (requests, errors) for minute, requests, errors in cursor.fetchall()}
-
-
-def adjust_for_multiple_comparisons(findings: list[FindingResult]) -> None:
-    alpha = 1 - settings.MONOENV_DEPLOY_CONFIDENCE
-    adjusted = stats.holm([f.p_value if f.p_value is not None else 1.0 for f in findings])
-    for finding, p_value in zip(findings, adjusted, strict=True):
-        finding.adjusted_p_value = p_value
-        finding.significant = finding.practical and p_value < alpha
-
-
-def _decide(evaluation: Evaluation, deployment: Deployment, baseline: Side, routes) -> None:
-    failures = [f for f in evaluation.findings if f.significant]
-    if failures:
-        evaluation.verdict = Verdict.FAIL
-        evaluation.reason = "; ".join(describe(f) for f in _worst(failures)) + "."
-        return
-    needed = _requests_needed(baseline, routes)
-    have = evaluation.candidate_requests
-    against = _baseline_phrase(deployment, evaluation)
-    if have >= needed:
-        evaluation.verdict = Verdict.PASS
-        evaluation.reason = (
-            f"No significant regression in {have} requests of {deployment.version} "
-            f"on {len(routes)} route(s), compared with {against}."
-        )
-        return
-    evaluation.verdict = Verdict.INCONCLUSIVE
-    if needed >= 10**9:
-        evaluation.reason = (
-            f"Too little baseline traffic ({evaluation.baseline_requests} requests in "
-            f"{against}) to tell a regression from noise, however long {deployment.version} "
-            "runs; a longer MONOENV_DEPLOY_BASELINE_MINUTES would help."
-        )
-        return
-    evaluation.more_requests_needed = needed - have
-    evaluation.reason = (
-        f"No significant regression yet, but {have} requests of {deployment.version} are too "
-        f"few to rule one out: ~{needed - have} more requests needed (compared with {against})."
-    )
-
-
-def _requests_needed(baseline: Side, routes) -> int:
-    confidence = settings.MONOENV_DEPLOY_CONFIDENCE
-    base_n, base_errors = baseline.total(routes)
-    return max(
-        stats.requests_needed_for_error_rate(
-            base_errors, base_n, thresholds=thresholds(), confidence=confidence
-        ),
-        stats.requests_needed_for_latency(base_n, confidence=confidence),
-    )
-
-
-def _baseline_phrase(deployment: Deployment, evaluation: Evaluation) -> str:
+def _baseline_phrase(deployment: Deployment, baseline_kind: str) -> str:
     previous = deployment.previous_version or "the previous version"
-    if evaluation.baseline_kind == "concurrent":
+    if baseline_kind == "concurrent":
         return f"{previous} serving at the same time"
     minutes = settings.MONOENV_DEPLOY_BASELINE_MINUTES
     return f"the {minutes} minutes before the deploy"
-
-
-def _no_baseline_reason(deployment: Deployment, baseline_kind: str) -> str:
-    minutes = settings.MONOENV_DEPLOY_BASELINE_MINUTES
-    return (
-        f"No baseline: no other version served {deployment.version}'s routes at the same "
-        f"time or in the {minutes} minutes before the deploy."
-    )
-
-
-def _worst(failures: list[FindingResult]) -> list[FindingResult]:
-    """The findings a reason names: one per metric, at most three.
-
-    A metric that regressed on one route only is named on that route; one
-    that regressed across the service is named for the service.
-    """
-    by_metric: dict[str, list[FindingResult]] = defaultdict(list)
-    for finding in failures:
-        by_metric[finding.metric].append(finding)
-    chosen = []
-    for findings in by_metric.values():
-        on_routes = [f for f in findings if f.route]
-        for_service = [f for f in findings if not f.route]
-        if len(on_routes) == 1 or not for_service:
-            chosen.append(min(on_routes or findings, key=lambda f: f.adjusted_p_value or 0))
-        else:
-            chosen.append(for_service[0])
-    return sorted(chosen, key=lambda f: f.adjusted_p_value or 0)[:3]
-
-
-def describe(finding: FindingResult) -> str:
-    """One sentence about a finding, for reasons and notifications."""
-    where = f"on {finding.route}" if finding.route else "for the service"
-    p_text = f"p={finding.adjusted_p_value:.2g}" if finding.adjusted_p_value is not None else ""
-    if finding.metric in ("error_rate", "rollout_error_rate"):
-        what = "error rate" if finding.metric == "error_rate" else "error rate during the rollout"
-        return (
-            f"{what} {where} rose from {finding.baseline_value:.2%} to "
-            f"{finding.candidate_value:.2%} ({p_text}; threshold {finding.threshold})"
-        )
-    if finding.metric in QUANTILES:
-        name = finding.metric.removeprefix("latency_")
-        return (
-            f"{name} latency {where} rose from {finding.baseline_value:.1f} ms to "
-            f"{finding.candidate_value:.1f} ms ({p_text}; threshold {finding.threshold})"
-        )
-    if finding.metric == "new_error_type":
-        return f"new error type {finding.detail!r} ({finding.candidate_value:.0f} times, {p_text})"
-    if finding.metric == "rollout_throughput":
-        return (
-            f"throughput fell to {finding.candidate_value:.0f} requests/min during the rollout, "
-            f"against {finding.baseline_value:.0f} usually ({p_text})"
-        )
-    return f"{finding.metric} {where}"

@@ -86,6 +86,8 @@ class FindingOut(Schema):
     interval_low: float | None
     interval_high: float | None
     threshold: str
+    upper_bound: float | None
+    within_threshold: bool
     significant: bool
     direction: str
     detail: str
@@ -198,13 +200,13 @@ def get_deployment(request, deployment_id: int, show_all: bool = ALL_SUSPECTS):
     deploy = get_object_or_404(Deployment, pk=deployment_id)
     listed = suspects.for_deploy(deploy, show_all=show_all)
     history = list(deploy.verdict_records.all())
-    latest = history[-1] if history else None
+    latest = deploy.latest_verdict_record()
     return {
         **DeploymentOut.from_orm(deploy).dict(),
         "checkpoint": latest.checkpoint if latest else None,
         "more_requests_needed": latest.more_requests_needed if latest else None,
         "verdict_history": history,
-        "findings": list(latest.findings.all()) if latest else [],
+        "findings": list(deploy.latest_findings()),
         "budget_impact": slo_link.budget_impact(
             deploy.service, deploy.version, deploy.deployed_at, now=timezone.now()
         ),

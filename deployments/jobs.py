@@ -1,11 +1,18 @@
-"""The periodic work of deploy analysis, run each minute by beat or once by hand.
+"""The periodic work of deploy analysis: jobs return the work, tasks enqueue it.
 
-`run_periodic()` detects deploys from telemetry, evaluates every checkpoint
-that came due, lists suspects for page alerts that fired, and every few
-minutes runs the route watch (deployments/route_watch.py).
+`run_periodic()` detects deploys from telemetry, claims every look that came
+due, lists suspects for page alerts that fired, and every few minutes runs the
+route watch (deployments/route_watch.py). It returns the claimed looks;
+deployments/tasks.py fans them out to workers, `run_once()` takes them here.
+
+A claim is a lease: the conditional UPDATE moves the look's due time
+MONOENV_DEPLOY_CLAIM_SECONDS on, so exactly one worker gets it, and if that
+worker fails the look comes due again. Only a look that was saved moves the
+deploy to its next look (deployments/verdicts.py), so no look is lost.
 """
 
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -19,42 +26,43 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 200
 
 
-def run_periodic(*, now: datetime | None = None, synchronous: bool = True) -> dict:
+@dataclass
+class PeriodicWork:
+    detected: int = 0
+    looks: list[tuple[int, int]] = field(default_factory=list)  # (deployment id, minutes)
+    alerts_explained: int = 0
+    route_shifts: int = 0
+
+
+def run_periodic(*, now: datetime | None = None) -> PeriodicWork:
     now = now or timezone.now()
-    detected = events.detect_deploys(now=now)
-    evaluated = evaluate_due(now=now, synchronous=synchronous)
-    explained = explain_alerts(now=now)
-    shifts = route_watch.watch_if_due(now=now)
-    return {
-        "detected": len(detected),
-        "evaluated": evaluated,
-        "alerts_explained": explained,
-        "route_shifts": shifts,
-    }
+    work = PeriodicWork(detected=len(events.detect_deploys(now=now)))
+    work.looks = claim_due_looks(now=now)
+    work.alerts_explained = explain_alerts(now=now)
+    work.route_shifts = route_watch.watch_if_due(now=now)
+    return work
 
 
-def evaluate_due(*, now: datetime, synchronous: bool) -> int:
-    from deployments import tasks
-
-    count = 0
+def claim_due_looks(*, now: datetime) -> list[tuple[int, int]]:
+    """Claim every look that came due; each is claimed by one caller only."""
+    lease = timedelta(seconds=settings.MONOENV_DEPLOY_CLAIM_SECONDS)
+    claimed = []
     for deploy in Deployment.objects.due(now)[:BATCH_SIZE]:
-        checkpoint = deploy.due_checkpoint(now)
-        if checkpoint is None:
+        look = deploy.due_checkpoint(now)
+        if look is None:
             continue
-        following = Deployment.checkpoint_after(checkpoint)
-        deploy.schedule_checkpoint(following)
-        # Claim the checkpoint; another worker that got there first moved it on.
-        claimed = Deployment.objects.filter(
-            pk=deploy.pk, next_evaluation_at__lte=now, next_checkpoint__lte=checkpoint
-        ).update(next_checkpoint=following, next_evaluation_at=deploy.next_evaluation_at)
-        if not claimed:
-            continue
-        count += 1
-        if synchronous:
-            verdicts.run_checkpoint(deploy.pk, checkpoint, now=now, synchronous=True)
-        else:
-            tasks.evaluate_checkpoint.apply_async(args=[deploy.pk, checkpoint], expires=3600)
-    return count
+        # Another worker that got there first has moved the due time on.
+        won = Deployment.objects.filter(
+            pk=deploy.pk, next_evaluation_at=deploy.next_evaluation_at
+        ).update(next_evaluation_at=now + lease)
+        if won:
+            claimed.append((deploy.pk, look))
+    return claimed
+
+
+def take_look(deployment_id: int, minutes: int, *, now: datetime | None = None) -> bool:
+    """Take one claimed look here and now; True if the deploy newly failed."""
+    return verdicts.run_look(deployment_id, minutes, now=now).newly_failed
 
 
 def explain_alerts(*, now: datetime) -> int:
@@ -81,11 +89,23 @@ def explain_alerts(*, now: datetime) -> int:
     return count
 
 
-def run_once() -> str:
-    """For manage.py evaluate: one synchronous pass, as a line of text."""
-    done = run_periodic(synchronous=True)
+def run_once(*, now: datetime | None = None) -> str:
+    """For manage.py evaluate: one pass with every look taken here, as a line of text.
+
+    A look that raises is logged and left claimed: it comes due again when its
+    lease runs out.
+    """
+    work = run_periodic(now=now)
+    taken = 0
+    for deployment_id, minutes in work.looks:
+        try:
+            take_look(deployment_id, minutes, now=now)
+        except Exception:
+            logger.exception("look at %s min of deploy %s failed", minutes, deployment_id)
+            continue
+        taken += 1
     return (
-        f"{done['detected']} deploy(s) detected, {done['evaluated']} checkpoint(s) evaluated, "
-        f"{done['alerts_explained']} alert(s) given suspects, "
-        f"{done['route_shifts']} route shift(s) found"
+        f"{work.detected} deploy(s) detected, {taken} checkpoint(s) evaluated, "
+        f"{work.alerts_explained} alert(s) given suspects, "
+        f"{work.route_shifts} route shift(s) found"
     )

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from deployments import metrics
+
 
 class DeployStatus(models.TextChoices):
     IN_PROGRESS = "in_progress"
@@ -23,6 +25,12 @@ class Verdict(models.TextChoices):
     PASS = "pass"
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
+    # A regression that has ended: shown, and no longer holding the gate.
+    RECOVERED = "recovered"
+
+
+# What a finding compares; deployments/judge.py defines the names once.
+Metric = models.TextChoices("Metric", [(m.name, m.value) for m in metrics.Metric])
 
 
 class DeploymentQuerySet(models.QuerySet):
@@ -70,6 +78,8 @@ class Deployment(models.Model):
     )
     verdict = models.CharField(max_length=20, choices=Verdict, default=Verdict.PENDING)
     verdict_reason = models.TextField(blank=True)
+    # Set when a transient regression recovered: later looks judge from here on.
+    recovered_from = models.DateTimeField(null=True, blank=True)
     evaluated_at = models.DateTimeField(null=True, blank=True)
     # The next checkpoint (minutes after the deploy) and when it is due; null
     # once the last one is done.
@@ -107,38 +117,76 @@ class Deployment(models.Model):
         """
         return self.environment or None
 
+    @property
+    def judged_from(self) -> datetime:
+        """Where a look's candidate window starts: time zero, or where a regression ended."""
+        return self.recovered_from or self.deployed_at
+
     def checkpoint_time(self, minutes: int) -> datetime:
         return self.deployed_at + timedelta(minutes=minutes)
 
     def schedule_checkpoint(self, minutes: int | None) -> None:
-        """Set the next checkpoint; spans get a little time to arrive first."""
+        """Set the next look (minutes after time zero); spans get a little time to arrive."""
         lag = timedelta(seconds=settings.MONOENV_DEPLOY_EVALUATION_LAG_SECONDS)
         self.next_checkpoint = minutes
         self.next_evaluation_at = None if minutes is None else self.checkpoint_time(minutes) + lag
 
     def due_checkpoint(self, now: datetime) -> int | None:
-        """The latest checkpoint whose time has come, if not yet evaluated."""
+        """The latest look whose time has come, if not yet taken.
+
+        A worker that comes late takes the latest look only: each look judges
+        everything since time zero, so the skipped ones add nothing.
+        """
         if self.next_checkpoint is None:
             return None
         lag = timedelta(seconds=settings.MONOENV_DEPLOY_EVALUATION_LAG_SECONDS)
         due = [
             minutes
-            for minutes in settings.MONOENV_DEPLOY_CHECKPOINTS
+            for minutes in looks()
             if minutes >= self.next_checkpoint and self.checkpoint_time(minutes) + lag <= now
         ]
         return max(due) if due else None
 
     @staticmethod
     def checkpoint_after(minutes: int | None) -> int | None:
-        later = [m for m in settings.MONOENV_DEPLOY_CHECKPOINTS if minutes is None or m > minutes]
+        """The look after `minutes` (the first look for None); None after the last."""
+        later = [m for m in looks() if minutes is None or m > minutes]
         return min(later) if later else None
+
+    def latest_verdict_record(self) -> "VerdictRecord | None":
+        """The record that explains the verdict: the latest with the deploy's verdict, else latest.
+
+        A fail or a recovery holds between checkpoints, so the latest record
+        may be a checkpoint that judged otherwise.
+        """
+        records = self.verdict_records.order_by("-checkpoint")
+        return records.filter(verdict=self.verdict).first() or records.first()
+
+    def latest_findings(self, *, significant_only: bool = False):
+        """The findings of latest_verdict_record(), as a QuerySet (empty without one)."""
+        record = self.latest_verdict_record()
+        if record is None:
+            return Finding.objects.none()
+        findings = record.findings.all()
+        return findings.filter(significant=True) if significant_only else findings
 
     def link(self) -> str:
         return f"{settings.MONOENV_PUBLIC_URL}/api/v1/deployments/{self.pk}"
 
 
+def looks() -> list[int]:
+    """Every minute at which a deploy is looked at: each of the first hour, and the checkpoints."""
+    every_minute = range(1, settings.MONOENV_DEPLOY_WATCH_MINUTES + 1)
+    return sorted(set(every_minute) | set(settings.MONOENV_DEPLOY_CHECKPOINTS))
+
+
 class VerdictRecord(models.Model):
-    """The verdict reached at one checkpoint; the history of a deploy's verdict."""
+    """The verdict of one look: the history of a deploy's verdict, as a summary.
+
+    Kept for every checkpoint (MONOENV_DEPLOY_CHECKPOINTS) and for every look
+    whose verdict differs from the record before it; looks that change
+    nothing leave no record.
+    """
 
     deployment = models.ForeignKey(
         Deployment, on_delete=models.CASCADE, related_name="verdict_records"
@@ -156,6 +204,7 @@ class VerdictRecord(models.Model):
 
     class Meta:
         ordering = ["checkpoint"]
+        get_latest_by = "checkpoint"
         constraints = [
             models.UniqueConstraint(
                 fields=["deployment", "checkpoint"], name="verdict_record_checkpoint_unique"
@@ -170,8 +219,10 @@ class Finding(models.Model):
     """One comparison of baseline and candidate, with its statistics."""
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="findings")
-    evaluation = models.ForeignKey(VerdictRecord, on_delete=models.CASCADE, related_name="findings")
-    metric = models.CharField(max_length=40)
+    verdict_record = models.ForeignKey(
+        VerdictRecord, on_delete=models.CASCADE, related_name="findings"
+    )
+    metric = models.CharField(max_length=40, choices=Metric)
     route = models.TextField(blank=True, help_text="Empty for the whole service.")
     baseline_value = models.FloatField(null=True)
     candidate_value = models.FloatField(null=True)
@@ -183,6 +234,11 @@ class Finding(models.Model):
     interval_low = models.FloatField(null=True)
     interval_high = models.FloatField(null=True)
     threshold = models.TextField(blank=True)
+    # The one-sided upper confidence bound of the regression (a rise of the rate,
+    # or the candidate's quantile in ms); within_threshold: it lies below the
+    # threshold, which is what a pass rests on.
+    upper_bound = models.FloatField(null=True)
+    within_threshold = models.BooleanField(default=False)
     # Beyond the practical threshold; significant also needs the adjusted p-value.
     practical = models.BooleanField(default=False)
     significant = models.BooleanField(default=False)

@@ -5,7 +5,13 @@ gets worse while its own service does not change (a downstream deploy, a
 dependency) would go unnoticed. Every few minutes the watch compares each busy
 route's last MONOENV_ROUTE_WATCH_MINUTES with the
 MONOENV_ROUTE_WATCH_BASELINE_MINUTES before them, on error rate and p95
-latency, with the tests, thresholds and Holm correction of deploy analysis.
+latency, with the tests and thresholds of deploy analysis and Holm's
+correction across the service's routes.
+
+Looking every few minutes for ever, the watch spends a fixed alpha per look:
+FALSE_SHIFTS_PER_30_DAYS divided by the looks in 30 days. By the union bound
+a service with stationary traffic then opens at most that many false shifts
+in 30 days on average, however correlated the overlapping windows are.
 
 The per-minute rollups screen the routes cheaply; only a route whose rollup
 totals rise beyond a practical threshold is tested exactly, on raw spans.
@@ -25,9 +31,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from deployments import analysis, stats, suspects
+from deployments import analysis, judge, sides, stats, suspects
 from deployments.models import Deployment, RouteShift
-from telemetry import histogram
+from telemetry import histogram, spans
 from telemetry.models import RollupMinute
 
 logger = logging.getLogger(__name__)
@@ -38,6 +44,27 @@ METRICS = (ERROR_RATE, LATENCY_P95)
 # off by about half a bucket: latency is screened with that much slack.
 HISTOGRAM_SLACK = 10**0.05
 DUE_CACHE_KEY = "deployments:route-watch"
+# The expected number of false shifts one service may open in 30 days of stationary traffic.
+FALSE_SHIFTS_PER_30_DAYS = 0.5
+
+
+def look_alpha(*, every_minutes: int, confidence: float) -> float:
+    """The alpha one look of the watch may spend on one service's family of routes."""
+    looks_in_30_days = 30 * 24 * 60 / every_minutes
+    return min(1 - confidence, FALSE_SHIFTS_PER_30_DAYS / looks_in_30_days)
+
+
+def _rules() -> judge.Rules:
+    alpha = look_alpha(
+        every_minutes=settings.MONOENV_ROUTE_WATCH_EVERY_MINUTES,
+        confidence=settings.MONOENV_DEPLOY_CONFIDENCE,
+    )
+    return judge.Rules(
+        thresholds=analysis.thresholds(),
+        fail_alpha=alpha,
+        pass_alpha=alpha,
+        min_route_requests=settings.MONOENV_DEPLOY_MIN_ROUTE_REQUESTS,
+    )
 
 
 @dataclass
@@ -110,7 +137,7 @@ def watch(*, now: datetime | None = None) -> dict:
 def _rollup_totals(windows: Windows) -> dict[str, dict[str, tuple[RouteTotals, RouteTotals]]]:
     """service → route → (baseline, recent) totals of the request spans."""
     rows = RollupMinute.objects.filter(
-        span_kind__in=analysis.REQUEST_KINDS,
+        span_kind__in=spans.REQUEST_KINDS,
         minute__gte=windows.baseline_start,
         minute__lt=windows.end,
     ).values_list("service", "route", "minute", "requests", "errors", "latency_histogram")
@@ -161,22 +188,23 @@ def _deployed_recently(service: str, windows: Windows) -> bool:
     return Deployment.objects.filter(in_range, service=service).exists()
 
 
-def _read(service: str, routes, start: datetime, end: datetime) -> analysis.Side:
-    span_filter = analysis.SpanFilter(service, None, start, end, None, routes=tuple(routes))
-    return analysis.read_side(span_filter)
+def _read(service: str, routes, start: datetime, end: datetime) -> judge.Side:
+    span_filter = spans.RequestFilter(service, start, end, routes=tuple(sorted(routes)))
+    return sides.read_side(span_filter, max_samples=settings.MONOENV_DEPLOY_MAX_SAMPLES)
 
 
 def _exact_findings(service: str, routes: list[str], windows: Windows) -> list:
     baseline = _read(service, routes, windows.baseline_start, windows.start)
     recent = _read(service, routes, windows.start, windows.end)
+    rules = _rules()
     findings = []
     for route in routes:
-        if route not in baseline.requests or route not in recent.requests:
+        if route not in baseline.routes() or route not in recent.routes():
             continue
-        findings.append(analysis.error_rate_finding(route, baseline, recent, [route]))
+        findings.append(judge.error_rate_finding(route, baseline, recent, [route], rules))
         findings += [
             finding
-            for finding in analysis.latency_findings(route, baseline, recent, [route])
+            for finding in judge.latency_findings(route, baseline, recent, [route], rules)
             if finding.metric == LATENCY_P95
         ]
     return findings
@@ -184,12 +212,7 @@ def _exact_findings(service: str, routes: list[str], windows: Windows) -> list:
 
 def _adjust(findings: list, *, family: int) -> None:
     """Holm across every busy route's comparisons, tested or screened out."""
-    alpha = 1 - settings.MONOENV_DEPLOY_CONFIDENCE
-    p_values = [f.p_value if f.p_value is not None else 1.0 for f in findings]
-    padding = [1.0] * max(0, family - len(findings))
-    for finding, p_value in zip(findings, stats.holm(p_values + padding), strict=False):
-        finding.adjusted_p_value = p_value
-        finding.significant = finding.practical and p_value < alpha
+    judge.adjust(findings, alpha=_rules().fail_alpha, family=family)
 
 
 def _open_shift(service: str, finding, windows: Windows, *, now: datetime) -> RouteShift | None:
@@ -235,7 +258,7 @@ def resolve_recovered(windows: Windows, *, now: datetime) -> int:
     return resolved
 
 
-def _update(shift: RouteShift, recent: analysis.Side, windows: Windows, *, now) -> bool:
+def _update(shift: RouteShift, recent: judge.Side, windows: Windows, *, now) -> bool:
     """Record the latest value; resolve the shift if it recovered. True if resolved."""
     requests = recent.requests.get(shift.route, 0)
     if requests and requests < settings.MONOENV_DEPLOY_MIN_ROUTE_REQUESTS:
@@ -245,7 +268,7 @@ def _update(shift: RouteShift, recent: analysis.Side, windows: Windows, *, now) 
         current = recent.errors.get(shift.route, 0) / requests if requests else 0.0
         still = stats.error_rate_exceeds(shift.baseline_value, current, limits)
     else:
-        latencies = recent.latencies_ms.get(shift.route, np.array([]))
+        latencies = recent.latencies(shift.route)
         current = float(np.quantile(latencies, 0.95)) if len(latencies) else 0.0
         still = stats.latency_exceeds(shift.baseline_value, current, limits)
     shift.current_value, shift.current_n = current, requests

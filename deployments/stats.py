@@ -4,6 +4,20 @@ Every test is one-sided: a deploy fails for getting worse, never for getting
 better. A comparison fails only when it is both statistically significant
 (after correcting for the number of comparisons) and larger than a practical
 threshold, so a tiny but certain shift on a busy service passes.
+
+A `pass` is a non-inferiority statement, not the absence of a fail: the
+one-sided upper confidence bound of the regression lies below its practical
+threshold. Its guarantee: a deploy whose regression is at least the threshold
+passes with probability at most 1 − confidence, whatever the shape of the
+latency distribution (the latency bounds are distribution-free).
+
+Service-wide comparisons are stratified by route (a "stratum" below), so a
+change in route mix is not mistaken for a regression: each route is compared
+with itself, and the routes are weighted by the candidate's mix.
+
+statsmodels supplies the Wilson interval and the Cochran-Mantel-Haenszel
+statistic, scipy the exact tests. Written here: what no library offers in this
+form (the one-sided stratified bounds), and Holm's method (see holm()).
 """
 
 import math
@@ -12,12 +26,16 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.contingency_tables import StratifiedTable
+from statsmodels.stats.proportion import proportion_confint
 
-# The power a "pass" promises: a threshold-sized regression would have been
-# caught with this probability.
-POWER = 0.8
 # Fewest expected samples above a quantile for its comparison to mean anything.
 MIN_TAIL_SAMPLES = 5
+# "However long it runs" for a sample size that no candidate can reach.
+UNREACHABLE = 10**9
+# The chance that a candidate exactly as good as its baseline passes once it
+# has the requests "more requests needed" asks for.
+POWER = 0.8
 
 
 @dataclass(frozen=True)
@@ -45,26 +63,61 @@ class Comparison:
         return "down" if self.candidate_value < self.baseline_value else "same"
 
 
+@dataclass(frozen=True)
+class Stratum:
+    """One route's counts on both sides."""
+
+    baseline_errors: int
+    baseline_n: int
+    candidate_errors: int
+    candidate_n: int
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values, in the order given."""
-    count = len(p_values)
-    order = sorted(range(count), key=lambda i: p_values[i])
-    adjusted = [1.0] * count
+    """Holm-Bonferroni adjusted p-values, in the order given.
+
+    Kept here rather than statsmodels' multipletests(method="holm"), which
+    gives the same values (tests/deployments/test_stats.py checks) but calls
+    gc.collect() on every call: 0.1 s in a worker, once per look per deploy.
+    """
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [1.0] * len(p_values)
     running = 0.0
     for rank, index in enumerate(order):
-        running = max(running, min(1.0, (count - rank) * p_values[index]))
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
         adjusted[index] = running
     return adjusted
 
 
 def wilson_interval(successes: int, n: int, confidence: float) -> tuple[float, float]:
+    """Two-sided Wilson score interval of a proportion."""
     if n == 0:
         return 0.0, 1.0
-    z = stats.norm.ppf(1 - (1 - confidence) / 2)
-    rate = successes / n
-    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low, high = proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
+    return max(0.0, float(low)), min(1.0, float(high))
+
+
+def one_sided_alpha(confidence: float) -> float:
+    """The two-sided alpha whose upper end is a one-sided bound at `confidence`."""
+    return 2 * (1 - confidence)
+
+
+# Error rates.
+
+
+def error_rate_margin(baseline_rate: float, thresholds: Thresholds) -> float:
+    """The smallest rise of the error rate that counts as a regression.
+
+    "+pp and ×ratio" both: a rise d is practical when d ≥ pp and
+    baseline + d ≥ ratio × baseline, that is when d ≥ this margin.
+    """
+    return max(
+        thresholds.error_rate_min_pp / 100, (thresholds.error_rate_min_ratio - 1) * baseline_rate
+    )
+
+
+def error_rate_exceeds(baseline_rate: float, candidate_rate: float, thresholds: Thresholds) -> bool:
+    return candidate_rate - baseline_rate >= error_rate_margin(baseline_rate, thresholds) - 1e-12
 
 
 def compare_error_rates(
@@ -77,18 +130,32 @@ def compare_error_rates(
     confidence: float,
 ) -> Comparison:
     """Fisher's exact test that the candidate errs more often than the baseline."""
-    baseline_rate = baseline_errors / baseline_n
+    return compare_stratified_error_rates(
+        [Stratum(baseline_errors, baseline_n, candidate_errors, candidate_n)],
+        thresholds=thresholds,
+        confidence=confidence,
+    )
+
+
+def compare_stratified_error_rates(
+    strata: Sequence[Stratum], *, thresholds: Thresholds, confidence: float
+) -> Comparison:
+    """Does the candidate err more often than the baseline on the same routes?
+
+    One route: Fisher's exact test. Several: the one-sided Cochran-Mantel-
+    Haenszel test, which compares each route with itself. The baseline value
+    is the baseline's per-route rates weighted by the candidate's mix.
+    """
+    strata = [s for s in strata if s.baseline_n > 0 and s.candidate_n > 0]
+    candidate_n = sum(s.candidate_n for s in strata)
+    candidate_errors = sum(s.candidate_errors for s in strata)
+    baseline_rate = _standardised_baseline_rate(strata)
     candidate_rate = candidate_errors / candidate_n
-    table = [
-        [candidate_errors, candidate_n - candidate_errors],
-        [baseline_errors, baseline_n - baseline_errors],
-    ]
-    p_value = float(stats.fisher_exact(table, alternative="greater").pvalue)
     low, high = wilson_interval(candidate_errors, candidate_n, confidence)
     return Comparison(
         baseline_value=baseline_rate,
         candidate_value=candidate_rate,
-        p_value=p_value,
+        p_value=_error_rate_p_value(strata),
         interval_low=low,
         interval_high=high,
         practical=error_rate_exceeds(baseline_rate, candidate_rate, thresholds),
@@ -96,16 +163,131 @@ def compare_error_rates(
     )
 
 
-def error_rate_exceeds(baseline_rate: float, candidate_rate: float, thresholds: Thresholds) -> bool:
-    absolute = candidate_rate - baseline_rate >= thresholds.error_rate_min_pp / 100
-    relative = candidate_rate >= baseline_rate * thresholds.error_rate_min_ratio
-    return absolute and relative
+def _standardised_baseline_rate(strata: Sequence[Stratum]) -> float:
+    candidate_n = sum(s.candidate_n for s in strata)
+    return sum(s.candidate_n / candidate_n * s.baseline_errors / s.baseline_n for s in strata)
+
+
+def _error_rate_p_value(strata: Sequence[Stratum]) -> float:
+    tables = [
+        [[s.candidate_errors, s.candidate_n - s.candidate_errors],
+         [s.baseline_errors, s.baseline_n - s.baseline_errors]]
+        for s in strata
+    ]  # fmt: skip
+    if len(tables) == 1:
+        return float(stats.fisher_exact(tables[0], alternative="greater").pvalue)
+    return _cmh_greater(tables)
+
+
+def _cmh_greater(tables: list) -> float:
+    """One-sided CMH p-value: the candidate row has more than its share of the first column."""
+    # Strata with one column empty carry no information (and no variance).
+    informative = [t for t in tables if 0 < t[0][0] + t[1][0] < sum(map(sum, t))]
+    if not informative:
+        return 1.0
+    excess = 0.0
+    for table in informative:
+        (a, b), (c, d) = table
+        excess += a - (a + b) * (a + c) / (a + b + c + d)
+    result = StratifiedTable([np.array(t, dtype=float) for t in informative]).test_null_odds(
+        correction=True
+    )
+    z = math.copysign(math.sqrt(max(float(result.statistic), 0.0)), excess)
+    return float(stats.norm.sf(z))
+
+
+def error_rate_upper_bound(strata: Sequence[Stratum], *, confidence: float) -> float:
+    """One-sided upper confidence bound on the mix-adjusted rise of the error rate.
+
+    The rise is Σ w_r (candidate rate_r − baseline rate_r) with w_r the
+    candidate's share of route r. The rates are Agresti-Caffo adjusted: each
+    side gets one error and one success added, spread over the routes by w_r,
+    which keeps the Wald bound honest for rare errors. With one route this is
+    statsmodels' `agresti-caffo` interval.
+    """
+    strata = [s for s in strata if s.baseline_n > 0 and s.candidate_n > 0]
+    candidate_n = sum(s.candidate_n for s in strata)
+    if not candidate_n:
+        return math.inf
+    rise, variance = 0.0, 0.0
+    for s in strata:
+        weight = s.candidate_n / candidate_n
+        p_c = (s.candidate_errors + weight) / (s.candidate_n + 2 * weight)
+        p_b = (s.baseline_errors + weight) / (s.baseline_n + 2 * weight)
+        rise += weight * (p_c - p_b)
+        variance += weight**2 * (
+            p_c * (1 - p_c) / (s.candidate_n + 2 * weight)
+            + p_b * (1 - p_b) / (s.baseline_n + 2 * weight)
+        )
+    return rise + stats.norm.ppf(confidence) * math.sqrt(variance)
+
+
+def error_rate_within_threshold(
+    strata: Sequence[Stratum], *, thresholds: Thresholds, confidence: float
+) -> tuple[bool, float, float]:
+    """Non-inferiority of the error rate: (shown, upper bound of the rise, margin).
+
+    The margin depends on the baseline rate, which is itself estimated: it is
+    taken at the baseline's lower confidence bound, and each of the two bounds
+    gets half of 1 − confidence, so a threshold-sized rise passes with
+    probability at most 1 − confidence.
+    """
+    half = 1 - (1 - confidence) / 2
+    strata = [s for s in strata if s.baseline_n > 0 and s.candidate_n > 0]
+    if not strata or confidence >= 1:
+        return False, math.inf, 0.0
+    margin = error_rate_margin(_baseline_rate_lower_bound(strata, half), thresholds)
+    bound = error_rate_upper_bound(strata, confidence=half)
+    return bound < margin, bound, margin
+
+
+def _baseline_rate_lower_bound(strata: Sequence[Stratum], confidence: float) -> float:
+    """One-sided lower bound of the mix-weighted baseline rate (Wilson for one route)."""
+    if len(strata) == 1:
+        only = strata[0]
+        return wilson_interval(only.baseline_errors, only.baseline_n, 2 * confidence - 1)[0]
+    candidate_n = sum(s.candidate_n for s in strata)
+    variance = 0.0
+    for s in strata:
+        rate = (s.baseline_errors + 1) / (s.baseline_n + 2)
+        variance += (s.candidate_n / candidate_n) ** 2 * rate * (1 - rate) / (s.baseline_n + 2)
+    low = _standardised_baseline_rate(strata) - stats.norm.ppf(confidence) * math.sqrt(variance)
+    return max(0.0, low)
+
+
+def requests_needed_for_error_rate(
+    baseline_errors: int, baseline_n: int, *, thresholds: Thresholds, confidence: float
+) -> int:
+    """Candidate requests for a clean candidate to show non-inferiority of its error rate.
+
+    The textbook non-inferiority size: a candidate erring as the baseline does
+    passes with probability POWER once (z_conf + z_power)·sqrt(pq/n_c + pq/n_b)
+    is below the margin.
+    """
+    if baseline_n == 0 or confidence >= 1:
+        return UNREACHABLE
+    half = 1 - (1 - confidence) / 2
+    rate = (baseline_errors + 1) / (baseline_n + 2)
+    baseline_low = wilson_interval(baseline_errors, baseline_n, 2 * half - 1)[0]
+    margin = error_rate_margin(baseline_low, thresholds)
+    z = stats.norm.ppf(half) + stats.norm.ppf(POWER)
+    spread = rate * (1 - rate)
+    allowed = (margin / z) ** 2 - spread / (baseline_n + 2)
+    if allowed <= 0:
+        return UNREACHABLE
+    return math.ceil(spread / allowed)
+
+
+# Latency quantiles.
+
+
+def latency_threshold_ms(baseline_ms: float, thresholds: Thresholds) -> float:
+    """The candidate quantile from which a rise counts as a regression."""
+    return max(baseline_ms * thresholds.latency_min_ratio, baseline_ms + thresholds.latency_min_ms)
 
 
 def latency_exceeds(baseline_ms: float, candidate_ms: float, thresholds: Thresholds) -> bool:
-    relative = candidate_ms >= baseline_ms * thresholds.latency_min_ratio
-    absolute = candidate_ms - baseline_ms >= thresholds.latency_min_ms
-    return relative and absolute
+    return candidate_ms >= latency_threshold_ms(baseline_ms, thresholds) - 1e-9
 
 
 def quantile_testable(baseline_n: int, candidate_n: int, quantile: float) -> bool:
@@ -121,33 +303,146 @@ def compare_quantiles(
     thresholds: Thresholds,
     confidence: float,
 ) -> Comparison:
-    """Is the candidate's `quantile` of latency above the baseline's?
-
-    A quantile test in the manner of Mood's median test: split the pooled
-    sample at its quantile and ask, with Fisher's exact test, whether the
-    candidate has more than its share above the split. Distribution-free and
-    exact; the interval is the order-statistic one for the candidate quantile.
-    """
-    split = float(np.quantile(np.concatenate([baseline_ms, candidate_ms]), quantile))
-    candidate_above = int(np.count_nonzero(candidate_ms > split))
-    baseline_above = int(np.count_nonzero(baseline_ms > split))
-    table = [
-        [candidate_above, len(candidate_ms) - candidate_above],
-        [baseline_above, len(baseline_ms) - baseline_above],
-    ]
-    p_value = float(stats.fisher_exact(table, alternative="greater").pvalue)
-    baseline_value = float(np.quantile(baseline_ms, quantile))
-    candidate_value = float(np.quantile(candidate_ms, quantile))
-    low, high = quantile_interval(np.sort(candidate_ms), quantile, confidence)
-    return Comparison(
-        baseline_value=baseline_value,
-        candidate_value=candidate_value,
-        p_value=p_value,
-        interval_low=low,
-        interval_high=high,
-        practical=latency_exceeds(baseline_value, candidate_value, thresholds),
-        effect_size=candidate_value / baseline_value if baseline_value > 0 else math.inf,
+    """Is the candidate's `quantile` of latency above the baseline's? (One route.)"""
+    return compare_stratified_quantiles(
+        [(baseline_ms, candidate_ms)], quantile, thresholds=thresholds, confidence=confidence
     )
+
+
+def compare_stratified_quantiles(
+    strata: Sequence[tuple[np.ndarray, np.ndarray]],
+    quantile: float,
+    *,
+    thresholds: Thresholds,
+    confidence: float,
+) -> Comparison:
+    """Is the candidate's `quantile` of latency above the baseline's, route by route?"""
+    return LatencyStrata(strata).compare(quantile, thresholds=thresholds, confidence=confidence)
+
+
+def latency_within_threshold(
+    strata: Sequence[tuple[np.ndarray, np.ndarray]],
+    quantile: float,
+    *,
+    thresholds: Thresholds,
+    confidence: float,
+) -> tuple[bool, float, float]:
+    """Non-inferiority of a latency quantile: (shown, candidate's upper bound, threshold)."""
+    return LatencyStrata(strata).within_threshold(
+        quantile, thresholds=thresholds, confidence=confidence
+    )
+
+
+def sorted_quantile(sorted_values: np.ndarray, quantile: float) -> float:
+    """np.quantile's default (linear) on values already sorted, without sorting again."""
+    position = (len(sorted_values) - 1) * quantile
+    low = int(math.floor(position))
+    high = min(low + 1, len(sorted_values) - 1)
+    fraction = position - low
+    return float(sorted_values[low] + fraction * (sorted_values[high] - sorted_values[low]))
+
+
+class LatencyStrata:
+    """Both sides' latencies, route by route, sorted once for every quantile asked of them."""
+
+    def __init__(self, strata: Sequence[tuple[np.ndarray, np.ndarray]]):
+        pairs = [(np.sort(b), np.sort(c)) for b, c in strata if len(b) and len(c)]
+        self.pairs = pairs
+        self.candidate = np.sort(np.concatenate([c for _, c in pairs])) if pairs else np.array([])
+        self.pooled = (
+            np.sort(np.concatenate([self.candidate, *[b for b, _ in pairs]]))
+            if pairs
+            else np.array([])
+        )
+        candidate_n = len(self.candidate)
+        values = np.concatenate([b for b, _ in pairs]) if pairs else np.array([])
+        # Each baseline sample weighted so its route has the candidate's share.
+        weights = (
+            np.concatenate([np.full(len(b), len(c) / candidate_n / len(b)) for b, c in pairs])
+            if pairs
+            else np.array([])
+        )
+        order = np.argsort(values, kind="stable")
+        self.baseline_values = values[order]
+        self.cumulative_weights = np.cumsum(weights[order])
+        self.effective_n = (
+            weights.sum() ** 2 / np.square(weights).sum() if len(weights) else 0.0
+        )
+
+    def baseline_quantile(self, quantile: float) -> float:
+        """The baseline's quantile at the candidate's route mix."""
+        if len(self.pairs) == 1:
+            return sorted_quantile(self.pairs[0][0], quantile)
+        return self._weighted_at(quantile)
+
+    def _weighted_at(self, level: float) -> float:
+        index = min(np.searchsorted(self.cumulative_weights, level), len(self.baseline_values) - 1)
+        return float(self.baseline_values[index])
+
+    def compare(self, quantile: float, *, thresholds: Thresholds, confidence: float) -> Comparison:
+        """A quantile test in the manner of Mood's median test, within each route.
+
+        Split the pooled sample at its quantile and ask whether the candidate
+        has more than its share above the split, route by route (Fisher's
+        exact test for one route, CMH for several). Distribution-free. The
+        interval is the order-statistic one of the candidate's quantile.
+        """
+        split = sorted_quantile(self.pooled, quantile)
+        tables = []
+        for baseline, candidate in self.pairs:
+            c_above = len(candidate) - int(np.searchsorted(candidate, split, side="right"))
+            b_above = len(baseline) - int(np.searchsorted(baseline, split, side="right"))
+            tables.append(
+                [[c_above, len(candidate) - c_above], [b_above, len(baseline) - b_above]]
+            )
+        if len(tables) == 1:
+            p_value = float(stats.fisher_exact(tables[0], alternative="greater").pvalue)
+        else:
+            p_value = _cmh_greater(tables)
+        baseline_value = self.baseline_quantile(quantile)
+        candidate_value = sorted_quantile(self.candidate, quantile)
+        low, high = quantile_interval(self.candidate, quantile, confidence)
+        return Comparison(
+            baseline_value=baseline_value,
+            candidate_value=candidate_value,
+            p_value=p_value,
+            interval_low=low,
+            interval_high=high,
+            practical=latency_exceeds(baseline_value, candidate_value, thresholds),
+            effect_size=candidate_value / baseline_value if baseline_value > 0 else math.inf,
+        )
+
+    def baseline_lower_bound(self, quantile: float, confidence: float) -> float:
+        """One-sided lower bound of the baseline's (mix-weighted) quantile.
+
+        One route: the exact order statistic. Several: the weighted quantile at
+        the level lowered by z·sqrt(q(1−q)/n_eff), n_eff being Kish's
+        effective sample size of the weights.
+        """
+        if len(self.pairs) == 1:
+            values = self.pairs[0][0]
+            rank = int(stats.binom.ppf(1 - confidence, len(values), quantile))
+            return float(values[rank - 1]) if rank >= 1 else 0.0
+        spread = math.sqrt(quantile * (1 - quantile) / self.effective_n)
+        level = quantile - stats.norm.ppf(confidence) * spread
+        return self._weighted_at(level) if level > 0 else 0.0
+
+    def within_threshold(
+        self, quantile: float, *, thresholds: Thresholds, confidence: float
+    ) -> tuple[bool, float, float]:
+        """Non-inferiority: (shown, candidate's upper bound, threshold).
+
+        Shown when the candidate's upper bound is below the threshold worked
+        out from the baseline's lower bound; each bound gets half of
+        1 − confidence, so a threshold-sized rise passes with probability at
+        most 1 − confidence.
+        """
+        if not self.pairs or confidence >= 1:
+            return False, math.inf, 0.0
+        half = 1 - (1 - confidence) / 2
+        bound = quantile_upper_bound(self.candidate, quantile, half)
+        threshold = latency_threshold_ms(self.baseline_lower_bound(quantile, half), thresholds)
+        return bound < threshold, bound, threshold
 
 
 def quantile_interval(sorted_values: np.ndarray, quantile: float, confidence: float):
@@ -161,13 +456,57 @@ def quantile_interval(sorted_values: np.ndarray, quantile: float, confidence: fl
     return low, high
 
 
+def quantile_upper_bound(sorted_values: np.ndarray, quantile: float, confidence: float) -> float:
+    """One-sided distribution-free upper bound of a quantile: an order statistic.
+
+    The k-th smallest of n exceeds the quantile unless at least k samples fall
+    below it, which has probability P(Binomial(n, q) ≥ k); k is the smallest
+    rank for which that is at most 1 − confidence.
+    """
+    n = len(sorted_values)
+    rank = int(stats.binom.ppf(confidence, n, quantile)) + 1
+    return float(sorted_values[rank - 1]) if rank <= n else math.inf
+
+
+def requests_needed_for_latency(
+    baseline_ms: np.ndarray, quantile: float, *, thresholds: Thresholds, confidence: float
+) -> int:
+    """Candidate requests for a clean candidate to show non-inferiority of a quantile.
+
+    A candidate like the baseline has a share p of its requests above the
+    threshold (read from the baseline); its upper bound falls below the
+    threshold, with probability POWER, once p + (z_conf + z_power)·sqrt(p(1−p)/n) < 1 − q.
+    """
+    if len(baseline_ms) == 0 or confidence >= 1:
+        return UNREACHABLE
+    half = 1 - (1 - confidence) / 2
+    threshold = latency_threshold_ms(
+        LatencyStrata([(baseline_ms, baseline_ms)]).baseline_lower_bound(quantile, half),
+        thresholds,
+    )
+    above = float(np.count_nonzero(baseline_ms >= threshold)) / len(baseline_ms)
+    room = (1 - quantile) - above
+    if room <= 0:
+        return UNREACHABLE
+    z = stats.norm.ppf(half) + stats.norm.ppf(POWER)
+    return max(
+        math.ceil(z * z * above * (1 - above) / room**2),
+        math.ceil(MIN_TAIL_SAMPLES / (1 - quantile)),
+    )
+
+
+# Counts.
+
+
 def new_error_type_p_value(count: int, baseline_n: int, candidate_n: int) -> float:
     """Chance that `count` errors of a type all fall in the candidate by luck.
 
     The baseline never saw the type: this is Fisher's exact test with a zero
     baseline cell, the hypergeometric chance of all of them landing on the
-    candidate side.
+    candidate side. Both sizes count every route of their side.
     """
+    if count > candidate_n:
+        raise ValueError(f"{count} errors of a type among {candidate_n} requests")
     table = [[count, candidate_n - count], [0, baseline_n]]
     return float(stats.fisher_exact(table, alternative="greater").pvalue)
 
@@ -177,45 +516,25 @@ def throughput_drop_p_value(observed: int, expected: float) -> float:
     return float(stats.poisson.cdf(observed, expected))
 
 
-def requests_needed_for_error_rate(
-    baseline_errors: int, baseline_n: int, *, thresholds: Thresholds, confidence: float
-) -> int:
-    """Candidate requests needed to catch a threshold-sized error-rate rise.
+# Looking again and again.
 
-    A one-sided two-sample test at the given confidence and POWER. The
-    baseline's own noise counts, so a short baseline can make no candidate
-    size enough: then the answer is huge (10**9).
+
+def spent_alpha(alpha: float, fraction: float) -> float:
+    """Lan-DeMets alpha spending of Pocock type: α·ln(1 + (e − 1)·t), t in [0, 1].
+
+    Pocock-type spending gives the early looks a fair share, which a verdict
+    that must come within minutes needs (O'Brien-Fleming's gives them almost
+    nothing).
     """
-    # Zero errors in the baseline is not a zero rate; half an error is a fair guess.
-    base_rate = max(baseline_errors, 0.5) / baseline_n
-    target = max(
-        base_rate + thresholds.error_rate_min_pp / 100,
-        base_rate * thresholds.error_rate_min_ratio,
-    )
-    return _two_sample_n(base_rate, target, baseline_n, confidence)
+    t = min(max(fraction, 0.0), 1.0)
+    return alpha * math.log(1 + (math.e - 1) * t)
 
 
-def requests_needed_for_latency(baseline_n: int, *, confidence: float) -> int:
-    """Candidate requests needed to catch a threshold-sized p95 rise.
+def look_alpha(alpha: float, look: float, previous_look: float, horizon: float) -> float:
+    """The alpha one look may spend: what the spending function adds since the last look.
 
-    A p95 up by the default 20% puts about twice the usual 5% of typical
-    (log-normal) latencies above the old p95: the test must tell 5% from 10%.
+    The looks' alphas add up to at most `alpha` over the horizon, so by the
+    union bound the chance of any false alarm over all the looks is at most
+    `alpha`, however the looks are correlated.
     """
-    return max(
-        _two_sample_n(0.05, 0.10, baseline_n, confidence),
-        math.ceil(MIN_TAIL_SAMPLES / 0.05),
-    )
-
-
-def _two_sample_n(p0: float, p1: float, baseline_n: int, confidence: float) -> int:
-    """Candidate size for a one-sided test of p1 against p0, by the arcsine transform.
-
-    Cohen's h stays accurate for the small proportions of error rates, where
-    the plain normal approximation asks for several times too many requests.
-    """
-    z = stats.norm.ppf(confidence) + stats.norm.ppf(POWER)
-    h = 2 * math.asin(math.sqrt(p1)) - 2 * math.asin(math.sqrt(p0))
-    allowed = (h / z) ** 2 - 1 / baseline_n
-    if allowed <= 0:
-        return 10**9
-    return math.ceil(1 / allowed)
+    return spent_alpha(alpha, look / horizon) - spent_alpha(alpha, previous_look / horizon)

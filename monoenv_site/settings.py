@@ -125,10 +125,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
+    # Every 15 s, so a deploy's minute look comes at most 15 s after it is due:
+    # a first fail within 2 minutes of the deploy. Claims make extra runs harmless.
     "deployments-periodic": {
         "task": "deployments.tasks.run_periodic",
-        "schedule": timedelta(minutes=1),
-        "options": {"expires": 55},
+        "schedule": timedelta(seconds=15),
+        "options": {"expires": 14},
     },
     "telemetry-retention": {
         "task": "telemetry.tasks.enforce_retention",
@@ -220,6 +222,12 @@ MONOENV_DEPLOY_MAX_SAMPLES = envint("MONOENV_DEPLOY_MAX_SAMPLES", 200_000)
 MONOENV_DEPLOY_UPSERT_MINUTES = envint("MONOENV_DEPLOY_UPSERT_MINUTES", 60)
 MONOENV_DEPLOY_SUSPECT_LOOKBACK_MINUTES = envint("MONOENV_DEPLOY_SUSPECT_LOOKBACK_MINUTES", 120)
 MONOENV_DEPLOY_EVALUATION_LAG_SECONDS = envint("MONOENV_DEPLOY_EVALUATION_LAG_SECONDS", 30)
+# A deploy is looked at every minute of its first hour, besides the checkpoints.
+MONOENV_DEPLOY_WATCH_MINUTES = envint("MONOENV_DEPLOY_WATCH_MINUTES", 60)
+# A failing deploy this long back within every threshold has "recovered".
+MONOENV_DEPLOY_RECOVERY_MINUTES = envint("MONOENV_DEPLOY_RECOVERY_MINUTES", 10)
+# A look whose worker died is claimed again after this long.
+MONOENV_DEPLOY_CLAIM_SECONDS = envint("MONOENV_DEPLOY_CLAIM_SECONDS", 120)
 # The route watch: between deploys, each route's last minutes against the hour before.
 MONOENV_ROUTE_WATCH_MINUTES = envint("MONOENV_ROUTE_WATCH_MINUTES", 10)
 MONOENV_ROUTE_WATCH_BASELINE_MINUTES = envint("MONOENV_ROUTE_WATCH_BASELINE_MINUTES", 60)

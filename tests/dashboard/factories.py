@@ -134,12 +134,14 @@ def build_world(now: datetime) -> World:
         baseline_requests=600, candidate_requests=150,
     )  # fmt: skip
     Finding.objects.create(
-        deployment=failed, evaluation=record, metric="error_rate", route="", baseline_value=0.02,
+        deployment=failed, verdict_record=record, metric="error_rate", route="",
+        baseline_value=0.02,
         candidate_value=0.25, baseline_n=600, candidate_n=150, effect_size=0.23, p_value=1e-9,
         adjusted_p_value=1e-8, threshold="+0.5 pp and ×1.5", significant=True, direction="up",
     )  # fmt: skip
     Finding.objects.create(
-        deployment=failed, evaluation=record, metric="new_error_type", route="", baseline_value=0,
+        deployment=failed, verdict_record=record, metric="new_error_type", route="",
+        baseline_value=0,
         candidate_value=40, baseline_n=600, candidate_n=150, threshold="at least 5 occurrences",
         significant=True, direction="up", detail="KeyError",
     )  # fmt: skip

@@ -28,7 +28,7 @@ def test_it_detects_a_new_version_at_its_first_span(t0):
     assert deploy.started_at == t0 and deploy.first_span_at == t0
     assert deploy.previous_version == "v1"
     assert deploy.environment == "production"
-    assert deploy.next_checkpoint == 5
+    assert deploy.next_checkpoint == 1  # the first look, a minute in
     # The service's first version is where its history starts, not a deploy.
     assert not Deployment.objects.filter(version="v1").exists()
 

@@ -135,8 +135,8 @@ def test_a_stable_route_opens_nothing(t0):
 def test_the_periodic_job_runs_the_watch_every_few_minutes(t0, payments_broke_checkout):
     cache.delete(route_watch.DUE_CACHE_KEY)
     now = t0 + timedelta(minutes=10, seconds=30)
-    assert jobs.run_periodic(now=now)["route_shifts"] == 1
-    assert jobs.run_periodic(now=now)["route_shifts"] == 0
+    assert jobs.run_periodic(now=now).route_shifts == 1
+    assert jobs.run_periodic(now=now).route_shifts == 0
     assert RouteShift.objects.count() == 1
 
 
@@ -171,3 +171,30 @@ def test_open_shifts_show_as_banners_on_the_overview(
     [banner] = [banner for banner in banners if "no deploy of frontend" in banner["text"]]
     assert banner["text"].startswith("frontend POST /checkout: error rate rose from 0.00% to ")
     assert banner["url"] == reverse("dashboard:service", args=["frontend"])
+
+
+def test_the_watch_spends_so_little_per_look_that_false_shifts_stay_under_one_a_month(settings):
+    # By hand: a look every 5 minutes is 30 x 24 x 60 / 5 = 8640 looks in 30 days.
+    # With at most alpha per look, the expected false shifts of a stationary
+    # service are at most 8640 x alpha (the union bound); under one needs
+    # alpha < 1/8640 = 1.16e-4.
+    alpha = route_watch.look_alpha(every_minutes=5, confidence=0.99)
+    assert alpha * 8640 <= 0.5
+    assert route_watch._rules().fail_alpha == pytest.approx(alpha)
+
+
+def test_a_rise_significant_at_one_look_but_not_over_a_month_opens_no_shift(t0):
+    # Every 20th request fails for an hour, then every 10th for 10 minutes:
+    # 30 of 300 against 90 of 1800, x2 and +5 pp, so practical. Fisher's
+    # one-sided p is 9.5e-4 (scipy), 1.9e-3 after Holm over the route's two
+    # metrics: below 0.01, far above the watch's 5.8e-5 per look.
+    rng = random.Random(3)
+    rows = []
+    for index in range(70 * 30):
+        moment = t0 - timedelta(minutes=60) + timedelta(seconds=2 * index)
+        every = 10 if index >= 60 * 30 else 20
+        rows.append(span_row(service="shop", version="v1", start=moment, route="GET /items",
+                             error=index % every == 0, rng=rng))  # fmt: skip
+    store(rows)
+    rollups.rollup_pending()
+    assert watch_at(t0, 10)["opened"] == 0

@@ -56,12 +56,6 @@ REVIEWED = {
     ),
     ("incidents/delivery.py", "_run"): "executes what _totals built",
     ("deployments/slo_link.py", "_bad_units_since"): FIXED,
-    ("deployments/analysis.py", "SpanFilter.where"): (
-        "the operator is '=' or '<>' from a bool; the other clauses are fixed strings"
-    ),
-    ("deployments/analysis.py", "choose_baseline"): FIXED,
-    ("deployments/analysis.py", "read_side"): FIXED,
-    ("deployments/analysis.py", "_read_latencies"): "the sample cutoff is an int computed here",
     ("dashboard/queries.py", "_fetch"): "runs the SQL of the callers listed here, with params",
     ("dashboard/queries.py", "_breakdown"): "formats a Source: one of three module constants",
     ("dashboard/queries.py", "_matching_spans"): "conditions are fixed strings chosen in code",

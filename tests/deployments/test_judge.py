@@ -1,0 +1,89 @@
+"""deployments/judge.py, the verdict rule, on sides built by hand. No database."""
+
+import math
+
+import numpy as np
+
+from deployments import judge
+from deployments.judge import FAIL, INCONCLUSIVE, PASS, Metric, Outcome, Side
+
+RULES = judge.Rules(fail_alpha=0.01, pass_alpha=0.01)
+
+
+def side(rng, routes: dict[str, tuple[int, float, float]], *, error_type="TimeoutError") -> Side:
+    """routes: route -> (requests, error rate, median ms); log-normal latency, sigma 0.5."""
+    result = Side()
+    for route, (n, rate, median) in routes.items():
+        errors = int(rng.binomial(n, rate))
+        result.requests[route], result.errors[route] = n, errors
+        if errors:
+            result.error_types[(route, error_type)] = errors
+        result.latencies_ms[route] = median * rng.lognormal(0, 0.5, n)
+    return result
+
+
+def test_a_clean_candidate_with_enough_requests_passes():
+    rng = np.random.default_rng(1)
+    routes = {"GET /a": (20000, 0.01, 30.0), "GET /b": (10000, 0.01, 80.0)}
+    judgement = judge.judge(side(rng, routes), side(rng, routes), RULES)
+    assert (judgement.verdict, judgement.outcome) == (PASS, Outcome.WITHIN_THRESHOLDS)
+
+
+def test_pass_needs_both_error_rate_and_p95_within_threshold():
+    rng = np.random.default_rng(2)
+    baseline = side(rng, {"GET /a": (5000, 0.0, 30.0)})
+    judgement = judge.judge(baseline, side(rng, {"GET /a": (300, 0.0, 30.0)}), RULES)
+    assert judgement.verdict == INCONCLUSIVE and judgement.outcome == Outcome.TOO_FEW_REQUESTS
+    assert judgement.more_requests_needed > 0
+
+
+def test_it_judges_any_candidate_such_as_a_flag_cohort():
+    # Nothing about deploys: two cohorts of one route, the treatment erring 3% more.
+    rng = np.random.default_rng(3)
+    control = side(rng, {"POST /checkout": (5000, 0.01, 50.0)})
+    treatment = side(rng, {"POST /checkout": (5000, 0.04, 50.0)})
+    judgement = judge.judge(control, treatment, RULES)
+    assert judgement.verdict == FAIL
+    [worst] = judge.worst(judgement.findings)
+    assert worst.metric == Metric.ERROR_RATE and worst.route == judge.SERVICE
+
+
+def test_new_error_types_count_every_route_of_both_sides():
+    rng = np.random.default_rng(4)
+    baseline = side(rng, {"GET /a": (1000, 0.0, 30.0)})
+    candidate = side(rng, {"GET /a": (40, 0.0, 30.0)})
+    candidate.requests["GET /new"], candidate.errors["GET /new"] = 200, 200
+    candidate.error_types[("GET /new", "KeyError")] = 200
+    candidate.latencies_ms["GET /new"] = np.full(200, 5.0)
+    judgement = judge.judge(baseline, candidate, RULES)
+    finding = next(f for f in judgement.findings if f.metric == Metric.NEW_ERROR_TYPE)
+    assert (finding.candidate_value, finding.candidate_n, finding.baseline_n) == (200, 240, 1000)
+    assert judgement.verdict == FAIL
+
+
+def test_silence_where_traffic_was_due_fails_and_a_quiet_service_does_not():
+    down = judge.judge_silence(usual_per_minute=10, minutes=1, others_serving=0, rules=RULES)
+    assert (down.verdict, down.outcome) == (FAIL, Outcome.SERVICE_DOWN)
+    assert down.findings[0].p_value == math.exp(-10)
+    waiting = judge.judge_silence(usual_per_minute=10, minutes=1, others_serving=600, rules=RULES)
+    assert (waiting.verdict, waiting.outcome) == (INCONCLUSIVE, Outcome.NOT_ROLLED_OUT)
+    quiet = judge.judge_silence(usual_per_minute=0, minutes=5, others_serving=0, rules=RULES)
+    assert (quiet.verdict, quiet.outcome) == (INCONCLUSIVE, Outcome.NO_TRAFFIC)
+    # 0.2 requests a minute: a silent minute is no evidence (e^-0.2 = 0.82).
+    rare = judge.judge_silence(usual_per_minute=0.2, minutes=1, others_serving=0, rules=RULES)
+    assert rare.verdict == INCONCLUSIVE
+
+
+def test_a_baseline_too_small_for_any_candidate_says_so():
+    rng = np.random.default_rng(6)
+    routes = {"GET /a": (300, 0.0, 30.0)}
+    judgement = judge.judge(side(rng, routes), side(rng, routes), RULES)
+    assert (judgement.verdict, judgement.outcome) == (INCONCLUSIVE, Outcome.BASELINE_TOO_SMALL)
+
+
+def test_a_look_with_no_pass_alpha_cannot_pass():
+    rng = np.random.default_rng(5)
+    routes = {"GET /a": (20000, 0.01, 30.0)}
+    rules = judge.Rules(fail_alpha=0.001, pass_alpha=0.0)
+    judgement = judge.judge(side(rng, routes), side(rng, routes), rules)
+    assert (judgement.verdict, judgement.outcome) == (INCONCLUSIVE, Outcome.NO_REGRESSION_YET)

@@ -1,0 +1,147 @@
+"""deployments/stats.py against reference values: scipy, statsmodels, and hand arithmetic.
+
+No database: these are the pure statistics.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+from statsmodels.stats.contingency_tables import StratifiedTable
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import confint_proportions_2indep
+
+from deployments import stats
+
+LIMITS = stats.Thresholds()
+
+
+def test_holm_matches_the_textbook_example_and_statsmodels():
+    # Holm (1979) by hand: sorted p 0.01, 0.02, 0.04 times 3, 2, 1, made monotone.
+    assert stats.holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert stats.holm([]) == []
+    p_values = list(np.random.default_rng(5).uniform(0, 0.2, 40))
+    assert stats.holm(p_values) == pytest.approx(multipletests(p_values, method="holm")[1])
+
+
+def test_wilson_interval_matches_the_formula():
+    # Wilson (1927) for 5 of 100 at 95%, by hand: centre and half-width.
+    z = scipy_stats.norm.ppf(0.975)
+    p, n = 0.05, 100
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert stats.wilson_interval(5, 100, 0.95) == pytest.approx((centre - half, centre + half))
+    assert stats.wilson_interval(0, 0, 0.95) == (0.0, 1.0)
+
+
+def test_the_error_rate_margin_is_the_and_of_both_thresholds():
+    # +0.5 pp and x1.5: below a 1% baseline the pp term decides, above it the ratio.
+    assert stats.error_rate_margin(0.002, LIMITS) == pytest.approx(0.005)
+    assert stats.error_rate_margin(0.04, LIMITS) == pytest.approx(0.02)
+    assert stats.error_rate_exceeds(0.04, 0.06, LIMITS)
+    assert not stats.error_rate_exceeds(0.04, 0.059, LIMITS)
+
+
+def test_one_route_error_rates_use_fishers_exact_test():
+    result = stats.compare_error_rates(10, 1000, 25, 1000, thresholds=LIMITS, confidence=0.99)
+    expected = scipy_stats.fisher_exact([[25, 975], [10, 990]], alternative="greater").pvalue
+    assert result.p_value == pytest.approx(expected)
+    assert result.practical and result.effect_size == pytest.approx(0.015)
+
+
+def test_several_routes_use_the_one_sided_cmh_test():
+    strata = [stats.Stratum(5, 500, 12, 400), stats.Stratum(20, 200, 30, 200)]
+    result = stats.compare_stratified_error_rates(strata, thresholds=LIMITS, confidence=0.99)
+    tables = [np.array([[12, 388], [5, 495]]), np.array([[30, 170], [20, 180]])]
+    chi2 = StratifiedTable(tables).test_null_odds(correction=True).statistic
+    assert result.p_value == pytest.approx(scipy_stats.norm.sf(math.sqrt(chi2)))
+    # Mix-adjusted baseline: the baseline's route rates at the candidate's mix.
+    assert result.baseline_value == pytest.approx(400 / 600 * 0.01 + 200 / 600 * 0.10)
+
+
+def test_a_mix_shift_alone_is_not_an_error_rate_rise():
+    # Route B errs 10%, route A 1%, on both sides; the candidate sends more to B.
+    strata = [stats.Stratum(10, 1000, 2, 200), stats.Stratum(10, 100, 80, 800)]
+    result = stats.compare_stratified_error_rates(strata, thresholds=LIMITS, confidence=0.99)
+    assert result.effect_size == pytest.approx(0.0)
+    assert result.p_value > 0.3 and not result.practical
+
+
+def test_the_one_route_upper_bound_is_statsmodels_agresti_caffo():
+    strata = [stats.Stratum(12, 3000, 9, 1500)]
+    bound = stats.error_rate_upper_bound(strata, confidence=0.99)
+    _, upper = confint_proportions_2indep(
+        9, 1500, 12, 3000, method="agresti-caffo", compare="diff", alpha=0.02
+    )
+    assert bound == pytest.approx(upper)
+
+
+def test_non_inferiority_of_error_rates_holds_at_threshold_size_at_most_alpha():
+    # Simulated: a candidate whose error rate is exactly at the threshold
+    # (1% -> 1.5%) must pass in at most 1 - confidence of cases.
+    rng = np.random.default_rng(7)
+    passes = 0
+    trials = 2000
+    for _ in range(trials):
+        base = rng.binomial(20000, 0.01)
+        cand = rng.binomial(20000, 0.015)
+        within, _, _ = stats.error_rate_within_threshold(
+            [stats.Stratum(base, 20000, cand, 20000)], thresholds=LIMITS, confidence=0.95
+        )
+        passes += within
+    assert passes / trials <= 0.05
+
+
+def test_quantile_upper_bound_is_the_binomial_order_statistic():
+    values = np.arange(1, 1001, dtype=float)  # the k-th smallest is k
+    rank = scipy_stats.binom.ppf(0.99, 1000, 0.95) + 1
+    assert stats.quantile_upper_bound(values, 0.95, 0.99) == rank
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0])
+def test_latency_non_inferiority_holds_at_threshold_size_at_most_alpha(sigma):
+    # A candidate whose p95 is exactly x1.2 the baseline's, log-normal with
+    # sigma 0.5 and the heavy-tailed 1.0: pass in at most 1 - confidence.
+    rng = np.random.default_rng(11)
+    passes, trials = 0, 400
+    for _ in range(trials):
+        base = 100 * rng.lognormal(0, sigma, 4000)
+        cand = 120 * rng.lognormal(0, sigma, 4000)
+        within, _, _ = stats.latency_within_threshold(
+            [(base, cand)], 0.95, thresholds=LIMITS, confidence=0.95
+        )
+        passes += within
+    assert passes / trials <= 0.05
+
+
+def test_a_clean_candidate_shows_latency_non_inferiority_with_enough_requests():
+    rng = np.random.default_rng(3)
+    base = 100 * rng.lognormal(0, 0.5, 20000)
+    cand = 100 * rng.lognormal(0, 0.5, 20000)
+    within, bound, threshold = stats.latency_within_threshold(
+        [(base, cand)], 0.95, thresholds=LIMITS, confidence=0.99
+    )
+    assert within and bound < threshold
+
+
+def test_new_error_type_p_value_is_fishers_with_an_empty_baseline_cell():
+    expected = scipy_stats.fisher_exact([[6, 994], [0, 4000]], alternative="greater").pvalue
+    assert stats.new_error_type_p_value(6, 4000, 1000) == pytest.approx(expected)
+    with pytest.raises(ValueError):
+        stats.new_error_type_p_value(10, 100, 5)
+
+
+def test_alpha_spending_adds_up_to_alpha_over_the_looks():
+    looks = list(range(1, 61))
+    spent = [stats.look_alpha(0.01, m, m - 1, 60) for m in looks]
+    assert sum(spent) == pytest.approx(0.01)
+    # Pocock type by hand: the first minute gets 0.01 ln(1 + (e-1)/60).
+    assert spent[0] == pytest.approx(0.01 * math.log(1 + (math.e - 1) / 60))
+    assert all(a > 0 for a in spent)
+
+
+def test_sorted_quantile_is_numpys_linear_quantile():
+    values = np.sort(np.random.default_rng(9).lognormal(0, 1, 1001))
+    for q in (0.0, 0.5, 0.95, 0.99, 1.0):
+        assert stats.sorted_quantile(values, q) == pytest.approx(np.quantile(values, q))
