@@ -18,7 +18,6 @@ from django.db.models import Q
 from deployments import route_watch
 from deployments.models import (
     Deployment,
-    Finding,
     RouteShift,
     Suspect,
     Verdict,
@@ -327,12 +326,12 @@ def request_impact(service: str, start: datetime, end: datetime) -> spans.Reques
 
 
 def significant_findings(deploy_ids: list[int]) -> list:
-    """The significant findings of the latest verdict of each deploy."""
-    latest = {}
-    for record in VerdictRecord.objects.filter(deployment_id__in=deploy_ids).order_by("checkpoint"):
-        latest[record.deployment_id] = record.pk
-    return list(
-        Finding.objects.filter(evaluation_id__in=latest.values(), significant=True)
+    """The significant findings behind each deploy's current verdict."""
+    deploys = Deployment.objects.filter(pk__in=deploy_ids).order_by("pk")
+    return [
+        finding
+        for deploy in deploys
+        for finding in deploy.latest_findings(significant_only=True)
         .select_related("deployment")
-        .order_by("deployment_id", "route", "metric")
-    )
+        .order_by("route", "metric")
+    ]
