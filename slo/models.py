@@ -39,6 +39,9 @@ DEFINITION_FIELDS = (
 
 
 class SLOQuerySet(models.QuerySet):
+    def for_service(self, service: str) -> "SLOQuerySet":
+        return self.filter(service=service).order_by("name")
+
     def apply_definitions(self, definitions: list[dict]) -> list["SLO"]:
         """Create or update SLOs by name, all or none; raise ValidationError.
 
@@ -196,6 +199,22 @@ class Severity(models.TextChoices):
     TICKET = "ticket"
 
 
+class AlertQuerySet(models.QuerySet):
+    """"Open alerts" is spelt here once: alerts not yet resolved."""
+
+    def open(self) -> "AlertQuerySet":
+        return self.filter(resolved_at__isnull=True)
+
+    def pages(self) -> "AlertQuerySet":
+        return self.filter(severity=Severity.PAGE)
+
+    def for_service(self, service: str) -> "AlertQuerySet":
+        return self.filter(slo__service=service)
+
+    def fired_since(self, since) -> "AlertQuerySet":
+        return self.filter(fired_at__gte=since)
+
+
 class Alert(models.Model):
     """One firing of one burn-rate tier of an SLO, open until it resolves."""
 
@@ -210,6 +229,8 @@ class Alert(models.Model):
     fired_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
     last_evaluated_at = models.DateTimeField()
+
+    objects = AlertQuerySet.as_manager()
 
     class Meta:
         ordering = ["-fired_at"]

@@ -5,7 +5,7 @@ import pytest
 from slo import minutes, status
 from slo.models import SLOMinute
 from telemetry import rollups
-from tests.slo.factories import CLIENT, add_minutes, make_slo, store_spans
+from tests.slo.factories import CLIENT, add_minutes, counted_since, make_slo, store_spans
 
 pytestmark = pytest.mark.django_db
 MINUTE = timedelta(minutes=1)
@@ -17,6 +17,7 @@ def _counts(slo):
 
 def test_it_computes_sli_budget_and_burn_rates_by_hand(now):
     slo = make_slo(objective="99.9", window="30d")
+    counted_since(slo, now - timedelta(days=31))  # outside the window
     # 100,000 events in the window, 40 bad: 30 of them in the last hour, 20 in the last 5 m.
     add_minutes(slo, datetime(2026, 3, 5, tzinfo=UTC), 1, good=89_990, total=90_000)
     add_minutes(slo, datetime(2026, 3, 10, 11, 30, tzinfo=UTC), 1, good=8_990, total=9_000)
@@ -49,6 +50,7 @@ def test_it_ignores_minutes_outside_the_window(now):
 
 def test_budget_history_burns_down_to_the_remaining_budget(now):
     slo = make_slo(window="1d")
+    counted_since(slo, now - timedelta(days=2))
     add_minutes(slo, now - timedelta(hours=20), 1, good=990, total=1_000)
     add_minutes(slo, now - timedelta(hours=2), 1, good=1_000, total=1_000)
 
@@ -62,6 +64,13 @@ def test_budget_history_burns_down_to_the_remaining_budget(now):
         (p["remaining_pct"] for p in history), reverse=True
     )
     assert history[-1]["complete"] is False and history[1]["complete"] is True
+    # The SLI series has the burndown's 5-minute steps from the window's start
+    # (12:01 yesterday), and adds up to the window's SLI.
+    series = found.sli_history
+    assert [p["at"] for p in series] == [datetime(2026, 3, 9, 15, 56, tzinfo=UTC),
+                                         datetime(2026, 3, 10, 9, 56, tzinfo=UTC)]  # fmt: skip
+    assert history[1]["at"] - history[0]["at"] == timedelta(minutes=5)
+    assert (sum(p["good"] for p in series), sum(p["total"] for p in series)) == (1_990, 2_000)
 
 
 def test_latency_sli_counts_the_exact_threshold_from_spans(now):
@@ -117,24 +126,44 @@ def test_it_backfills_a_new_slo_from_the_kept_spans(now):
     assert slo.backfilled_key == slo.selection_key
 
 
-def test_timeslices_count_minutes_meeting_the_target(now):
+def test_timeslices_spend_the_budget_when_the_sli_misses_the_objective(now):
     slo = make_slo(
         name="slices", window="1h", objective="90", budgeting="timeslices", timeslice_target="95"
     )
+    counted_since(slo, now - 2 * timedelta(hours=1))
     start = now.replace(second=0, microsecond=0) - 20 * MINUTE
     add_minutes(slo, start, 7, good=100, total=100)
     add_minutes(slo, start + 7 * MINUTE, 1, good=95, total=100)  # exactly on target: good
     add_minutes(slo, start + 8 * MINUTE, 2, good=94, total=100)  # two bad minutes
+    # The other 50 minutes of the hour had no traffic: neither good nor bad.
 
     found = status.status(slo, now=now)
 
     assert found.unit == "minutes"
     assert (found.good, found.total) == (8, 10)
-    assert found.sli == pytest.approx(0.8)
-    assert found.budget_total == pytest.approx(6)  # 10% of the hour's 60 minutes
+    assert found.sli == pytest.approx(0.8)  # below the 90% objective...
+    assert found.budget_total == pytest.approx(1)  # 10% of the 10 minutes with traffic
     assert found.budget_consumed == 2
-    assert found.budget_remaining_pct == pytest.approx(100 * (1 - 2 / 6))
+    assert found.budget_remaining_pct == pytest.approx(-100)  # ...so the budget is spent
     assert found.burn_rates["1h"] == pytest.approx(2.0)  # 20% bad minutes ÷ 10%
+    assert found.time_to_exhaustion == timedelta(0)
+
+
+def test_timeslices_keep_budget_while_the_sli_meets_the_objective(now):
+    slo = make_slo(
+        name="slices", window="1h", objective="90", budgeting="timeslices", timeslice_target="95"
+    )
+    counted_since(slo, now - 2 * timedelta(hours=1))
+    start = now.replace(second=0, microsecond=0) - 30 * MINUTE
+    add_minutes(slo, start, 19, good=100, total=100)
+    add_minutes(slo, start + 19 * MINUTE, 1, good=0, total=100)
+
+    found = status.status(slo, now=now)
+
+    assert found.sli == pytest.approx(0.95)
+    assert found.budget_total == pytest.approx(2)  # 10% of 20 minutes with traffic
+    assert found.budget_remaining_pct == pytest.approx(50)
+    assert found.budget_consumed_pct == pytest.approx(50)
 
 
 def test_a_calendar_month_in_madrid_counts_local_days_across_dst():
