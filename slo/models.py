@@ -1,3 +1,4 @@
+import math
 from datetime import timedelta
 from decimal import Decimal
 
@@ -7,6 +8,7 @@ from django.db import models, transaction
 from django.utils import timezone as django_timezone
 
 from slo import maths
+from telemetry import spans
 from telemetry.models import SpanKind
 
 # OpenSLO names are RFC 1123 labels; ours are too, so export needs no renaming.
@@ -165,6 +167,22 @@ class SLO(models.Model):
                 self.latency_requires_success,
             )
         )  # fmt: skip
+
+    @property
+    def span_selection(self) -> spans.SpanSelection:
+        """The spans this SLO counts."""
+        return spans.SpanSelection(service=self.service, kind=self.span_kind, route=self.route)
+
+    @property
+    def good_rule(self) -> spans.GoodRule:
+        """Which of them are good: not errors, or (latency) at most threshold_ms long."""
+        if self.sli == SLI.AVAILABILITY:
+            return spans.GoodRule()
+        # duration_ms <= threshold_ms, in whole microseconds as spans store them.
+        return spans.GoodRule(
+            max_duration_us=math.floor(self.threshold_ms * 1000),
+            require_success=self.latency_requires_success,
+        )
 
     @property
     def longest_lookback(self) -> timedelta:

@@ -29,6 +29,7 @@ from django.db import connection
 
 from slo import maths
 from slo.models import SLO, Alert, Budgeting, Severity
+from telemetry import spans
 
 MINUTE = timedelta(minutes=1)
 _SEVERITY_ORDER = {Severity.PAGE: 0, Severity.TICKET: 1}
@@ -386,3 +387,64 @@ def _sli_series(buckets: dict, start, end, step, complete_until: datetime) -> li
                  "total": units, "events": events, "complete": at <= complete_until}
             )  # fmt: skip
     return series
+
+
+@dataclass(frozen=True)
+class BudgetUse:
+    """What one version spent of an SLO's budget since `since`, from the status's counts."""
+
+    slo: SLO
+    status: Status
+    bad: int
+
+    @property
+    def consumed_pct(self) -> float | None:
+        """At most the window's consumed share: the version's bad are part of the window's."""
+        if not self.status.budget_total:
+            return None
+        return 100 * self.bad / self.status.budget_total
+
+
+def version_budget_use(service: str, version: str, since: datetime, *, now: datetime):
+    """For each SLO of the service, the bad units a version caused since `since`.
+
+    The bad units since `since` are read from the same per-minute counts as the
+    status; raw spans only give the version's share of them (timeslice minutes
+    belong to no version, so a timeslice SLO is charged every bad minute since).
+    """
+    slos = list(SLO.objects.for_service(service))
+    found = statuses(slos, now=now)
+    uses = []
+    for slo in slos:
+        start = max(since, found[slo.pk].window_start)
+        bad_since = _bad_units_between(slo, start, found[slo.pk].window_end)
+        if slo.budgeting == Budgeting.OCCURRENCES and bad_since:
+            bad_since = round(bad_since * _version_share(slo, version, start, now))
+        uses.append(BudgetUse(slo=slo, status=found[slo.pk], bad=bad_since))
+    return uses
+
+
+def _bad_units_between(slo: SLO, start: datetime, end: datetime) -> int:
+    target = slo.timeslice_target / 100 if slo.budgeting == Budgeting.TIMESLICES else None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH p (target) AS (VALUES (%s::numeric))
+            SELECT coalesce(sum(m.bad), 0) FROM p, LATERAL (
+                SELECT m.minute, m.total, {_UNITS} FROM slo_slominute AS m
+                WHERE m.slo_id = %s AND m.minute >= %s AND m.minute < %s
+            ) AS m
+            """,
+            [target, slo.pk, start, end],
+        )
+        return int(cursor.fetchone()[0])
+
+
+def _version_share(slo: SLO, version: str, start: datetime, end: datetime) -> float:
+    """The share of the selection's bad spans in [start, end) that this version served."""
+    selection, rule = slo.span_selection, slo.good_rule
+    every = spans.bad_count(selection, rule, start=start, end=end)
+    if not every:
+        return 0.0
+    mine = spans.bad_count(selection, rule, start=start, end=end, version=version)
+    return min(1.0, mine / every)
