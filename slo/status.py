@@ -115,9 +115,13 @@ class Status:
 
     @property
     def firing_tiers(self) -> list[TierState]:
-        """Tiers with an open alert, worst first: pages, then the fastest burn threshold."""
+        """Tiers with an open alert, worst first: pages, then the shortest long window.
+
+        The shortest window is the fast-burn tier, the one that spends the
+        budget soonest (1h/5m at 14.4× before 6h/30m at 6× for 30 days).
+        """
         firing = [tier for tier in self.tiers if tier.firing]
-        return sorted(firing, key=lambda t: (_SEVERITY_ORDER.get(t.severity, 9), -t.threshold))
+        return sorted(firing, key=lambda t: (_SEVERITY_ORDER.get(t.severity, 9), t.long_window))
 
     @property
     def worst_firing_tier(self) -> TierState | None:

@@ -182,3 +182,108 @@ def test_a_calendar_month_in_madrid_counts_local_days_across_dst():
     assert march.window_start == datetime(2026, 2, 28, 23, tzinfo=UTC)
     assert (april.good, april.total) == (0, 9)
     assert april.window_start == datetime(2026, 3, 31, 22, tzinfo=UTC)
+
+
+def test_a_calendar_month_budget_is_the_whole_months_projected_from_traffic_so_far():
+    # Issue 10, item 8, as the status sees it: 1,000 events a minute since 1 March; 2,160
+    # bad so far, the last hour's at 0.2% (2× a 99.9% objective). It is 4 March, 00:00.
+    slo = make_slo(window="month")
+    counted_since(slo, datetime(2026, 2, 20, tzinfo=UTC))  # served before the month began
+    march = datetime(2026, 3, 1, tzinfo=UTC)
+    add_minutes(slo, march, 2_040, good=999, total=1_000)
+    add_minutes(slo, march + 2_040 * MINUTE, 2_220, good=1_000, total=1_000)
+    add_minutes(slo, march + 4_260 * MINUTE, 60, good=998, total=1_000)
+
+    found = status.status(slo, now=datetime(2026, 3, 4, tzinfo=UTC))
+
+    assert (found.total, found.budget_consumed) == (4_320_000, 2_160)
+    # 44.64 million events expected in March allow 44,640 bad (not 4,320: 50% left).
+    assert found.budget_total == pytest.approx(44_640, rel=1e-12)
+    assert found.budget_remaining_pct == pytest.approx(100 * (1 - 2_160 / 44_640), rel=1e-12)
+    assert found.budget_projected and not found.learning
+    assert found.burn_rates["1h"] == pytest.approx(2.0, rel=1e-12)
+    # 42,480 bad left at 2 a minute: 21,240 minutes, 14.75 days (the old rule said 7.75).
+    assert found.time_to_exhaustion.total_seconds() == pytest.approx(14.75 * 86_400, rel=1e-9)
+
+
+def test_a_new_slo_is_learning_and_one_bad_minute_does_not_spend_its_budget(now):
+    slo = make_slo(window="30d")
+    first = now.replace(second=0, microsecond=0) - 9 * MINUTE  # 9.5 minutes ago
+    add_minutes(slo, first, 9, good=100, total=100)
+    add_minutes(slo, first + 9 * MINUTE, 1, good=50, total=100)
+
+    found = status.status(slo, now=now)
+
+    assert found.sli == pytest.approx(0.95)
+    # 1,000 events in 9.5 minutes project to 1,000 × 43,200 ÷ 9.5 over 30 days.
+    assert found.budget_total == pytest.approx(0.001 * 1_000 * 43_200 / 9.5, rel=1e-12)
+    assert found.budget_remaining_pct == pytest.approx(100 * (1 - 50 * 9.5 / 43_200))
+    assert found.learning and found.budget_projected and not found.spent
+    assert status.spent_budgets("checkout", now=now) == []
+
+
+def test_the_gate_guard_needs_enough_events_before_a_budget_counts_as_spent(now, settings):
+    settings.MONOENV_SLO_LEARNING_MIN_EVENTS = 500
+    quiet = make_slo(name="quiet", service="quiet")
+    busy = make_slo(name="busy", service="busy")
+    for slo in (quiet, busy):
+        counted_since(slo, now - timedelta(days=31))
+    add_minutes(quiet, now - timedelta(hours=1), 1, good=90, total=100)  # 10 bad of 100
+    add_minutes(busy, now - timedelta(hours=1), 1, good=900, total=1_000)
+
+    quiet_status = status.status(quiet, now=now, history=False)
+
+    assert quiet_status.budget_remaining_pct < 0 and quiet_status.learning
+    assert not quiet_status.spent
+    assert status.spent_budgets("quiet", now=now) == []
+    ((spent_slo, spent_status),) = status.spent_budgets("busy", now=now)
+    assert spent_slo == busy
+    assert spent_status.budget_remaining_pct == pytest.approx(100 * (1 - 100 / 1.0))
+
+
+def test_it_reads_the_status_of_many_slos_in_two_queries(now, django_assert_num_queries):
+    definitions = [
+        {"name": "a", "window": "30d"},
+        {"name": "b", "window": "7d", "objective": "99"},
+        {"name": "c", "window": "month", "timezone": "Europe/Madrid"},
+        {"name": "d", "window": "1h", "budgeting": "timeslices", "timeslice_target": "95"},
+        {"name": "e", "window": "2h", "sli": "latency", "threshold_ms": "300"},
+    ]
+    slos = [make_slo(**definition) for definition in definitions]
+    for index, slo in enumerate(slos):
+        counted_since(slo, now - timedelta(days=40))
+        add_minutes(slo, now - (index + 3) * MINUTE, 3, good=1_000 - 10 * index, total=1_000)
+
+    with django_assert_num_queries(2):
+        found = status.statuses(slos, now=now)
+
+    for slo in slos:
+        alone = status.status(slo, now=now)
+        assert found[slo.pk].budget_remaining_pct == pytest.approx(alone.budget_remaining_pct)
+        assert found[slo.pk].burn_rates == pytest.approx(alone.burn_rates)
+        assert (found[slo.pk].good, found[slo.pk].total) == (alone.good, alone.total)
+    # By hand for "b": 30 bad of 3,000 events against 1% of them, all in the last 5 minutes.
+    b = found[slos[1].pk]
+    assert (b.budget_total, b.budget_remaining_pct) == (pytest.approx(30), pytest.approx(0))
+    assert b.burn_rates["5m"] == pytest.approx(1.0)
+
+
+def test_a_version_uses_its_share_of_the_same_budget(now):
+    slo = make_slo(objective="99")
+    counted_since(slo, now - timedelta(days=31))
+    since = now.replace(second=0, microsecond=0) - 10 * MINUTE
+    store_spans(since - 5 * MINUTE, 100, errors=20, version="1.0.0")  # before the deploy
+    store_spans(since + 2 * MINUTE, 100, errors=10, version="1.0.0")
+    store_spans(since + 2 * MINUTE, 100, errors=30, version="2.0.0")
+    rollups.rollup_pending()
+
+    (use,) = status.version_budget_use("checkout", "2.0.0", since, now=now)
+
+    # 1% of the window's 300 events allows 3 bad; 60 are spent, 40 of them since the
+    # deploy, of which 2.0.0 served 30.
+    assert use.status.budget_consumed == 60
+    assert use.bad == 30
+    assert use.consumed_pct == pytest.approx(1_000)
+    assert use.status.budget_consumed_pct == pytest.approx(2_000)
+    assert use.consumed_pct <= use.status.budget_consumed_pct
+    assert use.status.budget_consumed_pct + use.status.budget_remaining_pct == pytest.approx(100)
