@@ -65,14 +65,21 @@ def evaluate(slo: SLO, *, now: datetime, report: PassReport | None = None) -> Pa
 def _judge_tiers(slo: SLO, *, now: datetime, report: PassReport) -> None:
     """Fire, update and resolve the SLO's alerts from one status read.
 
+    A first read of the tiers alone skips the window when nothing fires and
+    nothing is open, as on most SLOs most minutes.
+
     The status's tiers have distinct long windows (maths.alert_windows), so a
     tier has at most one open alert, as `one_open_alert_per_tier` requires.
     """
     open_alerts = {alert.long_window: alert for alert in slo.alerts.open()}
+    min_events = settings.MONOENV_SLO_MIN_EVENTS
+    tiers = status.tier_states(slo, now=now, open_alerts=open_alerts)
+    if not open_alerts and not any(tier.burning(min_events) for tier in tiers):
+        return  # the common case: nothing fires or resolves, so the window is not read
     slo_status = status.status(slo, now=now, history=False, open_alerts=open_alerts)
     consumed = slo_status.budget_consumed_pct
     for tier in slo_status.tiers:
-        burning = tier.burning(settings.MONOENV_SLO_MIN_EVENTS)
+        burning = tier.burning(min_events)
         alert = tier.alert
         if not burning and alert is None:
             continue

@@ -177,8 +177,12 @@ class _Read:
     rolling: dict[timedelta, Counts]
 
 
-def _read(slos: list[SLO], now: datetime) -> dict[int, _Read]:
-    """Window counts, rolling-window counts and first counted minute, per SLO, in one query."""
+def _read(slos: list[SLO], now: datetime, *, window: bool = True) -> dict[int, _Read]:
+    """Window counts, rolling-window counts and first counted minute, per SLO, in one query.
+
+    Without `window` the window's counts are left at zero (the caller sums its
+    own buckets instead).
+    """
     durations = _durations(slos, now)
     end = minute_floor(now) + MINUTE
     values, params = [], []
@@ -186,26 +190,34 @@ def _read(slos: list[SLO], now: datetime) -> dict[int, _Read]:
         start, window_end = window_range(slo, now)
         target = slo.timeslice_target / 100 if slo.budgeting == Budgeting.TIMESLICES else None
         values.append("(%s::bigint, %s::timestamptz, %s::timestamptz, %s::numeric)")
-        params += [slo.pk, start, window_end, target]
-    columns = [_TRIPLE.format(f="FILTER (WHERE m.minute >= p.win_start AND m.minute < p.win_end)")]
-    column_params: list = []
+        params += [slo.pk, start, window_end if window else start, target]
+    rolling, rolling_params = [], []
     for duration in durations:
-        columns.append(_TRIPLE.format(f="FILTER (WHERE m.minute >= %s)"))
-        column_params += [end - duration] * 3
+        rolling.append(_TRIPLE.format(f="FILTER (WHERE m.minute >= %s)"))
+        rolling_params += [end - duration] * 3
     sql = f"""
         WITH p (slo_id, win_start, win_end, target) AS (VALUES {", ".join(values)})
-        SELECT p.slo_id,
-               (SELECT min(f.minute) FROM slo_slominute AS f
-                WHERE f.slo_id = p.slo_id AND f.total > 0),
-               {", ".join(columns)}
-        FROM p LEFT JOIN LATERAL (
-            SELECT m.minute, m.total, {_UNITS} FROM slo_slominute AS m
-            WHERE m.slo_id = p.slo_id AND m.minute >= least(p.win_start, %s) AND m.minute < %s
-        ) AS m ON true
-        GROUP BY p.slo_id
+        SELECT p.slo_id, first.minute, w.*, r.*
+        FROM p
+        CROSS JOIN LATERAL (
+            SELECT min(f.minute) AS minute FROM slo_slominute AS f
+            WHERE f.slo_id = p.slo_id AND f.total > 0
+        ) AS first
+        CROSS JOIN LATERAL (
+            SELECT {_TRIPLE.format(f="")} FROM (
+                SELECT m.total, {_UNITS} FROM slo_slominute AS m
+                WHERE m.slo_id = p.slo_id AND m.minute >= p.win_start AND m.minute < p.win_end
+            ) AS m
+        ) AS w
+        CROSS JOIN LATERAL (
+            SELECT {", ".join(rolling)} FROM (
+                SELECT m.minute, m.total, {_UNITS} FROM slo_slominute AS m
+                WHERE m.slo_id = p.slo_id AND m.minute >= %s AND m.minute < %s
+            ) AS m
+        ) AS r
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *column_params, end - durations[-1], end])
+        cursor.execute(sql, [*params, *rolling_params, end - durations[-1], end])
         rows = cursor.fetchall()
     reads = {}
     for row in rows:
@@ -320,7 +332,7 @@ def status(
     alerts = {slo.pk: open_alerts} if open_alerts is not None else None
     if not history:
         return statuses([slo], now=now, open_alerts=alerts)[slo.pk]
-    read = _read([slo], now)[slo.pk]
+    read = _read([slo], now, window=False)[slo.pk]
     start, end = window_range(slo, now)
     step = maths.history_step(end - start)
     buckets = _window_buckets(slo, start, end, step)
@@ -331,6 +343,12 @@ def status(
     found.budget_history = _burndown(buckets, start, min(end, now), step, found)
     found.sli_history = _sli_series(buckets, start, min(end, now), step, found.complete_until)
     return found
+
+
+def tier_states(slo: SLO, *, now: datetime, open_alerts: dict) -> list[TierState]:
+    """Only the tiers, without reading the window: the evaluator's cheap first look."""
+    read = _read([slo], now, window=False)[slo.pk]
+    return _tiers(slo, read, now, open_alerts)
 
 
 def spent_budgets(service: str, *, now: datetime) -> list[tuple[SLO, Status]]:

@@ -17,7 +17,7 @@ def _traffic(slo, now, *, minutes, good, total, ago=timedelta(0)):
 
 
 def _open_tiers(slo):
-    return sorted(a.windows for a in Alert.objects.filter(slo=slo, resolved_at=None))
+    return sorted(a.windows for a in Alert.objects.open().filter(slo=slo))
 
 
 def test_a_fast_burn_pages(now):
