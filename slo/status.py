@@ -204,10 +204,14 @@ def _read(slos: list[SLO], now: datetime, *, window: bool = True) -> dict[int, _
             WHERE f.slo_id = p.slo_id AND f.total > 0
         ) AS first
         CROSS JOIN LATERAL (
-            SELECT {_TRIPLE.format(f="")} FROM (
-                SELECT m.total, {_UNITS} FROM slo_slominute AS m
-                WHERE m.slo_id = p.slo_id AND m.minute >= p.win_start AND m.minute < p.win_end
-            ) AS m
+            SELECT CASE WHEN p.target IS NULL THEN coalesce(sum(m.total - m.good), 0)
+                        ELSE count(*) FILTER (WHERE m.total > 0 AND m.good < p.target * m.total)
+                   END,
+                   CASE WHEN p.target IS NULL THEN coalesce(sum(m.total), 0)
+                        ELSE count(*) FILTER (WHERE m.total > 0) END,
+                   coalesce(sum(m.total), 0)
+            FROM slo_slominute AS m
+            WHERE m.slo_id = p.slo_id AND m.minute >= p.win_start AND m.minute < p.win_end
         ) AS w
         CROSS JOIN LATERAL (
             SELECT {", ".join(rolling)} FROM (
@@ -358,22 +362,24 @@ def spent_budgets(service: str, *, now: datetime) -> list[tuple[SLO, Status]]:
     return [(slo, found[slo.pk]) for slo in slos if found[slo.pk].spent]
 
 
+def _unit_sql(slo: SLO) -> tuple[str, str, list]:
+    """_UNITS for one SLO, written out for its budgeting: the per-row work of a long scan."""
+    if slo.budgeting == Budgeting.TIMESLICES:
+        bad = "CASE WHEN total > 0 AND good < %s::numeric * total THEN 1 ELSE 0 END"
+        return bad, "CASE WHEN total > 0 THEN 1 ELSE 0 END", [slo.timeslice_target / 100]
+    return "total - good", "total", []
+
+
 def _window_buckets(
     slo: SLO, start: datetime, end: datetime, step: timedelta
 ) -> dict[datetime, tuple]:
     """(bad, units, events) per history step of the window, in one pass."""
-    target = slo.timeslice_target / 100 if slo.budgeting == Budgeting.TIMESLICES else None
+    bad, units, unit_params = _unit_sql(slo)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""
-            WITH p (target) AS (VALUES (%s::numeric))
-            SELECT date_bin(%s, m.minute, %s), sum(m.bad), sum(m.units), sum(m.total)
-            FROM p, LATERAL (
-                SELECT m.minute, m.total, {_UNITS} FROM slo_slominute AS m
-                WHERE m.slo_id = %s AND m.minute >= %s AND m.minute < %s
-            ) AS m GROUP BY 1
-            """,
-            [target, step, start, slo.pk, start, end],
+            f"SELECT date_bin(%s, minute, %s), sum({bad}), sum({units}), sum(total) "
+            "FROM slo_slominute WHERE slo_id = %s AND minute >= %s AND minute < %s GROUP BY 1",
+            [step, start, *unit_params, slo.pk, start, end],
         )
         return {row[0]: tuple(int(value) for value in row[1:]) for row in cursor.fetchall()}
 
@@ -447,17 +453,12 @@ def version_budget_use(service: str, version: str, since: datetime, *, now: date
 
 
 def _bad_units_between(slo: SLO, start: datetime, end: datetime) -> int:
-    target = slo.timeslice_target / 100 if slo.budgeting == Budgeting.TIMESLICES else None
+    bad, _, unit_params = _unit_sql(slo)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""
-            WITH p (target) AS (VALUES (%s::numeric))
-            SELECT coalesce(sum(m.bad), 0) FROM p, LATERAL (
-                SELECT m.minute, m.total, {_UNITS} FROM slo_slominute AS m
-                WHERE m.slo_id = %s AND m.minute >= %s AND m.minute < %s
-            ) AS m
-            """,
-            [target, slo.pk, start, end],
+            f"SELECT coalesce(sum({bad}), 0) FROM slo_slominute "
+            "WHERE slo_id = %s AND minute >= %s AND minute < %s",
+            [*unit_params, slo.pk, start, end],
         )
         return int(cursor.fetchone()[0])
 
