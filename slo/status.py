@@ -5,9 +5,10 @@ This is slo's read interface for the other apps: `status()` for one SLO,
 `version_budget_use()` for a deploy's share of a budget.
 
 Invariants:
-- Every figure of one status comes from one read of the per-minute counts
-  (slo.minutes), all as of the same moment: used + left = 100%, the burndown
-  ends at the remaining budget, and the SLI series sums to the SLI.
+- The SLI and every budget figure of one status come from one read of the
+  per-minute counts (slo.minutes), as of the same moment: used + left = 100%,
+  the burndown ends at the remaining budget, and the SLI series sums to the
+  SLI. Burn rates and tiers come from one read of the rolling windows.
 - Units are events under occurrences budgeting, and minutes with traffic
   under timeslices (a minute is bad when its own SLI misses the target).
   Minutes without traffic count for neither the SLI nor the budget, so the
