@@ -105,6 +105,7 @@ def bench_status(now: datetime) -> None:
     )
     SLO.objects.filter(pk=slo.pk).update(backfilled_key=slo.selection_key)
     execute("VACUUM ANALYZE slo_slominute")
+    execute("VACUUM ANALYZE slo_slohour")
     execute("VACUUM ANALYZE telemetry_rollupminute")
     spans = sum(SLO.objects.get(pk=slo.pk).minutes.values_list("total", flat=True))
     print(
@@ -154,6 +155,7 @@ def bench_many_statuses(now: datetime) -> None:
         [start, MINUTES_30D],
     )
     execute("VACUUM ANALYZE slo_slominute")
+    execute("VACUUM ANALYZE slo_slohour")
     slos = list(SLO.objects.filter(name__startswith="many"))
     for label, read in (
         ("one status() per SLO", lambda: [status.status(s, now=now, history=False) for s in slos]),
@@ -198,6 +200,7 @@ def bench_evaluation(now: datetime) -> None:
         [start],
     )
     execute("VACUUM ANALYZE slo_slominute")
+    execute("VACUUM ANALYZE slo_slohour")
     print(f"evaluation: 500 SLOs × 4,320 minutes loaded in {time.perf_counter() - t0:.1f} s")
     for label in ("first pass (alerts fire)", "second pass (steady)"):
         t0 = time.perf_counter()

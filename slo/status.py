@@ -23,7 +23,7 @@ Invariants:
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -33,6 +33,7 @@ from slo.models import SLO, Alert, Budgeting, Severity
 from telemetry import spans
 
 MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
 _SEVERITY_ORDER = {Severity.PAGE: 0, Severity.TICKET: 1}
 
 
@@ -178,26 +179,39 @@ class _Read:
     rolling: dict[timedelta, Counts]
 
 
+def _whole_hours(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The whole UTC hours inside [start, end), as [first, last); empty as (end, end)."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    first = start.replace(minute=0) + (HOUR if start.minute else timedelta(0))
+    last = end.replace(minute=0)
+    return (first, last) if first < last else (end, end)
+
+
 def _read(slos: list[SLO], now: datetime, *, window: bool = True) -> dict[int, _Read]:
     """Window counts, rolling-window counts and first counted minute, per SLO, in one query.
 
-    Without `window` the window's counts are left at zero (the caller sums its
-    own buckets instead).
+    An occurrences window sums slo_slohour for its whole hours and the minutes
+    at either end (timeslices need each minute). Without `window` the window's
+    counts are left at zero (the caller sums its own buckets instead).
     """
     durations = _durations(slos, now)
     end = minute_floor(now) + MINUTE
     values, params = [], []
     for slo in slos:
         start, window_end = window_range(slo, now)
+        window_end = window_end if window else start
         target = slo.timeslice_target / 100 if slo.budgeting == Budgeting.TIMESLICES else None
-        values.append("(%s::bigint, %s::timestamptz, %s::timestamptz, %s::numeric)")
-        params += [slo.pk, start, window_end if window else start, target]
+        hours = _whole_hours(start, window_end) if target is None else (window_end, window_end)
+        values.append("(%s::bigint, %s::timestamptz, %s::timestamptz, %s::timestamptz, "
+                      "%s::timestamptz, %s::numeric)")  # fmt: skip
+        params += [slo.pk, start, window_end, *hours, target]
     rolling, rolling_params = [], []
     for duration in durations:
         rolling.append(_TRIPLE.format(f="FILTER (WHERE m.minute >= %s)"))
         rolling_params += [end - duration] * 3
     sql = f"""
-        WITH p (slo_id, win_start, win_end, target) AS (VALUES {", ".join(values)})
+        WITH p (slo_id, win_start, win_end, hours_start, hours_end, target)
+            AS (VALUES {", ".join(values)})
         SELECT p.slo_id, first.minute, w.*, r.*
         FROM p
         CROSS JOIN LATERAL (
@@ -211,8 +225,16 @@ def _read(slos: list[SLO], now: datetime, *, window: bool = True) -> dict[int, _
                    CASE WHEN p.target IS NULL THEN coalesce(sum(m.total), 0)
                         ELSE count(*) FILTER (WHERE m.total > 0) END,
                    coalesce(sum(m.total), 0)
-            FROM slo_slominute AS m
-            WHERE m.slo_id = p.slo_id AND m.minute >= p.win_start AND m.minute < p.win_end
+            FROM (
+                SELECT m.good, m.total FROM slo_slominute AS m
+                WHERE m.slo_id = p.slo_id AND m.minute >= p.win_start AND m.minute < p.hours_start
+                UNION ALL
+                SELECT h.good, h.total FROM slo_slohour AS h
+                WHERE h.slo_id = p.slo_id AND h.hour >= p.hours_start AND h.hour < p.hours_end
+                UNION ALL
+                SELECT m.good, m.total FROM slo_slominute AS m
+                WHERE m.slo_id = p.slo_id AND m.minute >= p.hours_end AND m.minute < p.win_end
+            ) AS m
         ) AS w
         CROSS JOIN LATERAL (
             SELECT {", ".join(rolling)} FROM (
