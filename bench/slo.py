@@ -59,7 +59,7 @@ def reset():
     partitions.drop_partitions_before(datetime.now(UTC) + timedelta(days=400))
     with connection.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE slo_delivery, slo_alert, slo_slominute, slo_slo, "
+            "TRUNCATE notifications_delivery, slo_alert, slo_slominute, slo_slo, "
             "telemetry_rollupminute, telemetry_pendingminute"
         )
 

@@ -100,6 +100,6 @@ DROP TABLE slo_slohour;
 
 
 class Migration(migrations.Migration):
-    dependencies = [("slo", "0001_slos_alerts_webhooks")]
+    dependencies = [("slo", "0003_webhooks_leave_slo")]
 
     operations = [migrations.RunSQL(CREATE, DROP)]
