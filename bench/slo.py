@@ -9,6 +9,8 @@ tables it uses), from the repo root:
 1. GET /api/v1/slos/{id} for a 30-day SLO backed by >= 50 million spans'
    worth of rollups (per-minute SLO counts and per-route rollups), through
    Django's test client with a real token: target under 50 ms.
+   Then the status of 20 such SLOs, cold, as the overview needs them: one
+   status() per SLO against one statuses() query for all (issue 9, item 1).
 2. One evaluation pass over 500 SLOs with three days of per-minute counts
    each, some of them burning: target under 30 s.
 3. The rollup of a 20,000 spans/s stream: spans are written straight into the
@@ -57,7 +59,7 @@ def reset():
     partitions.drop_partitions_before(datetime.now(UTC) + timedelta(days=400))
     with connection.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE slo_delivery, slo_alert, slo_slominute, slo_slo, "
+            "TRUNCATE notifications_delivery, slo_alert, slo_slominute, slo_slo, "
             "telemetry_rollupminute, telemetry_pendingminute"
         )
 
@@ -103,6 +105,7 @@ def bench_status(now: datetime) -> None:
     )
     SLO.objects.filter(pk=slo.pk).update(backfilled_key=slo.selection_key)
     execute("VACUUM ANALYZE slo_slominute")
+    execute("VACUUM ANALYZE slo_slohour")
     execute("VACUUM ANALYZE telemetry_rollupminute")
     spans = sum(SLO.objects.get(pk=slo.pk).minutes.values_list("total", flat=True))
     print(
@@ -128,6 +131,47 @@ def bench_status(now: datetime) -> None:
         f"median {statistics.median(timings) * 1000:.1f} ms, "
         f"p95 {timings[int(len(timings) * 0.95)] * 1000:.1f} ms (target < 50 ms)"
     )
+
+
+MANY_SLOS = 20
+
+
+def bench_many_statuses(now: datetime) -> None:
+    from slo import status
+    from slo.models import SLO
+
+    slos = SLO.objects.bulk_create(
+        SLO(name=f"many{i}", service=f"many{i % 5}", objective="99.9",
+            window="30d" if i % 2 else "month")
+        for i in range(MANY_SLOS)
+    )  # fmt: skip
+    start = now.replace(second=0, microsecond=0) - timedelta(minutes=MINUTES_30D - 1)
+    execute(
+        """
+        INSERT INTO slo_slominute (slo_id, minute, good, total)
+        SELECT slo.id, %s + g * interval '1 minute', 600 - (g %% 3), 600
+        FROM slo_slo AS slo, generate_series(0, %s - 1) AS g WHERE slo.name LIKE 'many%%'
+        """,
+        [start, MINUTES_30D],
+    )
+    execute("VACUUM ANALYZE slo_slominute")
+    execute("VACUUM ANALYZE slo_slohour")
+    slos = list(SLO.objects.filter(name__startswith="many"))
+    for label, read in (
+        ("one status() per SLO", lambda: [status.status(s, now=now, history=False) for s in slos]),
+        ("one statuses() for all", lambda: status.statuses(slos, now=now)),
+    ):
+        timings = []
+        for _ in range(12):
+            t0 = time.perf_counter()
+            read()
+            timings.append(time.perf_counter() - t0)
+        timings = sorted(timings[2:])
+        print(
+            f"status of {MANY_SLOS} SLOs with 30 days of minutes (no cache), {label}: "
+            f"median {statistics.median(timings) * 1000:.1f} ms, "
+            f"max {timings[-1] * 1000:.1f} ms"
+        )
 
 
 def bench_evaluation(now: datetime) -> None:
@@ -156,6 +200,7 @@ def bench_evaluation(now: datetime) -> None:
         [start],
     )
     execute("VACUUM ANALYZE slo_slominute")
+    execute("VACUUM ANALYZE slo_slohour")
     print(f"evaluation: 500 SLOs × 4,320 minutes loaded in {time.perf_counter() - t0:.1f} s")
     for label in ("first pass (alerts fire)", "second pass (steady)"):
         t0 = time.perf_counter()
@@ -243,6 +288,8 @@ def main():
     now = datetime.now(UTC)
     print(f"machine: {os.cpu_count()} cores; PostgreSQL on localhost")
     bench_status(now)
+    reset()
+    bench_many_statuses(now)
     reset()
     bench_evaluation(now)
     reset()

@@ -7,39 +7,32 @@ change together if slo does.
 import logging
 from datetime import datetime
 
-from django.db import connection
-
-from slo import minutes as slo_minutes
 from slo import status as slo_status
-from slo.models import SLO, Alert, Budgeting, Severity
+from slo.models import SLO, Alert
 
 logger = logging.getLogger(__name__)
 
 
 def slos_of(service: str):
-    return SLO.objects.filter(service=service).order_by("name")
+    return SLO.objects.for_service(service)
 
 
 def exhausted_budgets(service: str, *, now: datetime) -> list[str]:
-    """A sentence for each SLO of the service whose error budget is spent."""
-    reasons = []
-    for slo in slos_of(service):
-        state = slo_status.status(slo, now=now, history=False)
-        if state.total and state.budget_remaining_pct <= 0:
-            reasons.append(
-                f"SLO {slo.name} has exhausted its {slo.window} error budget "
-                f"({state.budget_remaining_pct:.1f}% remaining): the error budget policy "
-                "stops changes other than urgent fixes."
-            )
-    return reasons
+    """A sentence for each SLO of the service whose error budget is spent.
+
+    SLOs still learning (young, or with few events) are left out by slo, so a
+    handful of events never blocks a deploy.
+    """
+    return [
+        f"SLO {slo.name} has exhausted its {slo.window} error budget "
+        f"({state.budget_remaining_pct:.1f}% remaining): the error budget policy "
+        "stops changes other than urgent fixes."
+        for slo, state in slo_status.spent_budgets(service, now=now)
+    ]
 
 
 def firing_page_alerts(service: str) -> list[Alert]:
-    return list(
-        Alert.objects.filter(
-            slo__service=service, severity=Severity.PAGE, resolved_at__isnull=True
-        ).select_related("slo")
-    )
+    return list(Alert.objects.open().pages().for_service(service).select_related("slo"))
 
 
 def firing_alert_reasons(service: str) -> list[str]:
@@ -53,11 +46,7 @@ def firing_alert_reasons(service: str) -> list[str]:
 
 def open_page_alerts(*, since: datetime) -> list[Alert]:
     """Page alerts still firing that fired since `since`: regressions to explain."""
-    return list(
-        Alert.objects.filter(
-            severity=Severity.PAGE, resolved_at__isnull=True, fired_at__gte=since
-        ).select_related("slo")
-    )
+    return list(Alert.objects.open().pages().fired_since(since).select_related("slo"))
 
 
 def alert_scope(alert: Alert) -> tuple[str, str]:
@@ -67,46 +56,24 @@ def alert_scope(alert: Alert) -> tuple[str, str]:
 
 
 def budget_impact(service: str, version: str, since: datetime, *, now: datetime) -> list[dict]:
-    """For each SLO of the service, the share of its budget this version has used."""
-    impacts = []
-    for slo in slos_of(service):
-        state = slo_status.status(slo, now=now, history=False)
-        bad, unit = _bad_units_since(slo, version, since, now)
-        consumed = 100 * bad / state.budget_total if state.budget_total else None
-        impacts.append(
-            {
-                "slo_id": slo.pk,
-                "slo": slo.name,
-                "objective": float(slo.objective),
-                "window": slo.window,
-                "unit": unit,
-                "bad": bad,
-                "budget_total": state.budget_total,
-                "budget_consumed_pct": consumed,
-                "budget_remaining_pct": state.budget_remaining_pct,
-            }
-        )
-    return impacts
+    """For each SLO of the service, the share of its budget this version has used.
 
-
-def _bad_units_since(slo: SLO, version: str, since: datetime, now: datetime) -> tuple[int, str]:
-    selection, selection_params = slo_minutes.span_selection_sql(slo)
-    good, good_params = slo_minutes.good_condition_sql(slo)
-    if slo.budgeting == Budgeting.TIMESLICES:
-        # Timeslice budgets are minutes, and a minute is not one version's: count
-        # the bad minutes since the deploy.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM slo_slominute WHERE slo_id = %s AND minute >= %s "
-                "AND minute < %s AND good < %s::numeric * total",
-                [slo.pk, since, now, slo.timeslice_target / 100],
-            )
-            return cursor.fetchone()[0], "minutes"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT count(*) FILTER (WHERE NOT ({good})) FROM telemetry_span AS span "
-            f"WHERE {selection} AND span.service_version = %s "
-            "AND span.start_time >= %s AND span.start_time < %s",
-            [*good_params, *selection_params, version, since, now],
-        )
-        return cursor.fetchone()[0], "events"
+    Every figure comes from one slo status: the version's share is part of the
+    window's consumed share, and consumed + remaining = 100%.
+    """
+    return [
+        {
+            "slo_id": use.slo.pk,
+            "slo": use.slo.name,
+            "objective": float(use.slo.objective),
+            "window": use.slo.window,
+            "unit": use.status.unit,
+            "bad": use.bad,
+            "budget_total": use.status.budget_total,
+            "budget_consumed_pct": use.consumed_pct,
+            "window_consumed_pct": use.status.budget_consumed_pct,
+            "budget_remaining_pct": use.status.budget_remaining_pct,
+            "learning": use.status.learning,
+        }
+        for use in slo_status.version_budget_use(service, version, since, now=now)
+    ]

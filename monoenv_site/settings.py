@@ -204,6 +204,10 @@ MONOENV_ROLLUP_RETENTION_DAYS = envint("MONOENV_ROLLUP_RETENTION_DAYS", 35)
 # A burn-rate alert needs at least this many events in each of its windows,
 # so a low-traffic service does not page on a single error.
 MONOENV_SLO_MIN_EVENTS = envint("MONOENV_SLO_MIN_EVENTS", 20)
+# An SLO whose counts are younger than this, or hold fewer events in its
+# window, is still learning: its budget is shown but never blocks the gate.
+MONOENV_SLO_LEARNING_HOURS = envint("MONOENV_SLO_LEARNING_HOURS", 24)
+MONOENV_SLO_LEARNING_MIN_EVENTS = envint("MONOENV_SLO_LEARNING_MIN_EVENTS", 500)
 MONOENV_WEBHOOK_TIMEOUT_SECONDS = envint("MONOENV_WEBHOOK_TIMEOUT_SECONDS", 10)
 MONOENV_WEBHOOK_MAX_ATTEMPTS = envint("MONOENV_WEBHOOK_MAX_ATTEMPTS", 5)
 

@@ -69,20 +69,45 @@ class HistoryPoint(Schema):
     complete: bool
 
 
+class SLIPoint(Schema):
+    at: datetime
+    sli: float
+    good: int
+    total: int
+    events: int
+    complete: bool
+
+
+class TierOut(Schema):
+    severity: str
+    windows: str
+    threshold: float
+    long_burn_rate: float
+    short_burn_rate: float
+    firing: bool
+    fired_at: datetime | None
+
+
 class StatusOut(Schema):
     slo: SLOOut
     sli: SLIOut
     objective: float
+    events: int
     budget_total: float
     budget_consumed: float
+    budget_consumed_pct: float
     budget_remaining_pct: float
+    budget_projected: bool
+    learning: bool
     burn_rates: dict[str, float]
+    tiers: list[TierOut]
     time_to_exhaustion: float | None
     alerts: list[AlertOut]
     window_start: datetime
     window_end: datetime
     complete_until: datetime
     budget_history: list[HistoryPoint]
+    sli_history: list[SLIPoint]
 
 
 class ImportOut(Schema):
@@ -150,16 +175,34 @@ def get_slo(request, slo_id: int):
         "slo": _out(slo),
         "sli": {"value": found.sli, "good": found.good, "total": found.total, "unit": found.unit},
         "objective": found.objective,
+        "events": found.events,
         "budget_total": found.budget_total,
         "budget_consumed": found.budget_consumed,
+        "budget_consumed_pct": found.budget_consumed_pct,
         "budget_remaining_pct": found.budget_remaining_pct,
+        "budget_projected": found.budget_projected,
+        "learning": found.learning,
         "burn_rates": found.burn_rates,
+        "tiers": [_tier_out(tier) for tier in found.tiers],
         "time_to_exhaustion": exhaustion.total_seconds() if exhaustion is not None else None,
-        "alerts": list(slo.alerts.filter(resolved_at=None)),
+        "alerts": [tier.alert for tier in found.firing_tiers],
         "window_start": found.window_start,
         "window_end": found.window_end,
         "complete_until": found.complete_until,
         "budget_history": found.budget_history,
+        "sli_history": found.sli_history,
+    }
+
+
+def _tier_out(tier: status.TierState) -> dict:
+    return {
+        "severity": tier.severity,
+        "windows": tier.windows,
+        "threshold": tier.threshold,
+        "long_burn_rate": tier.long_burn_rate,
+        "short_burn_rate": tier.short_burn_rate,
+        "firing": tier.firing,
+        "fired_at": tier.alert.fired_at if tier.alert else None,
     }
 
 

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from notifications import outbox
-from slo import maths, minutes, status, webhooks
+from slo import minutes, status, webhooks
 from slo.models import SLO, Alert
 
 logger = logging.getLogger(__name__)
@@ -63,47 +63,45 @@ def evaluate(slo: SLO, *, now: datetime, report: PassReport | None = None) -> Pa
 
 
 def _judge_tiers(slo: SLO, *, now: datetime, report: PassReport) -> None:
-    tiers = maths.alert_windows(slo.window_spec.period(now))
-    ranges = {}
-    for tier in tiers:
-        ranges[tier.name + ":long"] = status.rolling_range(tier.long, now)
-        ranges[tier.name + ":short"] = status.rolling_range(tier.short, now)
-    found = status.counts(slo, ranges)
-    open_alerts = {alert.long_window: alert for alert in slo.alerts.filter(resolved_at=None)}
-    slo_status = None
-    for tier in tiers:
-        long, short = found[tier.name + ":long"], found[tier.name + ":short"]
-        long_rate = status.burn_rate(long, slo.objective_ratio)
-        short_rate = status.burn_rate(short, slo.objective_ratio)
-        burning = (
-            long_rate > tier.burn_rate
-            and short_rate > tier.burn_rate
-            and min(long.events, short.events) >= settings.MONOENV_SLO_MIN_EVENTS
-        )
-        alert = open_alerts.get(tier.long)
+    """Fire, update and resolve the SLO's alerts from one status read.
+
+    A first read of the tiers alone skips the window when nothing fires and
+    nothing is open, as on most SLOs most minutes.
+
+    The status's tiers have distinct long windows (maths.alert_windows), so a
+    tier has at most one open alert, as `one_open_alert_per_tier` requires.
+    """
+    open_alerts = {alert.long_window: alert for alert in slo.alerts.open()}
+    min_events = settings.MONOENV_SLO_MIN_EVENTS
+    tiers = status.tier_states(slo, now=now, open_alerts=open_alerts)
+    if not open_alerts and not any(tier.burning(min_events) for tier in tiers):
+        return  # the common case: nothing fires or resolves, so the window is not read
+    slo_status = status.status(slo, now=now, history=False, open_alerts=open_alerts)
+    consumed = slo_status.budget_consumed_pct
+    for tier in slo_status.tiers:
+        burning = tier.burning(min_events)
+        alert = tier.alert
         if not burning and alert is None:
             continue
-        slo_status = slo_status or status.status(slo, now=now, history=False)
-        consumed = 100 - slo_status.budget_remaining_pct
-        if burning and alert is None:
+        if alert is None:
             alert = Alert.objects.create(
-                slo=slo, severity=tier.severity, long_window=tier.long, short_window=tier.short,
-                threshold=tier.burn_rate, long_burn_rate=long_rate, short_burn_rate=short_rate,
+                slo=slo, severity=tier.severity, long_window=tier.long_window,
+                short_window=tier.short_window, threshold=tier.threshold,
+                long_burn_rate=tier.long_burn_rate, short_burn_rate=tier.short_burn_rate,
                 budget_consumed_pct=consumed, fired_at=now, last_evaluated_at=now,
             )  # fmt: skip
             webhooks.queue(alert, "firing", slo_status, now=now)
             report.fired.append(alert)
             continue
-        alert.long_burn_rate, alert.short_burn_rate = long_rate, short_rate
+        alert.long_burn_rate, alert.short_burn_rate = tier.long_burn_rate, tier.short_burn_rate
         alert.budget_consumed_pct, alert.last_evaluated_at = consumed, now
         if not burning:
             _resolve(alert, slo_status, now=now, report=report)
         alert.save()
-    current = {tier.long for tier in tiers}
+    current = {tier.long_window for tier in slo_status.tiers}
     for long_window, alert in open_alerts.items():
         if long_window not in current:
             # The SLO's window changed and this tier no longer exists.
-            slo_status = slo_status or status.status(slo, now=now, history=False)
             _resolve(alert, slo_status, now=now, report=report)
             alert.save()
 

@@ -1,7 +1,17 @@
 """Error-budget and burn-rate arithmetic, and SLO window boundaries.
 
 Pure code with no Django imports. Objectives are fractions here (0.999), not
-the percentages the models store.
+the percentages the models store. Thresholds come in as arguments.
+
+Invariants kept here:
+- A budget is (1 - objective) × the units (events, or minutes with traffic) of
+  the whole span it covers. When the units were counted over only part of that
+  span (a calendar period under way, or an SLO younger than its window), the
+  span's units are projected from the rate seen so far (`period_budget`).
+- Once the units cover the whole span, the budget is spent exactly when the
+  SLI is below the objective: remaining = 1 - bad ÷ ((1 - objective) × units).
+- Alert tiers of one SLO have strictly increasing long windows, so no two
+  tiers can ever be the same alert.
 """
 
 import re
@@ -123,13 +133,76 @@ def budget_consumed_by_burn(rate: float, window: timedelta, period: timedelta) -
     return rate * (window / period)
 
 
-def time_to_exhaustion(remaining_pct: float, rate: float, period: timedelta) -> timedelta | None:
-    """When the budget left runs out at this burn rate; None if it never does."""
+@dataclass(frozen=True)
+class Budget:
+    """The error budget over `span`: bad units allowed, spent and left."""
+
+    allowed: float
+    consumed: int
+    remaining_pct: float
+    span: timedelta
+    projected: bool
+
+    @property
+    def consumed_pct(self) -> float:
+        """100 - remaining_pct, so used and left always add up to 100%."""
+        return 100 - self.remaining_pct
+
+
+def projected_units(units: float, *, covered: timedelta, span: timedelta) -> float:
+    """The units `span` would hold at the rate `units` arrived over `covered`."""
+    if covered <= timedelta(0) or covered >= span:
+        return float(units)
+    return units * (span / covered)
+
+
+def period_budget(
+    *, bad: int, units: int, objective: float, covered: timedelta, span: timedelta
+) -> Budget:
+    """The budget of the whole `span`, from `units` counted over `covered` of it.
+
+    Early in a calendar month, `covered` is the days so far and the budget is
+    the month's, projected from the traffic so far, not a share of the few
+    events seen yet.
+    """
+    allowed = error_budget(projected_units(units, covered=covered, span=span), objective)
+    return Budget(
+        allowed=allowed,
+        consumed=bad,
+        remaining_pct=budget_remaining_pct(bad, allowed),
+        span=span,
+        projected=timedelta(0) < covered < span,
+    )
+
+
+def time_to_exhaustion(
+    remaining_pct: float, rate: float, span: timedelta, *, resets_in: timedelta | None = None
+) -> timedelta | None:
+    """When the budget left runs out at this burn rate; None if it never does.
+
+    `span` is the time the whole budget covers; at burn rate 1 it lasts exactly
+    that long, so the share left lasts share × span ÷ rate. A budget that
+    resets (a calendar period ends) before then never runs out: None.
+    """
     if remaining_pct <= 0:
         return timedelta(0)
     if rate <= 0:
         return None
-    return period * (remaining_pct / 100) / rate
+    left = span * (remaining_pct / 100) / rate
+    if resets_in is not None and left >= resets_in:
+        return None
+    return left
+
+
+def is_learning(
+    *, data_age: timedelta, events: int, period: timedelta, min_age: timedelta, min_events: int
+) -> bool:
+    """Too young or too quiet for its budget to be judged (a gate must not block on it).
+
+    Young: its first counted minute is less than min(min_age, period) ago.
+    Quiet: fewer than `min_events` events in the window.
+    """
+    return data_age < min(min_age, period) or events < min_events
 
 
 @dataclass(frozen=True)
@@ -150,13 +223,17 @@ def alert_windows(period: timedelta) -> list[AlertWindow]:
 
     Every period keeps the Workbook's share of budget per tier: the threshold
     is share × period ÷ long window (14.4 for 1h of a 30-day SLO, 13.44 for
-    28 days).
+    28 days). Windows are whole minutes, at least one. When shrinking would
+    give a tier the long window of the tier before it (1h and 2h SLOs), it
+    takes the next minute up, so each tier's long window is its own.
     """
     scale = min(1.0, period / _FULL_WINDOWS_FROM)
-    tiers = []
+    tiers: list[AlertWindow] = []
     for severity, share, long, short in _WORKBOOK_TIERS:
         long_window = _whole_minutes(long * scale)
-        short_window = _whole_minutes(short * scale)
+        if tiers and long_window <= tiers[-1].long:
+            long_window = tiers[-1].long + timedelta(minutes=1)
+        short_window = min(_whole_minutes(short * scale), long_window)
         rate = share * (period / long_window)
         tiers.append(AlertWindow(severity, share, long_window, short_window, rate))
     return tiers

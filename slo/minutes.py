@@ -3,69 +3,32 @@
 Latency SLIs therefore use the exact threshold, never histogram buckets. The
 rollup recomputes a service's minutes (telemetry.rollups.minutes_recomputed),
 and a new or changed SLO is backfilled over its window, as far back as the
-raw spans are kept.
+raw spans are kept. Spans are read only through telemetry.spans, with the
+SLO's SpanSelection and GoodRule (SLO.span_selection, SLO.good_rule).
 """
 
-import math
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from slo.models import SLI, SLO, SLOMinute
-
-_UPSERT = """
-    INSERT INTO slo_slominute (slo_id, minute, good, total)
-    SELECT %s, date_trunc('minute', span.start_time) AS minute,
-           count(*) FILTER (WHERE {good}), count(*)
-    FROM {source}
-    WHERE {selection}
-    GROUP BY 2
-    ON CONFLICT (slo_id, minute) DO UPDATE SET good = EXCLUDED.good, total = EXCLUDED.total
-"""
-_FROM_MINUTES = """
-    unnest(%s::timestamptz[]) AS changed(minute)
-    JOIN telemetry_span AS span ON span.start_time >= changed.minute
-     AND span.start_time < changed.minute + interval '1 minute'
-"""
-_FROM_RANGE = "telemetry_span AS span"
+from slo.models import SLO, SLOMinute
+from telemetry import spans
 
 
-def span_selection_sql(slo: SLO) -> tuple[str, list]:
-    clauses, params = ["span.service = %s", "span.kind = %s"], [slo.service, slo.span_kind]
-    if slo.route.endswith("*"):
-        clauses.append("starts_with(span.http_route, %s)")
-        params.append(slo.route[:-1])
-    elif slo.route:
-        clauses.append("span.http_route = %s")
-        params.append(slo.route)
-    return " AND ".join(clauses), params
-
-
-def good_condition_sql(slo: SLO) -> tuple[str, list]:
-    if slo.sli == SLI.AVAILABILITY:
-        return "NOT span.is_error", []
-    # duration_ms <= threshold_ms, in whole microseconds as spans store them.
-    threshold_us = math.floor(slo.threshold_ms * 1000)
-    if slo.latency_requires_success:
-        return "span.duration_us <= %s AND NOT span.is_error", [threshold_us]
-    return "span.duration_us <= %s", [threshold_us]
+def _count(slo: SLO, **when) -> list[SLOMinute]:
+    rows = spans.good_total_per_minute(slo.span_selection, slo.good_rule, **when)
+    return [SLOMinute(slo=slo, minute=minute, good=good, total=total)
+            for minute, good, total in rows]  # fmt: skip
 
 
 def recompute_minutes(slo: SLO, minutes: list[datetime]) -> None:
     """Recount these minutes of one SLO from the spans stored now."""
-    selection, selection_params = span_selection_sql(slo)
-    good, good_params = good_condition_sql(slo)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM slo_slominute WHERE slo_id = %s AND minute = ANY(%s::timestamptz[])",
-            [slo.pk, minutes],
-        )
-        cursor.execute(
-            _UPSERT.format(good=good, source=_FROM_MINUTES, selection=selection),
-            [slo.pk, *good_params, minutes, *selection_params],
-        )
+    counted = _count(slo, minutes=minutes)
+    with transaction.atomic():
+        SLOMinute.objects.filter(slo=slo, minute__in=minutes).delete()
+        SLOMinute.objects.bulk_create(counted)
 
 
 def backfill(slo: SLO, *, now: datetime | None = None) -> None:
@@ -74,18 +37,10 @@ def backfill(slo: SLO, *, now: datetime | None = None) -> None:
     kept_from = now - timedelta(days=settings.MONOENV_RETENTION_DAYS)
     start = max(now - slo.longest_lookback, kept_from)
     end = now + timedelta(seconds=settings.MONOENV_MAX_FUTURE_SECONDS)
-    selection, selection_params = span_selection_sql(slo)
-    good, good_params = good_condition_sql(slo)
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic():
+        counted = _count(slo, start=start, end=end)
         SLOMinute.objects.filter(slo=slo).delete()
-        cursor.execute(
-            _UPSERT.format(
-                good=good,
-                source=_FROM_RANGE,
-                selection=f"{selection} AND span.start_time >= %s AND span.start_time < %s",
-            ),
-            [slo.pk, *good_params, *selection_params, start, end],
-        )
+        SLOMinute.objects.bulk_create(counted, batch_size=5_000)
         SLO.objects.filter(pk=slo.pk).update(backfilled_key=slo.selection_key)
     slo.backfilled_key = slo.selection_key
 

@@ -1,3 +1,4 @@
+import math
 from datetime import timedelta
 from decimal import Decimal
 
@@ -7,6 +8,7 @@ from django.db import models, transaction
 from django.utils import timezone as django_timezone
 
 from slo import maths
+from telemetry import spans
 from telemetry.models import SpanKind
 
 # OpenSLO names are RFC 1123 labels; ours are too, so export needs no renaming.
@@ -39,6 +41,9 @@ DEFINITION_FIELDS = (
 
 
 class SLOQuerySet(models.QuerySet):
+    def for_service(self, service: str) -> "SLOQuerySet":
+        return self.filter(service=service).order_by("name")
+
     def apply_definitions(self, definitions: list[dict]) -> list["SLO"]:
         """Create or update SLOs by name, all or none; raise ValidationError.
 
@@ -164,6 +169,22 @@ class SLO(models.Model):
         )  # fmt: skip
 
     @property
+    def span_selection(self) -> spans.SpanSelection:
+        """The spans this SLO counts."""
+        return spans.SpanSelection(service=self.service, kind=self.span_kind, route=self.route)
+
+    @property
+    def good_rule(self) -> spans.GoodRule:
+        """Which of them are good: not errors, or (latency) at most threshold_ms long."""
+        if self.sli == SLI.AVAILABILITY:
+            return spans.GoodRule()
+        # duration_ms <= threshold_ms, in whole microseconds as spans store them.
+        return spans.GoodRule(
+            max_duration_us=math.floor(self.threshold_ms * 1000),
+            require_success=self.latency_requires_success,
+        )
+
+    @property
     def longest_lookback(self) -> timedelta:
         """How far back evaluation and status read the per-minute counts."""
         window = self.window_spec
@@ -196,6 +217,22 @@ class Severity(models.TextChoices):
     TICKET = "ticket"
 
 
+class AlertQuerySet(models.QuerySet):
+    """"Open alerts" is spelt here once: alerts not yet resolved."""
+
+    def open(self) -> "AlertQuerySet":
+        return self.filter(resolved_at__isnull=True)
+
+    def pages(self) -> "AlertQuerySet":
+        return self.filter(severity=Severity.PAGE)
+
+    def for_service(self, service: str) -> "AlertQuerySet":
+        return self.filter(slo__service=service)
+
+    def fired_since(self, since) -> "AlertQuerySet":
+        return self.filter(fired_at__gte=since)
+
+
 class Alert(models.Model):
     """One firing of one burn-rate tier of an SLO, open until it resolves."""
 
@@ -210,6 +247,8 @@ class Alert(models.Model):
     fired_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
     last_evaluated_at = models.DateTimeField()
+
+    objects = AlertQuerySet.as_manager()
 
     class Meta:
         ordering = ["-fired_at"]

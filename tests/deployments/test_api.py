@@ -166,6 +166,8 @@ def test_the_gate_refuses_when_the_budget_is_exhausted(client, read_token):
     slo = SLO.objects.create(name="checkout-availability", service="checkout", objective=99.9)
     minute = (timezone.now() - timedelta(hours=1)).replace(second=0, microsecond=0)
     SLOMinute.objects.create(slo=slo, minute=minute, good=900, total=1000)
+    # Counted for longer than a day, so the SLO is no longer learning.
+    SLOMinute.objects.create(slo=slo, minute=minute - timedelta(days=40), good=1, total=1)
     response = gate(client, read_token)
     assert response.status_code == 409
     [reason] = response.json()["reasons"]

@@ -32,9 +32,10 @@ REVIEWED = {
     ("telemetry/rollups.py", "recompute"): "column names are a module constant",
     ("telemetry/ingest.py", "_copy_new_rows"): "column list is a module constant",
     ("telemetry/ingest.py", "_copy"): "table is 'telemetry_span' or 'span_staging' from the caller",
-    ("slo/minutes.py", "recompute_minutes"): FIXED,
-    ("slo/minutes.py", "backfill"): FIXED,
-    ("slo/status.py", "counts"): FIXED,
+    ("slo/status.py", "_read"): (
+        "VALUES rows and FILTER columns are fixed placeholders, one per SLO or window; "
+        "values are parameters"
+    ),
     ("slo/status.py", "_window_buckets"): FIXED,
     ("telemetry/spans.py", "_fetch"): "runs the SQL of the functions listed here, with params",
     ("telemetry/spans.py", "route_counts"): SPANS_WHERE,
@@ -55,7 +56,7 @@ REVIEWED = {
         "the optional service and environment clauses are fixed strings; values are parameters"
     ),
     ("incidents/delivery.py", "_run"): "executes what _totals built",
-    ("deployments/slo_link.py", "_bad_units_since"): FIXED,
+    ("slo/status.py", "_bad_units_between"): FIXED,
     ("dashboard/queries.py", "_fetch"): "runs the SQL of the callers listed here, with params",
     ("dashboard/queries.py", "_breakdown"): "formats a Source: one of three module constants",
     ("dashboard/queries.py", "_matching_spans"): "conditions are fixed strings chosen in code",

@@ -75,3 +75,12 @@ def add_minutes(slo: SLO, start: datetime, count: int, *, good: int, total: int)
     )
     SLO.objects.filter(pk=slo.pk).update(backfilled_key=slo.selection_key)
     slo.backfilled_key = slo.selection_key
+
+
+def counted_since(slo: SLO, at: datetime) -> None:
+    """One good event at `at`: the SLO's counts start there (before its window, say).
+
+    An SLO whose counts start inside its window is young, and its budget is
+    projected over the whole window; tests of the plain arithmetic use this.
+    """
+    add_minutes(slo, at, 1, good=1, total=1)

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 import pytest
 
-from slo import evaluation
+from slo import evaluation, status
 from slo.models import Alert, SLOMinute
 from tests.slo.factories import add_minutes, make_slo
 
@@ -17,7 +17,7 @@ def _traffic(slo, now, *, minutes, good, total, ago=timedelta(0)):
 
 
 def _open_tiers(slo):
-    return sorted(a.windows for a in Alert.objects.filter(slo=slo, resolved_at=None))
+    return sorted(a.windows for a in Alert.objects.open().filter(slo=slo))
 
 
 def test_a_fast_burn_pages(now):
@@ -112,3 +112,45 @@ def test_a_broken_slo_does_not_stop_the_pass(now, monkeypatch):
 
     assert report.evaluated == 1
     assert Alert.objects.filter(slo=healthy).exists()
+
+
+@pytest.mark.parametrize(
+    ("window", "tiers"),
+    [
+        ("1h", ["1m/1m", "2m/1m", "3m/1m", "6m/1m"]),
+        ("2h", ["13m/1m", "1m/1m", "2m/1m", "4m/1m"]),
+    ],
+)
+def test_hour_long_slos_page_at_high_burn_without_a_second_alert_per_tier(now, window, tiers):
+    slo = make_slo(window=window)
+    _traffic(slo, now, minutes=180, good=100, total=100, ago=15 * MINUTE)
+    _traffic(slo, now, minutes=15, good=50, total=100)  # 50% errors: 500× a 99.9% objective
+
+    first = evaluation.evaluate_all(now=now)
+    _traffic(slo, now + MINUTE, minutes=1, good=50, total=100)  # one-minute short windows
+    second = evaluation.evaluate_all(now=now + MINUTE)
+
+    assert first.evaluated == second.evaluated == 1  # no rolled-back pass
+    assert _open_tiers(slo) == tiers
+    assert Alert.objects.filter(slo=slo, severity="page").count() == 2
+    assert second.fired == []
+
+
+def test_the_status_gives_the_worst_firing_tier_with_its_current_burn(now):
+    slo = make_slo(window="30d")
+    _traffic(slo, now, minutes=3 * 1440, good=100, total=100, ago=60 * MINUTE)
+    _traffic(slo, now, minutes=60, good=90, total=100)  # 10% errors: 100×
+    evaluation.evaluate_all(now=now)
+    assert _open_tiers(slo) == ["1d/2h", "1h/5m", "3d/6h", "6h/30m"]
+
+    # The next minute burns harder; the status reads it, whatever the alert last stored.
+    later = now + MINUTE
+    _traffic(slo, later, minutes=1, good=0, total=100)
+    found = status.status(slo, now=later, history=False)
+
+    worst = found.worst_firing_tier
+    assert (worst.severity, worst.windows) == ("page", "1h/5m")
+    # 1h window at 12:01:30: minutes 11:02-12:01, 59 at 10% bad and one at 100%.
+    assert worst.long_burn_rate == pytest.approx((59 * 10 + 100) / 6_000 / 0.001)
+    assert worst.alert.long_burn_rate == pytest.approx(100)
+    assert [t.windows for t in found.firing_tiers] == ["1h/5m", "6h/30m", "1d/2h", "3d/6h"]

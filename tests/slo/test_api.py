@@ -4,7 +4,7 @@ import pytest
 from django.utils import timezone
 
 from slo.models import SLO, Alert
-from tests.slo.factories import add_minutes, make_slo
+from tests.slo.factories import add_minutes, counted_since, make_slo
 
 pytestmark = pytest.mark.django_db
 
@@ -79,6 +79,7 @@ def test_status_returns_everything_the_on_call_engineer_needs(
 ):
     slo = make_slo(window="30d")
     now = timezone.now()
+    counted_since(slo, now - timedelta(days=31))  # served for longer than the window
     add_minutes(slo, now.replace(second=0, microsecond=0) - timedelta(minutes=30), 30,
                 good=990, total=1_000)  # fmt: skip
     Alert.objects.create(
@@ -98,10 +99,15 @@ def test_status_returns_everything_the_on_call_engineer_needs(
     assert body["budget_total"] == pytest.approx(30)
     assert body["budget_consumed"] == 300
     assert body["budget_remaining_pct"] == pytest.approx(-900)
+    assert body["budget_consumed_pct"] == pytest.approx(1_000)
+    assert (body["budget_projected"], body["learning"]) == (False, False)
     assert set(body["burn_rates"]) == {"5m", "30m", "1h", "2h", "6h", "1d", "3d"}
     assert body["burn_rates"]["5m"] == pytest.approx(10)
     assert body["time_to_exhaustion"] == 0
     assert [alert["windows"] for alert in body["alerts"]] == ["1h/5m"]
+    (page,) = [tier for tier in body["tiers"] if tier["firing"]]
+    assert (page["windows"], page["long_burn_rate"]) == ("1h/5m", pytest.approx(10))
+    assert sum(p["good"] for p in body["sli_history"]) == 29_700
     assert body["budget_history"][0]["remaining_pct"] == 100
     assert body["budget_history"][-1]["remaining_pct"] == pytest.approx(-900)
 

@@ -27,7 +27,7 @@ def test_evaluate_runs_rollups_slo_evaluation_and_alerting_once():
     assert not PendingMinute.objects.exists()
     assert RollupMinute.objects.count() == 3
     assert sorted(SLOMinute.objects.filter(slo=slo).values_list("good", "total")) == [(15, 30)] * 3
-    assert Alert.objects.filter(slo=slo, severity="page", resolved_at=None).exists()
+    assert Alert.objects.open().pages().filter(slo=slo).exists()
     assert "1 SLO(s) evaluated" in out.getvalue()
     assert [name for name, _ in PERIODIC_JOBS][:3] == ["retention", "rollups", "slo evaluation"]
 

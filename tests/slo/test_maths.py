@@ -65,13 +65,51 @@ def test_it_matches_the_workbook_burn_rate_table(days, expected):
         assert tier.short == tier.long / 12
 
 
-def test_it_keeps_the_budget_shares_for_other_windows():
-    for days in (7, 14, 90):
-        tiers = maths.alert_windows(timedelta(days=days))
-        shares = [
-            maths.budget_consumed_by_burn(t.burn_rate, t.long, timedelta(days=days)) for t in tiers
-        ]
-        assert shares == pytest.approx([0.02, 0.05, 0.10, 0.10])
+@pytest.mark.parametrize(
+    ("days", "expected"),
+    [
+        # The Workbook's shares (2%, 5%, 10%, 10%) over windows shrunk by days ÷ 28 keep
+        # its 28-day burn rates: 7 d ÷ 15 m = 672 and 0.02 × 672 = 13.44, and so on.
+        (7, [("15m", 13.44), ("1h30m", 5.6), ("6h", 2.8), ("18h", 2.8 / 3)]),
+        (14, [("30m", 13.44), ("3h", 5.6), ("12h", 2.8), ("1d12h", 2.8 / 3)]),
+        # Longer than 28 days: the Workbook's own windows, faster thresholds.
+        (90, [("1h", 43.2), ("6h", 18.0), ("1d", 9.0), ("3d", 3.0)]),
+    ],
+)
+def test_it_keeps_the_workbook_budget_shares_for_other_periods(days, expected):
+    tiers = maths.alert_windows(timedelta(days=days))
+
+    assert [(maths.format_duration(t.long), t.burn_rate) for t in tiers] == [
+        (name, pytest.approx(rate, rel=1e-12)) for name, rate in expected
+    ]
+
+
+@pytest.mark.parametrize(
+    ("period", "expected"),
+    [
+        # 1h ÷ 28d = 1/672: the long windows shrink to 5 s, 32 s, 2.1 min and 6.4 min, so
+        # whole minutes give 1m, 1m, 2m, 6m; a repeated long window takes the next minute.
+        (
+            timedelta(hours=1),
+            [("page", "1m/1m", 0.02 * 60 / 1), ("page", "2m/1m", 0.05 * 60 / 2),
+             ("ticket", "3m/1m", 0.10 * 60 / 3), ("ticket", "6m/1m", 0.10 * 60 / 6)],
+        ),
+        # 2h ÷ 28d = 1/336: 11 s, 64 s, 4.3 min and 12.9 min give 1m, 1m→2m, 4m, 13m.
+        (
+            timedelta(hours=2),
+            [("page", "1m/1m", 0.02 * 120 / 1), ("page", "2m/1m", 0.05 * 120 / 2),
+             ("ticket", "4m/1m", 0.10 * 120 / 4), ("ticket", "13m/1m", 0.10 * 120 / 13)],
+        ),
+    ],
+)  # fmt: skip
+def test_hour_long_slos_get_one_tier_per_long_window(period, expected):
+    tiers = maths.alert_windows(period)
+
+    assert [(t.severity, t.name, t.burn_rate) for t in tiers] == [
+        (severity, name, pytest.approx(rate, rel=1e-12)) for severity, name, rate in expected
+    ]
+    longs = [t.long for t in tiers]
+    assert longs == sorted(set(longs))
 
 
 def test_it_shrinks_the_windows_of_short_slos():
@@ -138,3 +176,64 @@ def test_it_formats_and_parses_durations():
     for text, duration in [("5m", timedelta(minutes=5)), ("1d6h", timedelta(hours=30))]:
         assert maths.format_duration(duration) == text
         assert maths.parse_duration(text) == duration
+
+
+def test_a_full_budget_lasts_the_period_divided_by_the_burn_rate():
+    # The Workbook: time to exhaust a full budget = period ÷ burn rate; 30 d ÷ 14.4 = 50 h.
+    assert maths.time_to_exhaustion(100.0, 14.4, 30 * DAY) == timedelta(hours=50)
+
+
+def test_a_calendar_month_budget_is_projected_from_the_traffic_so_far():
+    # Issue 10, item 8: day 3 of a 31-day month at 1,000 events a minute, 2,160 bad so far
+    # (half of a budget of 0.1% of the 4.32 million events seen), now burning 2×.
+    budget = maths.period_budget(
+        bad=2_160, units=4_320_000, objective=0.999, covered=3 * DAY, span=31 * DAY
+    )
+
+    # By hand: the month's 44.64 million events allow 44,640 bad; 2,160 are spent.
+    assert budget.allowed == pytest.approx(44_640, rel=1e-12)
+    assert budget.remaining_pct == pytest.approx(100 * (1 - 2_160 / 44_640), rel=1e-12)
+    assert budget.consumed_pct + budget.remaining_pct == pytest.approx(100)
+    assert budget.projected
+    # 42,480 bad left, at 2 bad a minute (2 × 0.1% of 1,000): 21,240 minutes = 14.75 days.
+    left = maths.time_to_exhaustion(budget.remaining_pct, 2.0, budget.span, resets_in=28 * DAY)
+    assert left.total_seconds() == pytest.approx(14.75 * 86_400, rel=1e-9)
+
+
+def test_a_budget_that_resets_first_never_runs_out():
+    # 95% left of a 31-day budget at 1×: 29.45 days, but the month ends in 28.
+    assert maths.time_to_exhaustion(95.0, 1.0, 31 * DAY, resets_in=28 * DAY) is None
+    assert maths.time_to_exhaustion(95.0, 1.0, 31 * DAY) == 31 * DAY * 0.95
+
+
+def test_a_budget_counted_over_its_whole_span_is_not_projected():
+    budget = maths.period_budget(
+        bad=150, units=100_000, objective=0.999, covered=30 * DAY, span=30 * DAY
+    )
+
+    # The SLI is 99.85%, below 99.9%: the budget of 100 is overspent by half.
+    assert (budget.allowed, budget.projected) == (pytest.approx(100), False)
+    assert budget.remaining_pct == pytest.approx(-50)
+
+
+def test_a_young_slo_projects_its_window_from_its_first_hour():
+    # 6,000 events in the first hour of a 30-day SLO: 4.32 million over the window.
+    assert maths.projected_units(6_000, covered=timedelta(hours=1), span=30 * DAY) == 4_320_000
+    assert maths.projected_units(6_000, covered=timedelta(0), span=30 * DAY) == 6_000
+
+
+@pytest.mark.parametrize(
+    ("age", "events", "period", "learning"),
+    [
+        (timedelta(hours=2), 10_000, 30 * DAY, True),  # younger than a day
+        (2 * DAY, 499, 30 * DAY, True),  # too few events to judge
+        (2 * DAY, 500, 30 * DAY, False),
+        (timedelta(hours=2), 500, timedelta(hours=1), False),  # older than its own window
+    ],
+)
+def test_it_says_when_an_slo_is_still_learning(age, events, period, learning):
+    found = maths.is_learning(
+        data_age=age, events=events, period=period, min_age=DAY, min_events=500
+    )
+
+    assert found is learning

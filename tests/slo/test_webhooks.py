@@ -16,6 +16,7 @@ pytestmark = pytest.mark.django_db
 def _fast_burn(now):
     slo = make_slo(window="30d")
     last = now.replace(second=0, microsecond=0)
+    add_minutes(slo, now - timedelta(days=31), 1, good=1, total=1)  # not a young SLO
     add_minutes(slo, last - timedelta(minutes=59), 60, good=90, total=100)
     return slo
 
