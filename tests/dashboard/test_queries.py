@@ -2,7 +2,7 @@
 
 from django.urls import reverse
 
-from dashboard.models import CoarseRollup
+from telemetry.models import CoarseRollup
 
 
 def test_overview_counts_the_last_hour_and_sorts_the_paging_service_first(viewer_client, world):
