@@ -16,7 +16,7 @@ from telemetry import coarse_rollups, histogram, spans
 from telemetry.coarse_rollups import Totals
 
 SERVICE_LOOKBACK = timedelta(days=30)
-# A version with a span this recent is "serving now".
+# A version with a span less than this old is "serving now".
 SERVING_WINDOW = timedelta(minutes=5)
 OVERVIEW_WINDOWS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1)}
 OVERVIEW_STEP = timedelta(minutes=5)
@@ -82,7 +82,7 @@ def overview(*, now: datetime, window: str) -> dict[str, dict]:
         presence = _presence(seen)
         rows[service] = {
             **figures_of(service_totals, presence.served_seconds(start, end)),
-            "serving": [v.version for v in seen if v.last_seen >= now - SERVING_WINDOW],
+            "serving": [v.version for v in seen if v.last_seen > now - SERVING_WINDOW],
             "spark": _sparkline(per_minute.get(service, {}), start, end, presence),
             "spark_start": start.isoformat(),
         }

@@ -186,7 +186,8 @@ def traces(request: HttpRequest) -> HttpResponse:
             "last_options": TRACE_SEARCH_RANGES,
             "services": traffic.known_services(now=now),
             "results": results,
-            "next_page": _page_query(request, results["next_offset"]),
+            "next_page": _page_query(request, filters, results["next_offset"]),
+            "first_page": _page_query(request, filters, 0),
         },
     )
 
@@ -198,11 +199,12 @@ def _offset(request: HttpRequest) -> int:
         return 0
 
 
-def _page_query(request: HttpRequest, offset: int | None) -> str | None:
-    """The query string of the next page: the same search, pinned to its time range."""
+def _page_query(request: HttpRequest, filters, offset: int | None) -> str | None:
+    """The query string of another page: the same search, pinned to its time range."""
     if offset is None:
         return None
     query = request.GET.copy()
+    query["start"], query["end"] = filters.start.isoformat(), filters.end.isoformat()
     query["offset"] = str(offset)
     return query.urlencode()
 
@@ -260,7 +262,11 @@ def budgets_json(request: HttpRequest) -> JsonResponse:
 def slo(request: HttpRequest, slo_id: int) -> HttpResponse:
     objective = get_object_or_404(SLO, pk=slo_id)
     data = pages.slo_page(objective, now=timezone.now())
-    return render(request, "dashboard/slo.html", {"slo": objective, "data": data})
+    return render(
+        request,
+        "dashboard/slo.html",
+        {"slo": objective, "data": data, "chart_ranges": ["15m", "1h", "6h", "1d", "7d", "all"]},
+    )
 
 
 @require_GET
