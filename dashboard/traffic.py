@@ -214,6 +214,20 @@ def deploy_charts(
     }  # fmt: skip
 
 
+def _minute_points(counts: dict[datetime, tuple[int, int]]) -> list[dict]:
+    """Every minute from the first to the last with requests; quiet ones break the line."""
+    points = []
+    if not counts:
+        return points
+    minute, last = min(counts), max(counts)
+    while minute <= last:
+        requests, errors = counts.get(minute, (0, 0))
+        error_pct = figures.pct(errors, requests)
+        points.append({"t": minute.isoformat(), "requests": requests, "error_pct": error_pct})
+        minute += MINUTE
+    return points
+
+
 def _latency_shares(
     service: str, version: str, previous_version: str, *, environment: str,
     deployed_at: datetime, start: datetime, end: datetime,

@@ -100,7 +100,21 @@ const Monoenv = (() => {
       fresh.push(el("tr", {}, el("td", { class: "empty", colspan: String(columns) },
         el("div", { class: "empty-text" }, emptyText))));
     }
+    labelCells(tbody.closest("table"), fresh);
     tbody.replaceChildren(...fresh);
+  }
+
+  /* Each cell carries its column's name: on a phone, rows stack as cards and show it. */
+  function labelCells(table, rows) {
+    const heads = table && table.tHead ? [...table.tHead.rows[0].cells] : [];
+    for (const row of rows) {
+      [...row.cells].forEach((cell, i) => {
+        if (heads[i] && !cell.classList.contains("empty")) {
+          cell.dataset.label = heads[i].textContent.trim();
+          if (heads[i].classList.contains("key")) cell.classList.add("key");
+        }
+      });
+    }
   }
 
   function demoBadge() {
@@ -155,9 +169,14 @@ const Monoenv = (() => {
       /* Above the plot, so it never meets the tick labels below it. */
       legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
       hovermode: "x unified",
-      xaxis: { type: "date", gridcolor: "#eef0f3", automargin: true, nticks: 6 },
+      /* Invisible outside ticks push the labels off the axes, so the first date
+       * label (under the y axis when the data starts at the left edge) never
+       * meets the lowest y label. */
+      xaxis: { type: "date", gridcolor: "#eef0f3", automargin: true, tickangle: 0,
+        nticks: window.innerWidth < 700 ? 3 : 4,
+        ticks: "outside", ticklen: 10, tickcolor: "rgba(0,0,0,0)" },
       yaxis: { title: { text: unit }, rangemode: "tozero", gridcolor: "#eef0f3", zeroline: false,
-        automargin: true },
+        automargin: true, ticks: "outside", ticklen: 6, tickcolor: "rgba(0,0,0,0)" },
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)",
       font: { family: "system-ui, sans-serif", size: 12, color: "#1c2330" },
