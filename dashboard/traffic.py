@@ -191,14 +191,7 @@ def deploy_charts(
         counts = spans.minute_counts(
             spans.RequestFilter(service, start, end, environment=environment, version=name)
         )
-        points = [
-            {
-                "t": minute.isoformat(),
-                "requests": requests,
-                "error_pct": figures.pct(errors, requests),
-            }
-            for minute, (requests, errors) in sorted(counts.items())
-        ]
+        points = _minute_points(counts)
         if points:
             first = min(counts)
             data_start = first if data_start is None else min(data_start, first)

@@ -257,6 +257,12 @@ def test_no_chart_label_overlaps_another(session, browser_world):
                 continue  # the overview's sparklines have no labels
             session.open(path)
             session.page.wait_for_selector(".main-svg", state="attached")
+            # Folded charts (the deploy page's, on a phone) are measured unfolded.
+            session.page.evaluate(
+                "async () => { for (const d of document.querySelectorAll('details')) d.open = true;"
+                " await Promise.all([...document.querySelectorAll('.js-plotly-plot')]"
+                ".map((plot) => Plotly.Plots.resize(plot))); }"
+            )
             for plot_id, boxes in session.page.evaluate(_LABEL_BOXES):
                 assert boxes, (name, plot_id)
                 assert _overlaps(boxes) == [], (name, viewport["width"], plot_id)

@@ -124,7 +124,7 @@
       x: labels, y: latency.candidate, type: "bar", marker: { color: "#2f5bd3" }, hovertemplate: "%{y:.2f} %" });
     /* Horizontal labels, thinned to what fits: they never overprint each other or the legend. */
     const node = document.getElementById("chart-latency");
-    const fits = Math.max(2, Math.floor((node.clientWidth || 320) / 64));
+    const fits = Math.max(2, Math.floor((node.clientWidth || 320) / 90));
     const every = Math.max(1, Math.ceil(labels.length / fits));
     Plotly.react(node, bars, Monoenv.layout("% of requests", {
       barmode: "group", bargap: 0.15, margin: { l: 56, r: 16, t: 44, b: 36 },
@@ -148,7 +148,10 @@
     }), Monoenv.plotConfig);
   }
 
+  let lastData = null;
+
   function render(data) {
+    lastData = data;
     renderBanner(data);
     renderFindings(data);
     renderLists(data);
@@ -156,6 +159,12 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
+    /* On a phone the verdict, findings and budget come first; charts wait, folded. */
+    const chartsCard = document.getElementById("charts-card");
+    if (window.innerWidth < 700) chartsCard.open = false;
+    chartsCard.addEventListener("toggle", () => {
+      if (chartsCard.open && lastData) renderCharts(lastData);
+    });
     render(Monoenv.initialData());
     Monoenv.poll(box.dataset.url, render, 30000);
   });
