@@ -154,7 +154,9 @@ def slo_detail(slo: SLO, *, now: datetime) -> tuple[slo_status.Status, dict]:
         ],
         "sli_series": [
             {
-                "t": point["at"].isoformat(),
+                # Drawn at the end of its step (now, for the unfinished one), as the
+                # burndown is.
+                "t": min(point["at"] + step, now).isoformat(),
                 "sli_pct": round(100 * point["sli"], 4),
                 "total": point["total"],
                 "partial": point["at"] + step > settled,

@@ -13,6 +13,7 @@ import pytest
 from django.urls import reverse
 
 from dashboard import figures, pages
+from deployments.models import Suspect
 from slo.models import SLO, Alert
 from telemetry.models import CoarseRollup, Span
 from tests.dashboard.factories import span_row, store, traffic
@@ -119,10 +120,16 @@ def test_budgets_are_sorted_fastest_burn_first_with_the_suspect_linked(world):
     from slo import minutes as slo_minutes
 
     slo_minutes.backfill(calm, now=world.now)
+    Suspect.objects.create(
+        alert_id=world.alert.pk, suspect=world.failed_deploy, rank=1, score=0.9, evidence="onset"
+    )
     rows = pages.budgets(now=world.now)["slos"]
     burns = [row["burn_rates"]["1h"] for row in rows]
     assert burns == sorted(burns, reverse=True)
     assert rows[0]["name"] == "checkout-availability"
+    assert rows[0]["cause"]["version"] == "2.0.0"
+    assert rows[0]["cause"]["url"] == reverse("dashboard:deploy", args=[world.failed_deploy.pk])
+    assert rows[1]["cause"] is None  # nothing fires on payments, so nothing is blamed
 
 
 def test_five_minute_and_hourly_rollups_add_up_to_the_minutes(world):

@@ -41,7 +41,9 @@
     const end = new Date(data.generated_at);
     let start = new Date(data.counted_since || data.window_start);
     if (chosenRange !== "all") start = new Date(Math.max(start, end - rangeSeconds[chosenRange] * 1000));
-    return [plotTime(start.toISOString()), plotTime(end.toISOString())];
+    /* A little room on the right, so the point at "now" is not cut in half. */
+    const padded = new Date(end.getTime() + Math.max((end - start) * 0.03, 30000));
+    return [plotTime(start.toISOString()), plotTime(padded.toISOString())];
   }
 
   /* Hollow markers on partial points: the unfinished step so far. */
