@@ -202,6 +202,9 @@ def test_the_same_budget_reads_the_same_on_every_page(session, browser_world):
     assert f"{number} of the budget left" in _text(session, "#banners")
     title = session.page.locator("#services tbody tr", has_text="checkout").locator("td[title]")
     assert f"checkout-availability: {number} left" in title.first.get_attribute("title")
+    session.open(pages["deploy"][0])
+    left_now = session.page.locator("#budget tbody tr").first.locator("td").nth(3)
+    assert left_now.inner_text().strip() == left
     # The service page's headline requests are the sum of its routes table.
     session.open(pages["service"][0])
     data = _initial(session)
