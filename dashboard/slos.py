@@ -7,6 +7,7 @@ with each other and with every other page that shows the same SLO.
 
 from datetime import datetime, timedelta
 
+from django.core.cache import cache
 from django.urls import reverse
 
 from dashboard import causes, figures
@@ -80,7 +81,7 @@ def slo_row(slo: SLO, state: slo_status.Status, cause: dict | None = None) -> di
 def slo_rows(*, now: datetime, service: str | None = None) -> list[dict]:
     """Every SLO (of one service, if given) with its status, fastest burn first."""
     slos = list(SLO.objects.all() if service is None else SLO.objects.for_service(service))
-    states = slo_status.statuses(slos, now=now)
+    states = _statuses(slos, now=now)
     firing = {
         slo.pk: states[slo.pk].worst_firing_tier.alert.pk
         for slo in slos
@@ -90,6 +91,26 @@ def slo_rows(*, now: datetime, service: str | None = None) -> list[dict]:
     rows = [slo_row(slo, states[slo.pk], found.get(firing.get(slo.pk))) for slo in slos]
     rows.sort(key=burn_order)
     return rows
+
+
+def _statuses(slos: list[SLO], *, now: datetime) -> dict[int, slo_status.Status]:
+    """Each SLO's status, read at most once a minute per SLO.
+
+    The counts behind a status change once a minute, when the rollup lands,
+    so the pages that list every SLO (overview, budgets, a service) share this
+    minute's reading and show the same figures; the SLOs not cached yet are
+    read together, in slo's one reading for many.
+    """
+    minute = now.replace(second=0, microsecond=0).isoformat()
+    keys = {
+        slo.pk: f"dashboard:slo-status:{slo.pk}:{slo.updated_at.isoformat()}:{minute}"
+        for slo in slos
+    }
+    cached = cache.get_many(list(keys.values()))
+    states = {pk: cached[key] for pk, key in keys.items() if key in cached}
+    fresh = slo_status.statuses([slo for slo in slos if slo.pk not in states], now=now)
+    cache.set_many({keys[pk]: state for pk, state in fresh.items()}, STATUS_CACHE_SECONDS)
+    return {**states, **fresh}
 
 
 def burn_order(row: dict) -> tuple:
