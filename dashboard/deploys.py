@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from django.urls import reverse
 
 from dashboard import headline, traffic
-from deployments import slo_link
+from deployments import slo_link, suspects
 from deployments.models import Deployment, Finding, Verdict
 from telemetry import spans
 from telemetry.otlp import hex_id
@@ -25,7 +25,6 @@ DEPLOY_PERIODS = {
 }
 LONGEST_DEFAULT_PERIOD = "7d"
 DEPLOY_LIST_LIMIT = 500
-SUSPECTS_SHOWN = 3
 EXAMPLE_TRACES = 3
 METRIC_UNITS = {
     "error_rate": "ratio",
@@ -149,12 +148,17 @@ def _traces_link(deploy: Deployment, row: dict, start: datetime, end: datetime) 
     return reverse("dashboard:traces") + "?" + urlencode(query)
 
 
-def _suspect_rows(deploy: Deployment) -> list[dict]:
-    return [
-        {"rank": suspect.rank, "score": round(suspect.score, 3), "evidence": suspect.evidence,
-         **deploy_row(suspect.suspect)}
-        for suspect in deploy.suspects.select_related("suspect")
-    ]  # fmt: skip
+def _suspect_row(suspect) -> dict:
+    return {"rank": suspect.rank, "score": round(suspect.score, 3), "evidence": suspect.evidence,
+            **deploy_row(suspect.suspect)}  # fmt: skip
+
+
+def _suspect_rows(deploy: Deployment) -> tuple[list[dict], list[dict]]:
+    """The few suspects that can explain the regression, and the rest, by rank."""
+    every = suspects.for_deploy(deploy, show_all=True).shown
+    few = suspects.shown(every)
+    rest = [suspect for suspect in every if suspect not in few]
+    return [_suspect_row(s) for s in few], [_suspect_row(s) for s in rest]
 
 
 def _history(records: list) -> list[dict]:
@@ -181,7 +185,7 @@ def deploy_detail(deploy: Deployment, *, now: datetime) -> dict:
     window_end = latest.window_end if latest and latest.window_end else now
     for row in rows:
         row["traces_url"] = _traces_link(deploy, row, window_start, window_end)
-    suspects = _suspect_rows(deploy)
+    few_suspects, more_suspects = _suspect_rows(deploy)
     return {
         **deploy_row(deploy),
         "commit_sha": deploy.commit_sha,
@@ -197,8 +201,8 @@ def deploy_detail(deploy: Deployment, *, now: datetime) -> dict:
         "budget_impact": slo_link.budget_impact(
             deploy.service, deploy.version, deploy.deployed_at, now=now
         ),
-        "suspects": suspects[:SUSPECTS_SHOWN],
-        "more_suspects": suspects[SUSPECTS_SHOWN:],
+        "suspects": few_suspects,
+        "more_suspects": more_suspects,
         "charts": traffic.deploy_charts(
             deploy.service, deploy.version, deploy.previous_version,
             environment=deploy.environment, deployed_at=deploy.deployed_at,
@@ -226,11 +230,11 @@ def _new_errors(deploy: Deployment, rows: list[dict]) -> list[dict]:
     ]  # fmt: skip
 
 
-def serving_verdicts(latest: dict[str, Deployment], serving: dict[str, list[str]]) -> list:
+def serving_verdicts(latest: dict[str, Deployment], serving: dict) -> list[Deployment]:
     """Failed latest deploys whose version still serves (or whose service sends nothing)."""
     return [
         deploy
         for service, deploy in sorted(latest.items())
         if deploy.verdict == Verdict.FAIL
-        and (not serving.get(service) or deploy.version in serving[service])
+        and (service not in serving or deploy.version in serving[service].versions)
     ]

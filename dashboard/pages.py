@@ -6,17 +6,19 @@ statuses, deployments' models). Views call one function here per page.
 """
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.urls import reverse
 
 from dashboard import deploys, figures, slos, traffic
 from dashboard.figures import TimeRange
-from deployments import route_watch
+from deployments import events, route_watch
 from deployments.models import Deployment, RouteShift, Verdict
 from slo.models import SLO, Severity
 
 BANNERS_SHOWN = 3
+# A service with no span for this long is shown as silent rather than serving.
+SILENT_AFTER = timedelta(minutes=5)
 
 
 def _demo(service: str) -> bool:
@@ -29,6 +31,7 @@ def _demo(service: str) -> bool:
 def overview(*, now: datetime, window: str = "1h") -> dict:
     """Every service: its traffic, what serves now, SLO budget and latest deploy; urgent first."""
     stats = traffic.overview(now=now, window=window)
+    serving = events.serving_now(now=now)
     slo_rows = slos.slo_rows(now=now)
     latest = deploys.latest_by_service()
     slos_by_service = defaultdict(list)
@@ -42,13 +45,13 @@ def overview(*, now: datetime, window: str = "1h") -> dict:
             "demo": _demo(name),
             "url": reverse("dashboard:service", args=[name]),
             **(stats.get(name) or _no_traffic()),
+            **_serving(serving.get(name), now=now),
             "slo": _worst_slo(slos_by_service[name]),
             "deploy": deploys.deploy_row(deploy) if deploy else None,
         }
         row["urgency"] = _urgency(row, slos_by_service[name])
         rows.append(row)
     rows.sort(key=lambda row: (-row["urgency"], -(row["rate"] or 0), row["service"]))
-    serving = {row["service"]: row["serving"] for row in rows}
     banners = (
         slos.banners(slo_rows)
         + _deploy_banners(deploys.serving_verdicts(latest, serving))
@@ -69,7 +72,19 @@ def overview(*, now: datetime, window: str = "1h") -> dict:
 
 def _no_traffic() -> dict:
     return {"requests": 0, "rate": None, "error_pct": None, "p50_ms": None, "p95_ms": None,
-            "p99_ms": None, "serving": [], "spark": [], "spark_start": None}  # fmt: skip
+            "p99_ms": None, "spark": [], "spark_start": None}  # fmt: skip
+
+
+def _serving(serving: events.Serving | None, *, now: datetime) -> dict:
+    """What the service runs now (deployments' rule), and since when it is silent, if it is."""
+    if serving is None:
+        return {"serving": [], "serving_deploy": None, "silent_since": None}
+    quiet = now - serving.last_seen > SILENT_AFTER
+    return {
+        "serving": [version for version in serving.versions if version],
+        "serving_deploy": deploys.deploy_row(serving.deploy) if serving.deploy else None,
+        "silent_since": serving.last_seen.isoformat() if quiet else None,
+    }
 
 
 def _worst_slo(rows: list[dict]) -> dict | None:

@@ -16,8 +16,6 @@ from telemetry import coarse_rollups, histogram, spans
 from telemetry.coarse_rollups import Totals
 
 SERVICE_LOOKBACK = timedelta(days=30)
-# A version with a span less than this old is "serving now".
-SERVING_WINDOW = timedelta(minutes=5)
 OVERVIEW_WINDOWS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1)}
 OVERVIEW_STEP = timedelta(minutes=5)
 
@@ -69,7 +67,7 @@ def overview_window(now: datetime, name: str) -> tuple[datetime, datetime]:
 
 
 def overview(*, now: datetime, window: str) -> dict[str, dict]:
-    """Per service: rate, errors, p95 and a per-minute sparkline, plus what serves now."""
+    """Per service: rate, errors, p95 and a per-minute sparkline."""
     start, end = overview_window(now, window)
     totals = coarse_rollups.per_service(start=start, end=end)
     per_minute = coarse_rollups.requests_per_minute(start=start, end=end)
@@ -82,7 +80,6 @@ def overview(*, now: datetime, window: str) -> dict[str, dict]:
         presence = _presence(seen)
         rows[service] = {
             **figures_of(service_totals, presence.served_seconds(start, end)),
-            "serving": [v.version for v in seen if v.last_seen > now - SERVING_WINDOW],
             "spark": _sparkline(per_minute.get(service, {}), start, end, presence),
             "spark_start": start.isoformat(),
         }

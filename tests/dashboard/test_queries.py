@@ -77,8 +77,11 @@ def test_the_overview_shows_what_serves_now_and_sorts_the_paging_service_first(w
     services = [row["service"] for row in data["services"]]
     assert services[0] == "checkout"
     checkout = data["services"][0]
-    # 1.0.0's last span (a call in the trace) is just under five minutes old; 0.9.0's is 20.
-    assert checkout["serving"] == ["1.0.0", "2.0.0"]
+    # deployments' rule: what served within two minutes of the service's last span.
+    # 1.0.0's last span (a call in the trace) is five minutes old, 0.9.0's twenty.
+    assert checkout["serving"] == ["2.0.0"]
+    assert checkout["serving_deploy"]["verdict"] == "fail"
+    assert checkout["silent_since"] is None
     payments = next(row for row in data["services"] if row["service"] == "payments")
     end = figures.floor(world.now - figures.SETTLE, timedelta(minutes=5))
     # payments serves 5 a minute (plus the trace's span, if it falls in the window).
@@ -195,7 +198,7 @@ def test_busiest_pages_make_a_bounded_number_of_queries(
     viewer_client, world, django_assert_max_num_queries
 ):
     pages_most = {
-        reverse("dashboard:overview"): 12,
+        reverse("dashboard:overview"): 14,
         reverse("dashboard:service", args=["checkout"]) + "?range=30d": 12,
         reverse("dashboard:budgets"): 8,
         reverse("dashboard:slo", args=[world.slo.pk]): 12,

@@ -19,15 +19,17 @@
 
   /* What serves now, with the verdict of the deploy that brought it when known. */
   function servingCell(row) {
-    if (!row.serving.length) return el("td", { class: "muted" }, "nothing in 5 min");
-    const deploy = row.deploy;
-    return el("td", { class: "mono" }, ...row.serving.flatMap((version, i) => {
+    if (!row.serving.length) return el("td", { class: "muted" }, "nothing seen");
+    const deploy = row.serving_deploy;
+    const cell = el("td", { class: "mono" }, ...row.serving.flatMap((version, i) => {
       const parts = [i ? ", " : null, version];
       if (deploy && deploy.version === version) {
         parts.push(" ", el("a", { href: deploy.url, title: "the deploy of this version" }, badge(deploy.verdict)));
       }
       return parts;
     }));
+    if (row.silent_since) cell.append(el("div", { class: "muted small" }, "silent since ", timeEl(row.silent_since)));
+    return cell;
   }
 
   function deployCell(deploy) {
