@@ -198,9 +198,7 @@ def deploy_detail(deploy: Deployment, *, now: datetime) -> dict:
         "history": _history(records),
         "findings": [row for row in rows if row["metric"] != "new_error_type"],
         "new_errors": _new_errors(deploy, rows),
-        "budget_impact": slo_link.budget_impact(
-            deploy.service, deploy.version, deploy.deployed_at, now=now
-        ),
+        "budget_impact": _budget_rows(deploy, now=now),
         "suspects": few_suspects,
         "more_suspects": more_suspects,
         "charts": traffic.deploy_charts(
@@ -209,6 +207,16 @@ def deploy_detail(deploy: Deployment, *, now: datetime) -> dict:
             window_end=latest.window_end if latest else None, now=now,
         ),
     }  # fmt: skip
+
+
+def _budget_rows(deploy: Deployment, *, now: datetime) -> list[dict]:
+    """slo's budget use of this version, rounded as the SLO pages round it."""
+    rows = slo_link.budget_impact(deploy.service, deploy.version, deploy.deployed_at, now=now)
+    for row in rows:
+        for key in ("budget_consumed_pct", "budget_remaining_pct"):
+            if row.get(key) is not None:
+                row[key] = round(row[key], 1)
+    return rows
 
 
 def _new_errors(deploy: Deployment, rows: list[dict]) -> list[dict]:

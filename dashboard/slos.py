@@ -57,8 +57,10 @@ def slo_row(slo: SLO, state: slo_status.Status, cause: dict | None = None) -> di
         "unit": state.unit,
         "budget_total": round(state.budget_total, 3),
         "budget_consumed": state.budget_consumed,
-        "budget_remaining_pct": round(state.budget_remaining_pct, 2),
-        "budget_used_pct": round(100 - round(state.budget_remaining_pct, 2), 2),
+        # Rounded once, here, to what every page shows: Python's banners and the
+        # scripts' tables then print the same digits.
+        "budget_remaining_pct": round(state.budget_remaining_pct, 1),
+        "budget_used_pct": round(100 - round(state.budget_remaining_pct, 1), 1),
         "budget_projected": state.budget_projected,
         "learning": state.learning,
         "burn_rates": {key: round(value, 3) for key, value in state.burn_rates.items()},

@@ -115,7 +115,7 @@ def test_budget_figures_add_up_on_every_page(world):
     assert slo_page["budget_remaining_pct"] == budgets["budget_remaining_pct"]
     assert overview["budget_remaining_pct"] == budgets["budget_remaining_pct"]
     assert slo_page["budget_used_pct"] + slo_page["budget_remaining_pct"] == 100
-    assert round(slo_page["history"][-1]["remaining_pct"], 2) == slo_page["budget_remaining_pct"]
+    assert round(slo_page["history"][-1]["remaining_pct"], 1) == slo_page["budget_remaining_pct"]
 
 
 def test_budgets_are_sorted_fastest_burn_first_with_the_suspect_linked(world):
