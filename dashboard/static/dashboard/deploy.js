@@ -92,7 +92,7 @@
     Monoenv.replaceRows(document.querySelector("#budget tbody"), data.budget_impact, (row) => el("tr", {},
       el("td", { class: "name" }, row.slo),
       el("td", { class: "num hide-phone" }, `${fmt.count(row.bad)} ${row.unit}`),
-      el("td", { class: "num" }, fmt.pct(row.budget_consumed_pct)),
+      el("td", { class: "num" }, fmt.pct(row.budget_consumed_pct, 1)),
       el("td", { class: "num" }, fmt.pct(row.budget_remaining_pct, 1))),
     "This service has no SLOs.", 4);
     const card = document.getElementById("suspects-card");

@@ -97,7 +97,7 @@
       el("td", { class: "hide-phone" }, timeEl(row.started_at)),
       el("td", { class: "name" }, link(row.url, row.version)),
       el("td", {}, badge(row.verdict)),
-      el("td", { class: "num" }, fmt.pct(row.budget_consumed_pct))), "No deploys in this window.", 4);
+      el("td", { class: "num" }, fmt.pct(row.budget_consumed_pct, 1))), "No deploys in this window.", 4);
     Monoenv.replaceRows(document.querySelector("#alerts tbody"), data.alert_history, (row) => el("tr", {},
       el("td", {}, badge(row.severity, row.severity)),
       el("td", { class: "hide-phone" }, row.windows),
