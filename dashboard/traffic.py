@@ -112,6 +112,10 @@ def service_traffic(service: str, time_range: TimeRange, *, now: datetime) -> di
         data_start = max(start, figures.floor(presence.first_seen, time_range.step))
     return {
         "summary": figures_of(parts.overall, seconds),
+        # A service younger than the range says so: its figures cover only that time.
+        "serving_since": presence.first_seen.isoformat()
+        if presence.first_seen and presence.first_seen > start
+        else None,
         "series": _series(parts.buckets, time_range.step, data_start, end, presence),
         "routes": _routes(parts.routes, seconds),
         "versions": _versions(seen, parts.versions, start, end),

@@ -67,8 +67,11 @@ def test_a_young_service_is_rated_from_its_first_span(world):
     # Complete minutes [-4, -2): 120 requests over the 120 s it served, not over 15 minutes.
     assert page["summary"]["requests"] == 120
     assert page["summary"]["rate"] == 1.0
-    # The chart starts where the data starts.
+    # The chart starts where the data starts, and the page says the service is young.
     assert page["series"]["start"] == start.isoformat()
+    assert page["serving_since"] == start.isoformat()
+    older = pages.service_page("checkout", figures.RANGES["1h"], now=world.now)
+    assert older["serving_since"] is None
 
 
 def test_the_overview_shows_what_serves_now_and_sorts_the_paging_service_first(world):

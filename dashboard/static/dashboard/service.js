@@ -60,6 +60,8 @@
 
   function renderTiles(data) {
     document.getElementById("tile-rate").textContent = fmt.rate(data.summary.rate);
+    document.getElementById("tile-rate-note").replaceChildren(...(data.serving_since
+      ? ["young: first span ", timeEl(data.serving_since)] : ["over the time it served"]));
     document.getElementById("tile-errors").textContent = fmt.pct(data.summary.error_pct);
     document.getElementById("tile-p95").textContent = fmt.ms(data.summary.p95_ms);
     document.getElementById("tile-deploys").textContent = fmt.count(data.deploys.length);
