@@ -15,14 +15,11 @@ from dashboard.figures import TimeRange
 from deployments import events, route_watch
 from deployments.models import Deployment, RouteShift, Verdict
 from slo.models import SLO, Severity
+from telemetry.demo import is_demo
 
 BANNERS_SHOWN = 3
 # A service with no span for this long is shown as silent rather than serving.
 SILENT_AFTER = timedelta(minutes=5)
-
-
-def _demo(service: str) -> bool:
-    return False
 
 
 # Overview
@@ -42,7 +39,7 @@ def overview(*, now: datetime, window: str = "1h") -> dict:
         deploy = latest.get(name)
         row = {
             "service": name,
-            "demo": _demo(name),
+            "demo": is_demo(name),
             "url": reverse("dashboard:service", args=[name]),
             **(stats.get(name) or _no_traffic()),
             **_serving(serving.get(name), now=now),
@@ -124,7 +121,8 @@ def _deploy_banners(failed: list[Deployment]) -> list[dict]:
     return [
         {
             "level": "bad",
-            "text": f"Deploy of {deploy.service} {deploy.version} failed its analysis: "
+            "text": f"Deploy of {deploy.service}{' (demo)' if is_demo(deploy.service) else ''} "
+            f"{deploy.version} failed its analysis: "
             f"{deploy.verdict_reason}",
             "at": deploy.deployed_at.isoformat(),
             "at_label": "deployed",
@@ -171,7 +169,7 @@ def service_page(service: str, time_range: TimeRange, *, now: datetime) -> dict:
     return {
         "generated_at": now.isoformat(),
         "service": service,
-        "demo": _demo(service),
+        "demo": is_demo(service),
         "range": time_range.name,
         **data,
         "slos": slos.slo_rows(now=now, service=service),
@@ -185,7 +183,7 @@ def service_page(service: str, time_range: TimeRange, *, now: datetime) -> dict:
 def budgets(*, now: datetime) -> dict:
     rows = slos.slo_rows(now=now)
     for row in rows:
-        row["demo"] = _demo(row["service"])
+        row["demo"] = is_demo(row["service"])
     return {"generated_at": now.isoformat(), "slos": rows}
 
 
@@ -198,7 +196,7 @@ def slo_page(slo: SLO, *, now: datetime) -> dict:
     return {
         "generated_at": now.isoformat(),
         **detail,
-        "demo": _demo(slo.service),
+        "demo": is_demo(slo.service),
         "alert_history": slos.alert_history(slo),
         "deploys": _deploys_on_burndown(list(in_window), detail["history"], now=now),
     }
@@ -234,10 +232,10 @@ def deploys_page(*, now: datetime, service: str = "", verdict: str = "", period:
         period = deploys.fitting_period(now=now)
     data = deploys.timeline(now=now, service=service, verdict=verdict, period=period)
     for row in data["deploys"]:
-        row["demo"] = _demo(row["service"])
+        row["demo"] = is_demo(row["service"])
     return data
 
 
 def deploy_page(deploy: Deployment, *, now: datetime) -> dict:
-    return {"generated_at": now.isoformat(), "demo": _demo(deploy.service),
+    return {"generated_at": now.isoformat(), "demo": is_demo(deploy.service),
             **deploys.deploy_detail(deploy, now=now)}  # fmt: skip

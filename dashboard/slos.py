@@ -14,6 +14,7 @@ from dashboard import causes, figures
 from slo import maths
 from slo import status as slo_status
 from slo.models import SLO, Severity
+from telemetry.demo import is_demo
 
 STATUS_CACHE_SECONDS = 60
 
@@ -127,6 +128,10 @@ def burn_order(row: dict) -> tuple:
     )
 
 
+def _labelled(service: str) -> str:
+    return f"{service} (demo)" if is_demo(service) else service
+
+
 def banners(rows: list[dict]) -> list[dict]:
     """One banner per SLO with a firing alert: its worst tier and the burn rate now."""
     found = []
@@ -137,7 +142,7 @@ def banners(rows: list[dict]) -> list[dict]:
         found.append(
             {
                 "level": "bad" if alert["severity"] == Severity.PAGE else "warn",
-                "text": f"{row['service']} · SLO {row['name']}: {alert['text']}, "
+                "text": f"{_labelled(row['service'])} · SLO {row['name']}: {alert['text']}, "
                 f"{row['budget_remaining_pct']:.1f}% of the budget left.",
                 "at": alert["fired_at"],
                 "at_label": "since",

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from dashboard import figures
 from telemetry import spans
+from telemetry.demo import is_demo
 from telemetry.models import Span, SpanKind
 from telemetry.otlp import hex_id
 
@@ -55,6 +56,7 @@ def _row(trace_id: bytes, match: tuple, summary: dict) -> dict:
         "trace_id": hex_id(trace_id),
         "start_time": start_time.isoformat(),
         "service": service,
+        "demo": is_demo(service),
         "name": name,
         "route": route,
         "duration_ms": figures.ms(duration_us),
@@ -81,7 +83,9 @@ def waterfall(trace_id: bytes) -> dict | None:
         "start_time": trace_start,
         "duration_ms": round(total_us / 1000, 3),
         "span_count": len(trace_spans),
-        "services": [{"name": name, "color": colors[name]} for name in services],
+        "services": [
+            {"name": name, "color": colors[name], "demo": is_demo(name)} for name in services
+        ],
         "error_count": sum(span.is_error for span in trace_spans),
         "spans": [
             _span_row(span, depth, trace_start, total_us, colors[span.service])

@@ -238,3 +238,18 @@ def test_assets_are_served_from_the_package_with_long_cache(viewer_client):
     assert "immutable" in response["Cache-Control"]
     assert b"plotly" in b"".join(response.streaming_content)[:2000].lower()
     assert viewer_client.get("/assets/..%2Fsettings.py").status_code == 404
+
+
+def test_demo_services_are_labelled_as_demo_wherever_they_appear(viewer_client, world):
+    store(traffic(_minute(world) - 30 * MIN, 30, per_minute=6, service="demo-shop"))
+    SLO.objects.create(name="demo-shop-availability", service="demo-shop", objective=99)
+    overview = pages.overview(now=world.now)["services"]
+    assert {row["service"]: row["demo"] for row in overview} == {
+        "checkout": False, "payments": False, "demo-shop": True,
+    }  # fmt: skip
+    budgets = {row["service"]: row["demo"] for row in pages.budgets(now=world.now)["slos"]}
+    assert budgets == {"checkout": False, "demo-shop": True}
+    assert pages.service_page("demo-shop", figures.RANGES["1h"], now=world.now)["demo"] is True
+    url = reverse("dashboard:traces-json")
+    found = viewer_client.get(url, {"service": "demo-shop"}).json()["traces"]
+    assert found and all(row["demo"] for row in found)
