@@ -107,6 +107,7 @@ const Monoenv = (() => {
   /* Each cell carries its column's name: on a phone, rows stack as cards and show it. */
   function labelCells(table, rows) {
     const heads = table && table.tHead ? [...table.tHead.rows[0].cells] : [];
+    if (heads.length) table.classList.add("stack");
     for (const row of rows) {
       [...row.cells].forEach((cell, i) => {
         if (heads[i] && !cell.classList.contains("empty")) {
