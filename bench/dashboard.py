@@ -2,7 +2,7 @@
 
 Loads 30 days for 20 services with 20 routes each into the configured
 database, under service names starting with "bench-dash-":
-- the dashboard's five-minute and hourly rollups for all 30 days, and
+- telemetry's five-minute and hourly rollups for all 30 days, and
   telemetry's per-minute rollups for the last 24 hours (the minute rollups are
   only read for the last hour or two; older ones would not change a plan);
 - per-minute SLO counts for 30 days, one SLO per service;
@@ -40,10 +40,9 @@ from django.test import Client  # noqa: E402
 from django.urls import reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from dashboard import rollups as dashboard_rollups  # noqa: E402
 from deployments.models import Deployment, Finding, VerdictRecord  # noqa: E402
 from slo.models import SLO, Alert  # noqa: E402
-from telemetry import histogram, ingest  # noqa: E402
+from telemetry import coarse_rollups, histogram, ingest  # noqa: E402
 from telemetry.otlp import SPAN_COLUMNS  # noqa: E402
 
 PREFIX = "bench-dash-"
@@ -86,8 +85,8 @@ def _version_at(service_index: int, at, now) -> str:
 
 def load(now) -> None:
     started = time.monotonic()
-    hour_end = dashboard_rollups.floor(now, 3600) + timedelta(hours=1)
-    five_end = dashboard_rollups.floor(now, 300) + timedelta(minutes=5)
+    hour_end = coarse_rollups.floor(now, 3600) + timedelta(hours=1)
+    five_end = coarse_rollups.floor(now, 300) + timedelta(minutes=5)
     coarse_columns = [
         "service", "route", "version", "resolution", "start", "requests", "errors",
         "bucket_indexes", "bucket_counts",
@@ -105,8 +104,8 @@ def load(now) -> None:
                     yield (service, route, version, resolution, start, requests, errors,
                            indexes, counts)  # fmt: skip
 
-    rows = _copy("dashboard_coarserollup", coarse_columns, coarse(3600, hour_end, DAYS * 24))
-    rows += _copy("dashboard_coarserollup", coarse_columns, coarse(300, five_end, DAYS * 288))
+    rows = _copy("telemetry_coarserollup", coarse_columns, coarse(3600, hour_end, DAYS * 24))
+    rows += _copy("telemetry_coarserollup", coarse_columns, coarse(300, five_end, DAYS * 288))
     print(f"  {rows:,} dashboard rollup rows", flush=True)
 
     def minutes():
@@ -251,7 +250,7 @@ def clean() -> None:
     with connection.cursor() as cursor:
         for table in (
             "telemetry_span", "telemetry_serviceday", "telemetry_pendingminute",
-            "telemetry_rollupminute", "dashboard_coarserollup",
+            "telemetry_rollupminute", "telemetry_coarserollup",
         ):  # fmt: skip
             cursor.execute(f"DELETE FROM {table} WHERE service LIKE %s", [like])
     SLO.objects.filter(service__startswith=PREFIX).delete()
@@ -278,13 +277,14 @@ def targets(now) -> list[tuple[str, str, int]]:
         ("slo", reverse("dashboard:slo", args=[slo.pk])),
         ("deploy", reverse("dashboard:deploy", args=[deploy.pk])),
         ("traces (1h)", reverse("dashboard:traces")),
+        ("traces (page 2)", reverse("dashboard:traces") + "?offset=200&last=1h"),
         ("traces (service, errors)",
          reverse("dashboard:traces") + f"?service={service}&errors=only&last=24h"),
         ("trace", reverse("dashboard:trace", args=[trace_id])),
     ]  # fmt: skip
     service_url = reverse("dashboard:service", args=[service])
     service_json = reverse("dashboard:service-json", args=[service])
-    for name in ("1h", "6h", "24h", "7d", "30d"):
+    for name in ("15m", "1h", "6h", "24h", "7d", "30d"):
         pages.append((f"service {name}", f"{service_url}?range={name}"))
     endpoints = [
         ("overview.json", reverse("dashboard:overview-json")),
@@ -295,7 +295,7 @@ def targets(now) -> list[tuple[str, str, int]]:
         ("traces search.json", reverse("dashboard:traces-json") + "?last=1h"),
         ("trace data.json", reverse("dashboard:trace-json", args=[trace_id])),
     ]
-    for name in ("1h", "6h", "24h", "7d", "30d"):
+    for name in ("15m", "1h", "6h", "24h", "7d", "30d"):
         endpoints.append((f"service data.json {name}", f"{service_json}?range={name}"))
     return [(n, u, PAGE_BUDGET_MS) for n, u in pages] + [
         (n, u, JSON_BUDGET_MS) for n, u in endpoints

@@ -22,9 +22,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET
 
-from dashboard import assets, queries, status
+from dashboard import assets, figures, pages, traffic
+from dashboard import deploys as deploy_data
+from dashboard import traces as trace_data
 from deployments.models import Deployment, Verdict
 from slo.models import SLO
+from telemetry import spans
 
 ASSET_MAX_AGE = 365 * 24 * 3600
 TRACE_SEARCH_RANGES = {
@@ -61,29 +64,37 @@ def asset(request: HttpRequest, name: str) -> FileResponse:
 # Overview
 
 
+def _overview_window(request: HttpRequest) -> str:
+    window = request.GET.get("window", "1h")
+    return window if window in traffic.OVERVIEW_WINDOWS else "1h"
+
+
 @require_GET
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
-    data = status.overview(now=timezone.now())
+    data = pages.overview(now=timezone.now(), window=_overview_window(request))
     return render(request, "dashboard/overview.html", {"data": data})
 
 
 @require_GET
 @json_login_required
 def overview_json(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(status.overview(now=timezone.now()))
+    return JsonResponse(pages.overview(now=timezone.now(), window=_overview_window(request)))
 
 
 # Service
 
 
-def _time_range(request: HttpRequest) -> queries.TimeRange:
-    name = request.GET.get("range", queries.DEFAULT_RANGE)
-    return queries.RANGES.get(name, queries.RANGES[queries.DEFAULT_RANGE])
+def _time_range(request: HttpRequest, service: str, *, now: datetime) -> figures.TimeRange:
+    """The range asked for, else the shortest that holds the service's data."""
+    name = request.GET.get("range", "")
+    if name not in figures.RANGES:
+        name = pages.default_range(service, now=now)
+    return figures.RANGES[name]
 
 
 def _service_or_404(service: str) -> str:
-    if not queries.service_exists(service):
+    if not spans.has_spans(service):
         raise Http404("no spans stored for this service")
     return service
 
@@ -91,30 +102,28 @@ def _service_or_404(service: str) -> str:
 @require_GET
 @login_required
 def service(request: HttpRequest, service: str) -> HttpResponse:
-    time_range = _time_range(request)
-    data = status.service_page(
-        _service_or_404(service), time_range, now=timezone.now()
-    )
+    now = timezone.now()
+    time_range = _time_range(request, _service_or_404(service), now=now)
+    data = pages.service_page(service, time_range, now=now)
     return render(
         request,
         "dashboard/service.html",
-        {"service": service, "range": time_range, "ranges": queries.RANGES, "data": data},
+        {"service": service, "range": time_range, "ranges": figures.RANGES, "data": data},
     )
 
 
 @require_GET
 @json_login_required
 def service_json(request: HttpRequest, service: str) -> JsonResponse:
-    data = status.service_page(
-        _service_or_404(service), _time_range(request), now=timezone.now()
-    )
-    return JsonResponse(data)
+    now = timezone.now()
+    time_range = _time_range(request, _service_or_404(service), now=now)
+    return JsonResponse(pages.service_page(service, time_range, now=now))
 
 
 # Traces
 
 
-def _trace_filters(request: HttpRequest, *, now: datetime) -> queries.TraceFilters:
+def _trace_filters(request: HttpRequest, *, now: datetime) -> trace_data.TraceSearch:
     params = request.GET
     start = _parse_time(params.get("start"))
     end = _parse_time(params.get("end")) or now
@@ -124,11 +133,12 @@ def _trace_filters(request: HttpRequest, *, now: datetime) -> queries.TraceFilte
         min_duration = float(params.get("min_ms") or "")
     except ValueError:
         min_duration = None
-    return queries.TraceFilters(
+    return trace_data.TraceSearch(
         start=start,
         end=end,
         service=params.get("service", "").strip(),
         route=params.get("route", "").strip(),
+        version=params.get("version", "").strip(),
         errors=params.get("errors") if params.get("errors") in ("only", "none") else "",
         min_duration_ms=min_duration,
     )
@@ -165,6 +175,7 @@ def traces(request: HttpRequest) -> HttpResponse:
             return HttpResponseRedirect(reverse("dashboard:trace", args=[wanted.lower()]))
     now = timezone.now()
     filters = _trace_filters(request, now=now)
+    results = trace_data.search(filters, offset=_offset(request))
     return render(
         request,
         "dashboard/traces.html",
@@ -173,10 +184,29 @@ def traces(request: HttpRequest) -> HttpResponse:
             "params": request.GET,
             "bad_trace_id": bool(wanted),
             "last_options": TRACE_SEARCH_RANGES,
-            "services": queries.known_services(now=now),
-            "results": queries.search_traces(filters),
+            "services": traffic.known_services(now=now),
+            "results": results,
+            "next_page": _page_query(request, filters, results["next_offset"]),
+            "first_page": _page_query(request, filters, 0),
         },
     )
+
+
+def _offset(request: HttpRequest) -> int:
+    try:
+        return max(int(request.GET.get("offset", "0")), 0)
+    except ValueError:
+        return 0
+
+
+def _page_query(request: HttpRequest, filters, offset: int | None) -> str | None:
+    """The query string of another page: the same search, pinned to its time range."""
+    if offset is None:
+        return None
+    query = request.GET.copy()
+    query["start"], query["end"] = filters.start.isoformat(), filters.end.isoformat()
+    query["offset"] = str(offset)
+    return query.urlencode()
 
 
 @require_GET
@@ -187,7 +217,7 @@ def traces_json(request: HttpRequest) -> JsonResponse:
         {
             "start": filters.start.isoformat(),
             "end": filters.end.isoformat(),
-            "traces": queries.search_traces(filters),
+            **trace_data.search(filters, offset=_offset(request)),
         }
     )
 
@@ -196,7 +226,7 @@ def traces_json(request: HttpRequest) -> JsonResponse:
 @login_required
 def trace(request: HttpRequest, trace_id: str) -> HttpResponse:
     raw_id = _trace_id(trace_id)
-    waterfall = queries.trace_waterfall(raw_id) if raw_id else None
+    waterfall = trace_data.waterfall(raw_id) if raw_id else None
     if waterfall is None:
         raise Http404("no spans stored for this trace")
     return render(request, "dashboard/trace.html", {"trace": waterfall})
@@ -206,7 +236,7 @@ def trace(request: HttpRequest, trace_id: str) -> HttpResponse:
 @json_login_required
 def trace_json(request: HttpRequest, trace_id: str) -> JsonResponse:
     raw_id = _trace_id(trace_id)
-    waterfall = queries.trace_waterfall(raw_id) if raw_id else None
+    waterfall = trace_data.waterfall(raw_id) if raw_id else None
     if waterfall is None:
         return JsonResponse({"error": "no spans stored for this trace"}, status=404)
     return JsonResponse({"span_count": waterfall["span_count"]})
@@ -218,28 +248,32 @@ def trace_json(request: HttpRequest, trace_id: str) -> JsonResponse:
 @require_GET
 @login_required
 def budgets(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/budgets.html", {"data": status.budgets(now=timezone.now())})
+    return render(request, "dashboard/budgets.html", {"data": pages.budgets(now=timezone.now())})
 
 
 @require_GET
 @json_login_required
 def budgets_json(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(status.budgets(now=timezone.now()))
+    return JsonResponse(pages.budgets(now=timezone.now()))
 
 
 @require_GET
 @login_required
 def slo(request: HttpRequest, slo_id: int) -> HttpResponse:
     objective = get_object_or_404(SLO, pk=slo_id)
-    data = status.slo_page(objective, now=timezone.now())
-    return render(request, "dashboard/slo.html", {"slo": objective, "data": data})
+    data = pages.slo_page(objective, now=timezone.now())
+    return render(
+        request,
+        "dashboard/slo.html",
+        {"slo": objective, "data": data, "chart_ranges": ["15m", "1h", "6h", "1d", "7d", "all"]},
+    )
 
 
 @require_GET
 @json_login_required
 def slo_json(request: HttpRequest, slo_id: int) -> JsonResponse:
     objective = get_object_or_404(SLO, pk=slo_id)
-    return JsonResponse(status.slo_page(objective, now=timezone.now()))
+    return JsonResponse(pages.slo_page(objective, now=timezone.now()))
 
 
 # Deploys
@@ -249,7 +283,7 @@ def _deploy_filters(request: HttpRequest) -> dict:
     return {
         "service": request.GET.get("service", "").strip(),
         "verdict": request.GET.get("verdict", ""),
-        "period": request.GET.get("period", "7d"),
+        "period": request.GET.get("period", ""),
     }
 
 
@@ -257,15 +291,16 @@ def _deploy_filters(request: HttpRequest) -> dict:
 @login_required
 def deploys(request: HttpRequest) -> HttpResponse:
     filters = _deploy_filters(request)
+    data = pages.deploys_page(now=timezone.now(), **filters)
     return render(
         request,
         "dashboard/deploys.html",
         {
-            "filters": filters,
-            "services": status.deploy_services(),
+            "filters": {**filters, "period": data["period"]},
+            "services": deploy_data.deploy_services(),
             "verdicts": Verdict.values,
-            "periods": status.DEPLOY_PERIODS,
-            "data": status.deploys(now=timezone.now(), **filters),
+            "periods": deploy_data.DEPLOY_PERIODS,
+            "data": data,
         },
     )
 
@@ -273,14 +308,14 @@ def deploys(request: HttpRequest) -> HttpResponse:
 @require_GET
 @json_login_required
 def deploys_json(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(status.deploys(now=timezone.now(), **_deploy_filters(request)))
+    return JsonResponse(pages.deploys_page(now=timezone.now(), **_deploy_filters(request)))
 
 
 @require_GET
 @login_required
 def deploy(request: HttpRequest, deploy_id: int) -> HttpResponse:
     deployment = get_object_or_404(Deployment, pk=deploy_id)
-    data = status.deploy_page(deployment, now=timezone.now())
+    data = pages.deploy_page(deployment, now=timezone.now())
     return render(request, "dashboard/deploy.html", {"deploy": deployment, "data": data})
 
 
@@ -288,4 +323,4 @@ def deploy(request: HttpRequest, deploy_id: int) -> HttpResponse:
 @json_login_required
 def deploy_json(request: HttpRequest, deploy_id: int) -> JsonResponse:
     deployment = get_object_or_404(Deployment, pk=deploy_id)
-    return JsonResponse(status.deploy_page(deployment, now=timezone.now()))
+    return JsonResponse(pages.deploy_page(deployment, now=timezone.now()))

@@ -3,8 +3,9 @@
 Ingest marks every (service, minute) a stored batch touches as pending,
 however late its spans are. rollup_pending() reads those rows and, in one
 transaction per batch, recomputes the minutes' rollups from the raw spans
-(delete, then insert from a GROUP BY), then forgets the rows nobody marked
-again meanwhile. It takes no lock that ingest would wait on. Recomputing is
+(delete, then insert from a GROUP BY) and the five-minute and hourly rollups
+derived from them (telemetry/coarse_rollups.py), then forgets the rows nobody
+marked again meanwhile. It takes no lock that ingest would wait on. Recomputing is
 idempotent, so a minute touched twice or rolled up twice is still counted
 once, and a crash before commit leaves the pending rows for the next run.
 """
@@ -18,7 +19,7 @@ from django.db import connection, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from telemetry import histogram
+from telemetry import coarse_rollups, histogram
 from telemetry.models import PendingMinute, RollupMinute
 
 # Sent inside the rollup transaction with service= and minutes= (sorted, UTC),
@@ -133,6 +134,7 @@ def recompute(service_minutes: list[tuple[str, datetime]]) -> None:
     for service, minute in service_minutes:
         by_service[service].append(minute)
     for service, service_minute_list in by_service.items():
+        coarse_rollups.refresh(service, sorted(service_minute_list))
         minutes_recomputed.send(
             sender=RollupMinute, service=service, minutes=sorted(service_minute_list)
         )

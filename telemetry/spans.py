@@ -446,6 +446,10 @@ def known_services() -> list[str]:
     return list(ServiceDay.objects.values_list("service", flat=True).distinct().order_by("service"))
 
 
+def has_spans(service: str) -> bool:
+    return ServiceDay.objects.filter(service=service).exists()
+
+
 # Incident impact (incidents/impact.py).
 
 

@@ -31,6 +31,7 @@ def span_row(
     exception_type: str = "",
     attributes: dict | None = None,
     events: list | None = None,
+    environment: str = "production",
 ) -> tuple:
     """One span row in telemetry.otlp.SPAN_COLUMNS order."""
     values = {
@@ -39,7 +40,7 @@ def span_row(
         "parent_span_id": parent,
         "service": service,
         "service_version": version,
-        "environment": "production",
+        "environment": environment,
         "name": name or f"GET {route}",
         "kind": kind,
         "start_time": start,

@@ -57,10 +57,15 @@ REVIEWED = {
     ),
     ("incidents/delivery.py", "_run"): "executes what _totals built",
     ("slo/status.py", "_bad_units_between"): FIXED,
-    ("dashboard/queries.py", "_fetch"): "runs the SQL of the callers listed here, with params",
-    ("dashboard/queries.py", "_breakdown"): "formats a Source: one of three module constants",
-    ("dashboard/queries.py", "_matching_spans"): "conditions are fixed strings chosen in code",
-    ("dashboard/rollups.py", "_rebuild"): "source and unnest are module constants",
+    ("telemetry/coarse_rollups.py", "_fetch"): "runs the SQL of the callers listed here",
+    ("telemetry/coarse_rollups.py", "_rebuild"): "source and unnest are module constants",
+    ("telemetry/coarse_rollups.py", "breakdown"): "formats a _Source: one of three constants",
+    ("telemetry/migrations/0006_coarse_rollup.py", "take_over_table"): (
+        "table, index and constraint names are module constants"
+    ),
+    ("telemetry/migrations/0006_coarse_rollup.py", "give_back_table"): (
+        "table, index and constraint names are module constants"
+    ),
 }
 
 

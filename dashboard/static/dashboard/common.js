@@ -96,9 +96,48 @@ const Monoenv = (() => {
   function replaceRows(tbody, rows, makeRow, emptyText, columns) {
     const fresh = rows.map(makeRow);
     if (!fresh.length) {
-      fresh.push(el("tr", {}, el("td", { class: "empty", colspan: String(columns) }, emptyText)));
+      /* The text sticks to the visible part of a wide table, so a phone reads all of it. */
+      fresh.push(el("tr", {}, el("td", { class: "empty", colspan: String(columns) },
+        el("div", { class: "empty-text" }, emptyText))));
     }
+    labelCells(tbody.closest("table"), fresh);
     tbody.replaceChildren(...fresh);
+  }
+
+  /* Each cell carries its column's name: on a phone, rows stack as cards and show it. */
+  function labelCells(table, rows) {
+    const heads = table && table.tHead ? [...table.tHead.rows[0].cells] : [];
+    if (heads.length) table.classList.add("stack");
+    for (const row of rows) {
+      [...row.cells].forEach((cell, i) => {
+        if (heads[i] && !cell.classList.contains("empty")) {
+          cell.dataset.label = heads[i].textContent.trim();
+          if (heads[i].classList.contains("key")) cell.classList.add("key");
+        }
+      });
+    }
+  }
+
+  function demoBadge() {
+    return el("span", { class: "badge demo", title: "made up by the built-in demo (MONOENV_DEMO)" }, "demo");
+  }
+
+  function bannerNode(banner) {
+    const node = el("p", { class: "banner " + banner.level, role: "alert" }, banner.text + " ",
+      el("span", { class: "small" }, `(${banner.at_label} `, timeEl(banner.at), ") "));
+    if (banner.url) node.append(link(banner.url, banner.link_text || "Details"));
+    return node;
+  }
+
+  /* A few banners, then the rest folded away, so the table stays above the fold. */
+  function renderBanners(box, shown, more) {
+    const nodes = shown.map(bannerNode);
+    if (more && more.length) {
+      nodes.push(el("details", { class: "more-banners" },
+        el("summary", {}, `${more.length} more alert${more.length === 1 ? "" : "s"}`),
+        ...more.map(bannerNode)));
+    }
+    box.replaceChildren(...nodes);
   }
 
   function link(href, text) {
@@ -123,19 +162,31 @@ const Monoenv = (() => {
   }
 
   function layout(unit, extra) {
-    return Object.assign({
-      margin: { l: 56, r: 16, t: 8, b: 36 },
+    const base = {
+      margin: { l: 56, r: 16, t: 28, b: 36 },
       height: undefined,
       autosize: true,
       showlegend: true,
-      legend: { orientation: "h", y: -0.2 },
+      /* Above the plot, so it never meets the tick labels below it. */
+      legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
       hovermode: "x unified",
-      xaxis: { type: "date", gridcolor: "#eef0f3" },
-      yaxis: { title: { text: unit }, rangemode: "tozero", gridcolor: "#eef0f3", zeroline: false },
+      /* Invisible outside ticks push the labels off the axes, so the first date
+       * label (under the y axis when the data starts at the left edge) never
+       * meets the lowest y label. */
+      xaxis: { type: "date", gridcolor: "#eef0f3", automargin: true, tickangle: 0,
+        nticks: window.innerWidth < 700 ? 3 : 4,
+        ticks: "outside", ticklen: 10, tickcolor: "rgba(0,0,0,0)" },
+      yaxis: { title: { text: unit }, rangemode: "tozero", gridcolor: "#eef0f3", zeroline: false,
+        automargin: true, ticks: "outside", ticklen: 6, tickcolor: "rgba(0,0,0,0)" },
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)",
       font: { family: "system-ui, sans-serif", size: 12, color: "#1c2330" },
-    }, extra || {});
+    };
+    const merged = Object.assign({}, base, extra || {});
+    for (const axis of ["xaxis", "yaxis"]) {
+      if (extra && extra[axis]) merged[axis] = Object.assign({}, base[axis], extra[axis]);
+    }
+    return merged;
   }
 
   const plotConfig = { displayModeBar: false, responsive: true };
@@ -204,5 +255,5 @@ const Monoenv = (() => {
   document.addEventListener("DOMContentLoaded", () => localizeTimes(document));
 
   return { fmt, el, timeEl, localizeTimes, replaceRows, link, badge, plotText, plotTime,
-    layout, plotConfig, poll, initialData, colorFor, dash };
+    layout, plotConfig, poll, initialData, colorFor, dash, demoBadge, renderBanners };
 })();

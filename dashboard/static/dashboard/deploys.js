@@ -4,6 +4,12 @@
   const { el, link, badge, timeEl, plotTime, plotText } = Monoenv;
   const table = document.getElementById("deploys");
 
+  function padBefore(startIso, endIso) {
+    const start = new Date(startIso).getTime();
+    const end = new Date(endIso).getTime();
+    return new Date(start - Math.max((end - start) * 0.05, 60000)).toISOString();
+  }
+
   function renderChart(data) {
     const node = document.getElementById("chart-timeline");
     const deploys = data.deploys;
@@ -19,7 +25,9 @@
         line: { width: 1, color: "#fff" } },
     }], Monoenv.layout("", {
       showlegend: false, hovermode: "closest", margin: { l: 120, r: 16, t: 8, b: 36 },
-      xaxis: { type: "date", range: [plotTime(data.since), plotTime(data.generated_at)] },
+      /* From the first deploy shown (a little before it), not from the period's start. */
+      xaxis: { type: "date", range: [plotTime(padBefore(data.data_start, data.generated_at)),
+        plotTime(data.generated_at)] },
       yaxis: { type: "category", automargin: true, gridcolor: "#eef0f3" },
     }), Monoenv.plotConfig);
     if (!node.dataset.clicks) {
@@ -31,8 +39,8 @@
   function render(data) {
     Monoenv.replaceRows(table.querySelector("tbody"), data.deploys, (row) => {
       const tr = el("tr", { class: "clickable", dataset: { href: row.url } },
-        el("td", {}, timeEl(row.started_at)),
-        el("td", { class: "name" }, link(row.service_url, row.service)),
+        el("td", { class: "hide-phone" }, timeEl(row.started_at)),
+        el("td", { class: "name" }, link(row.service_url, row.service), row.demo ? Monoenv.demoBadge() : null),
         el("td", { class: "name mono" }, link(row.url, row.version),
           row.previous_version ? el("div", { class: "muted small" }, "from " + row.previous_version) : null),
         el("td", {}, badge(row.verdict), row.rollback ? el("span", { class: "muted small" }, " rollback") : null),

@@ -1,9 +1,8 @@
-/* Overview: every service's last hour, SLO budget and latest deploy. */
+/* Overview: every service's recent traffic, what serves now, SLO budget and latest deploy. */
 "use strict";
 (() => {
   const { el, fmt, link, badge, timeEl } = Monoenv;
   const tbody = document.querySelector("#services tbody");
-  const banners = document.getElementById("banners");
 
   function levelOfErrors(pct) {
     if (pct === null) return "";
@@ -12,59 +11,64 @@
 
   function budgetCell(slo) {
     if (!slo) return el("td", { class: "num muted" }, "no SLO");
-    const text = fmt.pct(slo.budget_remaining_pct, 1) + " left";
+    const text = slo.learning ? "learning" : fmt.pct(slo.budget_remaining_pct, 1) + " left";
     const cell = el("td", { class: "num " + (slo.level || ""), title: slo.title || "" });
     cell.append(slo.url ? link(slo.url, text) : text);
     return cell;
   }
 
-  function deployCell(deploy) {
-    if (!deploy) return el("td", { class: "muted" }, "none");
-    return el("td", {},
-      link(deploy.url, deploy.version), " ", badge(deploy.verdict), " ",
-      el("span", { class: "muted small" }, timeEl(deploy.started_at)));
+  /* What serves now, with the verdict of the deploy that brought it when known. */
+  function servingCell(row) {
+    if (!row.serving.length) return el("td", { class: "muted" }, "nothing seen");
+    const deploy = row.serving_deploy;
+    const cell = el("td", { class: "mono" }, ...row.serving.flatMap((version, i) => {
+      const parts = [i ? ", " : null, version];
+      if (deploy && deploy.version === version) {
+        parts.push(" ", el("a", { href: deploy.url, title: "the deploy of this version" }, badge(deploy.verdict)));
+      }
+      return parts;
+    }));
+    if (row.silent_since) cell.append(el("div", { class: "muted small" }, "silent since ", timeEl(row.silent_since)));
+    return cell;
   }
 
-  function sparkCell(row) {
-    const cell = el("td", { class: "spark hide-phone" });
-    const chart = el("div", { class: "sparkline" });
-    cell.append(chart);
-    return [cell, chart];
+  function deployCell(deploy) {
+    if (!deploy) return el("td", { class: "muted hide-phone" }, "none");
+    return el("td", { class: "hide-phone" },
+      link(deploy.url, deploy.version), " ", badge(deploy.verdict), " ",
+      el("span", { class: "muted small" }, timeEl(deploy.started_at)));
   }
 
   function drawSpark(chart, row) {
     const start = new Date(row.spark_start).getTime();
     const x = row.spark.map((_, i) => Monoenv.plotTime(new Date(start + i * 60000).toISOString()));
     Plotly.react(chart, [{
-      x: x, y: row.spark, type: "scatter", mode: "lines", fill: "tozeroy",
+      x: x, y: row.spark, type: "scatter", mode: "lines", fill: "tozeroy", connectgaps: false,
       line: { width: 1.4, color: "#2f5bd3" }, fillcolor: "rgba(47,91,211,.12)", hoverinfo: "skip",
     }], {
       margin: { l: 0, r: 0, t: 2, b: 2 }, height: 34, width: 140, showlegend: false,
-      xaxis: { visible: false }, yaxis: { visible: false, rangemode: "tozero" },
+      xaxis: { visible: false, range: [x[0], x[x.length - 1]] },
+      yaxis: { visible: false, rangemode: "tozero" },
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
     }, { staticPlot: true });
   }
 
   function render(data) {
-    banners.replaceChildren(...data.banners.map((banner) => {
-      const node = el("p", { class: "banner " + banner.level, role: "alert" }, banner.text + " ",
-        el("span", { class: "small" }, `(${banner.at_label} `, timeEl(banner.at), ") "));
-      if (banner.url) node.append(link(banner.url, banner.link_text || "Details"));
-      return node;
-    }));
+    Monoenv.renderBanners(document.getElementById("banners"), data.banners, data.more_banners);
     const charts = [];
     Monoenv.replaceRows(tbody, data.services, (row) => {
-      const [spark, chart] = sparkCell(row);
-      charts.push([chart, row]);
+      const chart = el("div", { class: "sparkline", dataset: { points: String(row.spark.length) } });
+      if (row.spark.length) charts.push([chart, row]);
       return el("tr", {},
-        el("td", { class: "name" }, link(row.url, row.service)),
+        el("td", { class: "name" }, link(row.url, row.service), row.demo ? Monoenv.demoBadge() : null),
         el("td", { class: "num" }, fmt.rate(row.rate)),
         el("td", { class: "num " + levelOfErrors(row.error_pct) }, fmt.pct(row.error_pct)),
-        el("td", { class: "num" }, fmt.ms(row.p95_ms)),
-        spark,
+        el("td", { class: "num hide-phone" }, fmt.ms(row.p95_ms)),
+        el("td", { class: "spark hide-phone" }, chart),
         budgetCell(row.slo),
+        servingCell(row),
         deployCell(row.deploy));
-    }, "No services have sent spans yet. Point an OpenTelemetry exporter at /v1/traces.", 7);
+    }, "No services have sent spans yet. Point an OpenTelemetry exporter at /v1/traces.", 8);
     if (window.Plotly) charts.forEach(([chart, row]) => drawSpark(chart, row));
   }
 

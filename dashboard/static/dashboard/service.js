@@ -60,6 +60,8 @@
 
   function renderTiles(data) {
     document.getElementById("tile-rate").textContent = fmt.rate(data.summary.rate);
+    document.getElementById("tile-rate-note").replaceChildren(...(data.serving_since
+      ? ["young: first span ", timeEl(data.serving_since)] : ["over the time it served"]));
     document.getElementById("tile-errors").textContent = fmt.pct(data.summary.error_pct);
     document.getElementById("tile-p95").textContent = fmt.ms(data.summary.p95_ms);
     document.getElementById("tile-deploys").textContent = fmt.count(data.deploys.length);
@@ -68,9 +70,11 @@
   function renderSlos(data) {
     const box = document.getElementById("slo-summary");
     box.replaceChildren(...(data.slos || []).map((slo) =>
-      el("p", { class: "banner " + (slo.level === "bad" ? "bad" : slo.level === "warn" ? "warn" : "ok") },
-        link(slo.url, slo.name), ": ", fmt.pct(slo.budget_remaining_pct, 1), " of the error budget left",
-        slo.alert ? ` \u00b7 ${slo.alert}` : "")));
+      el("p", { class: "banner " + slo.level },
+        link(slo.url, slo.name), ": ",
+        slo.learning ? "still learning its budget, " : "",
+        fmt.pct(slo.budget_remaining_pct, 1), " of the error budget left",
+        slo.alert ? ` \u00b7 ${slo.alert.text}` : "")));
   }
 
   function renderTables(data) {
@@ -78,18 +82,18 @@
     Monoenv.replaceRows(document.querySelector("#routes tbody"), data.routes, (row) => el("tr", {},
       el("td", { class: "name" }, link(`${tracesUrl}&route=${encodeURIComponent(row.route)}`, row.route)),
       el("td", { class: "num" }, fmt.count(row.requests)),
-      el("td", { class: "num" }, fmt.rate(row.rate)),
+      el("td", { class: "num hide-phone" }, fmt.rate(row.rate)),
       el("td", { class: "num" }, fmt.pct(row.error_pct)),
-      el("td", { class: "num" }, fmt.ms(row.p50_ms)),
+      el("td", { class: "num hide-phone" }, fmt.ms(row.p50_ms)),
       el("td", { class: "num" }, fmt.ms(row.p95_ms)),
-      el("td", { class: "num" }, fmt.ms(row.p99_ms))), "No requests in this range.", 7);
+      el("td", { class: "num hide-phone" }, fmt.ms(row.p99_ms))), "No requests in this range.", 7);
     Monoenv.replaceRows(document.querySelector("#versions tbody"), data.versions, (row) => el("tr", {},
       el("td", { class: "name mono" }, row.version || "(none)"),
-      el("td", {}, timeEl(row.first_seen)),
-      el("td", {}, timeEl(row.last_seen)),
+      el("td", { class: "hide-phone" }, timeEl(row.first_seen)),
+      el("td", { class: "hide-phone" }, timeEl(row.last_seen)),
       el("td", { class: "num" }, fmt.rate(row.rate)),
       el("td", { class: "num" }, fmt.pct(row.error_pct)),
-      el("td", { class: "num" }, fmt.ms(row.p95_ms)),
+      el("td", { class: "num hide-phone" }, fmt.ms(row.p95_ms)),
       el("td", {}, row.deploy ? link(row.deploy.url, row.deploy.verdict) : "")),
     "No versions seen in this range.", 7);
   }

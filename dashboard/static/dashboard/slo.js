@@ -1,7 +1,10 @@
-/* SLO page: SLI and burndown charts with deploys marked, burn rates, alert history. */
+/* SLO page: one banner for the worst firing tier, budget tiles, SLI and burndown with deploys. */
 "use strict";
 (() => {
   const { el, fmt, link, badge, timeEl, plotTime, plotText } = Monoenv;
+  const rangeSeconds = { "15m": 900, "1h": 3600, "6h": 21600, "1d": 86400, "7d": 604800 };
+  let chosenRange = "all";
+  let lastData = null;
 
   function deployMarks(deploys, yValue) {
     return {
@@ -33,73 +36,116 @@
     return value;
   }
 
+  /* The x range: from where the data starts (or the chosen zoom) to the window's end. */
+  function xRange(data) {
+    const end = new Date(data.generated_at);
+    let start = new Date(data.counted_since || data.window_start);
+    if (chosenRange !== "all") start = new Date(Math.max(start, end - rangeSeconds[chosenRange] * 1000));
+    /* A little room on the right, so the point at "now" is not cut in half. */
+    const padded = new Date(end.getTime() + Math.max((end - start) * 0.03, 30000));
+    return [plotTime(start.toISOString()), plotTime(padded.toISOString())];
+  }
+
+  /* Hollow markers on partial points: the unfinished step so far. */
+  function partialMarkers(points, color) {
+    return { color, size: points.map((p) => (p.partial ? 8 : 4)),
+      symbol: points.map((p) => (p.partial ? "circle-open" : "circle")) };
+  }
+
   function renderCharts(data) {
-    const range = [plotTime(data.window_start), plotTime(data.window_end)];
-    const sli = document.getElementById("chart-sli");
-    const sliValues = data.sli_series.map((p) => p.sli_pct);
+    const range = xRange(data);
+    const series = data.sli_series;
+    const sliValues = series.map((p) => p.sli_pct);
     const low = Math.min(data.objective, ...sliValues.filter((v) => v !== null));
-    Plotly.react(sli, [
-      { name: "SLI", x: data.sli_series.map((p) => plotTime(p.t)), y: sliValues, type: "scatter",
-        mode: sliValues.length < 50 ? "lines+markers" : "lines", line: { color: "#2f5bd3", width: 1.6 }, hovertemplate: "%{y:.3f} %" },
+    Plotly.react("chart-sli", [
+      { name: "SLI", x: series.map((p) => plotTime(p.t)), y: sliValues, type: "scatter",
+        mode: "lines+markers", line: { color: "#2f5bd3", width: 1.6 }, marker: partialMarkers(series, "#2f5bd3"),
+        customdata: series.map((p) => (p.partial ? "so far" : "complete")),
+        hovertemplate: "%{y:.3f} % (%{customdata})<extra></extra>" },
       { name: "objective", x: range, y: [data.objective, data.objective], type: "scatter", mode: "lines",
         line: { color: "#b42318", dash: "dash", width: 1.2 }, hovertemplate: "%{y:.3f} %" },
-    ], Monoenv.layout("%", { xaxis: { type: "date", range },
+    ], Monoenv.layout("%", { xaxis: { range },
       yaxis: { title: { text: "%" }, range: [Math.max(0, low - (100 - low) * 0.5), 100.02] } }),
     Monoenv.plotConfig);
 
     const burndown = document.getElementById("chart-burndown");
-    const traces = [{ name: "budget left", x: data.history.map((p) => plotTime(p.at)),
-      y: data.history.map((p) => p.remaining_pct), type: "scatter", mode: "lines", fill: "tozeroy",
-      line: { color: "#1a7f43", width: 1.6 }, fillcolor: "rgba(26,127,67,.1)", hovertemplate: "%{y:.2f} %" }];
+    const history = data.history;
+    const traces = [{ name: "budget left", x: history.map((p) => plotTime(p.at)),
+      y: history.map((p) => p.remaining_pct), type: "scatter", mode: "lines+markers", fill: "tozeroy",
+      line: { color: "#1a7f43", width: 1.6 }, fillcolor: "rgba(26,127,67,.1)",
+      marker: partialMarkers(history, "#1a7f43"), hovertemplate: "%{y:.2f} % left<extra></extra>" }];
     if (data.deploys.length) {
-      traces.push(deployMarks(data.deploys, (d) => remainingAt(data.history, d.started_at)));
+      traces.push(deployMarks(data.deploys, (d) => remainingAt(history, d.started_at)));
     }
     Plotly.react(burndown, traces, Monoenv.layout("% of budget left", {
-      xaxis: { type: "date", range }, yaxis: { title: { text: "% left" }, gridcolor: "#eef0f3" },
+      xaxis: { range }, yaxis: { title: { text: "% left" } },
     }), Monoenv.plotConfig);
     onDeployClick(burndown);
   }
 
   function renderTables(data) {
-    Monoenv.replaceRows(document.querySelector("#burn tbody"), data.burn_table, (row) => el("tr", {},
-      el("td", {}, row.window),
-      el("td", { class: "num " + (row.threshold && row.burn_rate >= row.threshold ? "bad" : "") },
-        fmt.multiple(row.burn_rate)),
-      el("td", { class: "num" }, row.threshold === null ? Monoenv.dash : fmt.multiple(row.threshold)),
-      el("td", {}, row.severity ? badge(row.severity, row.severity) : "")), "", 4);
-    Monoenv.replaceRows(document.querySelector("#deploys tbody"), data.deploys, (row) => el("tr", {},
-      el("td", {}, timeEl(row.started_at)),
-      el("td", { class: "name" }, link(row.url, row.version)),
-      el("td", {}, badge(row.verdict)),
-      el("td", { class: "num" }, fmt.pct(row.budget_consumed_pct))), "No deploys in this window.", 4);
-    Monoenv.replaceRows(document.querySelector("#alerts tbody"), data.alert_history, (row) => el("tr", {},
+    Monoenv.replaceRows(document.querySelector("#tiers tbody"), data.tiers, (row) => el("tr", {},
       el("td", {}, badge(row.severity, row.severity)),
       el("td", {}, row.windows),
-      el("td", { class: "num" }, `${fmt.multiple(row.long_burn_rate)} / ${fmt.multiple(row.short_burn_rate)}`),
+      el("td", { class: "num " + (row.long_burn_rate > row.threshold ? "bad" : "") },
+        `${fmt.multiple(row.long_burn_rate)} / ${fmt.multiple(row.short_burn_rate)}`),
       el("td", { class: "num" }, fmt.multiple(row.threshold)),
-      el("td", { class: "num" }, fmt.pct(row.budget_consumed_pct)),
+      el("td", {}, row.firing ? badge("firing", "firing") : el("span", { class: "muted" }, "quiet"))), "", 5);
+    Monoenv.replaceRows(document.querySelector("#burn tbody"), data.burn_table, (row) => el("tr", {},
+      el("td", {}, row.window), el("td", { class: "num" }, fmt.multiple(row.burn_rate))), "", 2);
+    Monoenv.replaceRows(document.querySelector("#deploys tbody"), data.deploys, (row) => el("tr", {},
+      el("td", { class: "hide-phone" }, timeEl(row.started_at)),
+      el("td", { class: "name" }, link(row.url, row.version)),
+      el("td", {}, badge(row.verdict)),
+      el("td", { class: "num" }, fmt.pct(row.budget_consumed_pct, 1))), "No deploys in this window.", 4);
+    Monoenv.replaceRows(document.querySelector("#alerts tbody"), data.alert_history, (row) => el("tr", {},
+      el("td", {}, badge(row.severity, row.severity)),
+      el("td", { class: "hide-phone" }, row.windows),
+      el("td", { class: "num hide-phone" }, `${fmt.multiple(row.long_burn_rate)} / ${fmt.multiple(row.short_burn_rate)}`),
+      el("td", { class: "num hide-phone" }, fmt.multiple(row.threshold)),
+      el("td", { class: "num hide-phone" }, fmt.pct(row.budget_consumed_pct)),
       el("td", {}, timeEl(row.fired_at)),
       el("td", {}, row.resolved_at ? timeEl(row.resolved_at) : badge("firing", "firing"))),
     "No alerts have fired.", 7);
   }
 
-  function render(data) {
-    document.getElementById("tile-sli").textContent = fmt.pct(data.sli_pct, 3);
+  function renderTiles(data) {
     const budget = document.getElementById("tile-budget");
     budget.textContent = fmt.pct(data.budget_remaining_pct, 1);
     budget.className = "value num " + data.level;
+    document.getElementById("tile-budget-note").textContent = data.learning
+      ? "still learning: too young or too quiet to judge" : (data.budget_projected ? "budget projected for the whole window" : "");
+    document.getElementById("tile-used").textContent = fmt.pct(data.budget_used_pct, 1);
     document.getElementById("tile-consumed").textContent =
-      `${fmt.count(data.budget_consumed)} of ${fmt.count(Math.round(data.budget_total))} ${data.unit}`;
+      `${fmt.count(data.budget_consumed)} of ${fmt.count(Math.round(data.budget_total))} bad ${data.unit} allowed`;
+    document.getElementById("tile-sli").textContent = fmt.pct(data.sli_pct, 3);
+    document.getElementById("tile-events").textContent = `${fmt.count(data.good)} good of ${fmt.count(data.total)} ${data.unit}`;
     document.getElementById("tile-tte").textContent = data.budget_remaining_pct <= 0 ? "exhausted"
       : data.time_to_exhaustion_s === null ? "not burning" : fmt.duration(data.time_to_exhaustion_s);
-    document.getElementById("alert-banner").replaceChildren(...data.alerts.map((alert) =>
+    const alert = data.alert;
+    document.getElementById("alert-banner").replaceChildren(...(alert ? [
       el("p", { class: "banner " + (alert.severity === "page" ? "bad" : "warn"), role: "alert" },
-        alert.text + " since ", timeEl(alert.fired_at))));
+        alert.text + " since ", timeEl(alert.fired_at), ".",
+        data.cause ? el("span", {}, " Likely cause: ", link(data.cause.url, `${data.cause.service} ${data.cause.version}`), ".") : null)] : []));
+  }
+
+  function render(data) {
+    lastData = data;
+    renderTiles(data);
     renderTables(data);
     renderCharts(data);
   }
 
   document.addEventListener("DOMContentLoaded", () => {
+    for (const choice of document.querySelectorAll("#chart-range a")) {
+      choice.addEventListener("click", (event) => {
+        event.preventDefault();
+        chosenRange = choice.dataset.range;
+        for (const other of document.querySelectorAll("#chart-range a")) other.removeAttribute("aria-current");
+        choice.setAttribute("aria-current", "true");
+        if (lastData) renderCharts(lastData);
+      });
+    }
     render(Monoenv.initialData());
     Monoenv.poll(document.getElementById("tiles").dataset.url, render, 30000);
   });

@@ -15,8 +15,8 @@
     Monoenv.replaceRows(tbody, rows, (row) => {
       const href = `${table.dataset.traceUrl}${row.trace_id}/`;
       const tr = el("tr", { class: "clickable" },
-        el("td", {}, timeEl(row.start_time, true)),
-        el("td", { class: "name" }, row.service),
+        el("td", { class: "hide-phone" }, timeEl(row.start_time, true)),
+        el("td", { class: "name hide-phone" }, row.service, row.demo ? Monoenv.demoBadge() : null),
         el("td", { class: "name" }, link(href, row.name),
           row.route && row.route !== row.name ? el("div", { class: "muted small" }, row.route) : null),
         statusCell(row),

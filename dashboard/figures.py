@@ -1,0 +1,93 @@
+"""The rules behind every figure the dashboard shows, with no Django.
+
+- A chart shows complete buckets only: a bucket is complete once it ended
+  SETTLE ago, time enough for exporters to flush and the minute rollup to run.
+  Ranges therefore end at the last complete bucket, never at "now".
+- A rate is requests over the time the service (or version) actually served
+  within the range: from its first span, or the range's start if later, to
+  its last span, or the range's end if earlier. Time before a service's first
+  span never counts, so a service that started five minutes ago shows its
+  real rate, not a twelfth of it.
+- Percentages are of the requests that exist; no requests gives None ("—").
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+MINUTE = timedelta(minutes=1)
+# The rollup runs every minute and exporters flush every few seconds: a
+# bucket that ended two minutes ago holds all its spans.
+SETTLE = timedelta(minutes=2)
+# Bucket starts are aligned on this origin, as telemetry.coarse_rollups.ORIGIN.
+ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def floor(moment: datetime, step: timedelta) -> datetime:
+    return ORIGIN + ((moment - ORIGIN) // step) * step
+
+
+def complete_until(now: datetime, step: timedelta) -> datetime:
+    """The end of the last complete bucket of this step."""
+    return floor(now - SETTLE, step)
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    name: str
+    span: timedelta
+    step: timedelta
+
+    def bounds(self, now: datetime) -> tuple[datetime, datetime]:
+        """Whole, complete buckets: the range ends where the last complete one ends."""
+        end = complete_until(now, self.step)
+        return end - self.span, end
+
+
+RANGES = {
+    item.name: item
+    for item in (
+        TimeRange("15m", timedelta(minutes=15), MINUTE),
+        TimeRange("1h", timedelta(hours=1), MINUTE),
+        TimeRange("6h", timedelta(hours=6), timedelta(minutes=5)),
+        TimeRange("24h", timedelta(hours=24), timedelta(minutes=15)),
+        TimeRange("7d", timedelta(days=7), timedelta(hours=1)),
+        TimeRange("30d", timedelta(days=30), timedelta(hours=6)),
+    )
+}
+# A long-lived service opens on its last six hours.
+LONGEST_DEFAULT = "6h"
+
+
+def fitting_range(age: timedelta | None, *, choices=RANGES, longest=LONGEST_DEFAULT) -> str:
+    """The shortest range that holds all the data there is, up to `longest`."""
+    names = list(choices)
+    for name in names[: names.index(longest) + 1]:
+        if age is not None and age <= choices[name].span:
+            return name
+    return longest
+
+
+def served_seconds(
+    start: datetime, end: datetime, first_seen: datetime | None, last_seen: datetime | None
+) -> float:
+    """Seconds of [start, end) between the first and the last span seen."""
+    if first_seen is None or last_seen is None:
+        return 0.0
+    served_from = max(start, first_seen)
+    served_to = min(end, max(last_seen, served_from))
+    return max((served_to - served_from).total_seconds(), 0.0)
+
+
+def rate(requests: int, seconds: float) -> float | None:
+    """Requests per second over the served time; None when nothing was served."""
+    if seconds <= 0:
+        return None
+    return round(requests / seconds, 4)
+
+
+def pct(part: int | float, whole: int | float) -> float | None:
+    return round(100 * part / whole, 3) if whole else None
+
+
+def ms(value_us: float | None) -> float | None:
+    return None if value_us is None else round(value_us / 1000, 3)
