@@ -33,8 +33,7 @@ from django.utils import timezone
 
 from deployments import analysis, judge, sides, stats, suspects
 from deployments.models import Deployment, RouteShift
-from telemetry import histogram, spans
-from telemetry.models import RollupMinute
+from telemetry import histogram, rollups, spans
 
 logger = logging.getLogger(__name__)
 
@@ -136,13 +135,9 @@ def watch(*, now: datetime | None = None) -> dict:
 
 def _rollup_totals(windows: Windows) -> dict[str, dict[str, tuple[RouteTotals, RouteTotals]]]:
     """service → route → (baseline, recent) totals of the request spans."""
-    rows = RollupMinute.objects.filter(
-        span_kind__in=spans.REQUEST_KINDS,
-        minute__gte=windows.baseline_start,
-        minute__lt=windows.end,
-    ).values_list("service", "route", "minute", "requests", "errors", "latency_histogram")
+    rows = rollups.request_minutes(start=windows.baseline_start, end=windows.end)
     totals: dict = defaultdict(lambda: defaultdict(lambda: (RouteTotals(), RouteTotals())))
-    for service, route, minute, requests, errors, minute_histogram in rows.iterator():
+    for service, route, minute, requests, errors, minute_histogram in rows:
         side = 1 if minute >= windows.start else 0
         totals[service][route][side].add(requests, errors, minute_histogram)
     return totals

@@ -26,7 +26,7 @@ from deployments.models import (
 from incidents.lifecycle import MinuteCounts
 from incidents.models import Severity, SignalKind
 from slo import status as slo_status
-from slo.models import SLI, SLO, Alert, Budgeting, SLOMinute
+from slo.models import SLI, SLO, Alert
 from slo.models import Severity as AlertSeverity
 from telemetry import rollups, spans
 
@@ -114,8 +114,12 @@ def _verdict_signal(deploy: Deployment) -> Signal:
         f"{first_line(deploy.verdict_reason)}",
         link=url(f"/deploys/{deploy.pk}/"),
         severity=Severity.SEV3,
-        watch={"service": deploy.service, "route": None, "metric": "error_rate",
-               "threshold": threshold},  # fmt: skip
+        watch={
+            "service": deploy.service,
+            "route": None,
+            "metric": "error_rate",
+            "threshold": threshold,
+        },  # fmt: skip
         not_before=deploy.deployed_at,
     )
 
@@ -131,8 +135,12 @@ def _shift_signal(shift: RouteShift) -> Signal:
         summary=f"Route shift: {shift_summary(shift)}",
         link=url(f"/services/{shift.service}/"),
         severity=Severity.SEV3,
-        watch={"service": shift.service, "route": shift.route, "metric": shift.metric,
-               "threshold": (shift.baseline_value + shift.current_value) / 2},  # fmt: skip
+        watch={
+            "service": shift.service,
+            "route": shift.route,
+            "metric": shift.metric,
+            "threshold": (shift.baseline_value + shift.current_value) / 2,
+        },  # fmt: skip
     )
 
 
@@ -181,10 +189,9 @@ def recovering_change(deploy: Deployment) -> Deployment | None:
 def minute_series(watch: dict, start: datetime, end: datetime) -> list[MinuteCounts]:
     """Bad and total per minute of what a signal watches, in [start, end)."""
     if "slo_id" in watch:
-        rows = SLOMinute.objects.filter(
-            slo_id=watch["slo_id"], minute__gte=start, minute__lt=end
-        ).values_list("minute", "good", "total")
-        return [MinuteCounts(minute, total - good, total) for minute, good, total in rows]
+        slo = SLO.objects.get(pk=watch["slo_id"])
+        rows = slo_status.minute_series(slo, start, end)
+        return [MinuteCounts(minute, bad, total) for minute, bad, total in rows]
     points = rollups.latency_series(watch["service"], start=start, end=end, route=watch["route"])
     if watch["metric"] == "error_rate":
         return [MinuteCounts(p.minute, p.errors, p.requests) for p in points]
@@ -249,9 +256,11 @@ def suspects_of(signals) -> list[dict]:
         if signal.kind == SignalKind.VERDICT:
             own = _suspect(signal.source_id, 1.0, "failed its verdict")
             ranked.setdefault(signal.source_id, own)
-    rows = Suspect.objects.select_related("suspect").filter(
-        _suspect_filter(signals)
-    ).order_by("-score", "rank")
+    rows = (
+        Suspect.objects.select_related("suspect")
+        .filter(_suspect_filter(signals))
+        .order_by("-score", "rank")
+    )
     for row in rows:
         if row.suspect_id not in ranked:
             ranked[row.suspect_id] = _suspect(row.suspect_id, row.score, row.evidence, row.suspect)
@@ -295,13 +304,7 @@ def connected_services(service: str, start: datetime, end: datetime) -> set[str]
 
 def slo_bad_series(slo: SLO, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
     """Bad units per minute of an SLO in [start, end): events, or whole minutes for timeslices."""
-    rows = SLOMinute.objects.filter(slo=slo, minute__gte=start, minute__lt=end).order_by(
-        "minute"
-    ).values_list("minute", "good", "total")
-    if slo.budgeting == Budgeting.TIMESLICES:
-        target = slo.timeslice_target / 100
-        return [(minute, int(good < target * total)) for minute, good, total in rows]
-    return [(minute, total - good) for minute, good, total in rows]
+    return [(minute, bad) for minute, bad, _ in slo_status.minute_series(slo, start, end)]
 
 
 def slo_budget_total(slo: SLO, *, now: datetime) -> float:

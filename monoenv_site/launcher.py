@@ -161,15 +161,13 @@ def wants_demo(*, embedded_database: bool) -> bool:
     A database named by DATABASE_URL is taken for production: it never gets fake
     services and deploys unless MONOENV_DEMO=1 asks for them.
     """
-    from telemetry import demo
-    from telemetry.models import ServiceDay
+    from telemetry import demo, spans
 
     if env.envstr("MONOENV_DEMO").strip():
         return env.envbool("MONOENV_DEMO", False)
     if not embedded_database:
         return False
-    services = ServiceDay.objects.values_list("service", flat=True).distinct()
-    return all(demo.is_demo(service) for service in services)
+    return all(demo.is_demo(service) for service in spans.known_services())
 
 
 def setup_django():

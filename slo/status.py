@@ -29,7 +29,7 @@ from django.conf import settings
 from django.db import connection
 
 from slo import maths
-from slo.models import SLO, Alert, Budgeting, Severity
+from slo.models import SLO, Alert, Budgeting, Severity, SLOMinute
 from telemetry import spans
 
 MINUTE = timedelta(minutes=1)
@@ -494,3 +494,19 @@ def _version_share(slo: SLO, version: str, start: datetime, end: datetime) -> fl
         return 0.0
     mine = spans.bad_count(selection, rule, start=start, end=end, version=version)
     return min(1.0, mine / every)
+
+
+def minute_series(slo: SLO, start: datetime, end: datetime) -> list[tuple[datetime, int, int]]:
+    """(minute, bad units, total events) per counted minute of [start, end), in order.
+
+    Bad units are the SLO's own: bad events, or 1 for a bad timeslice minute.
+    """
+    rows = (
+        SLOMinute.objects.filter(slo=slo, minute__gte=start, minute__lt=end)
+        .order_by("minute")
+        .values_list("minute", "good", "total")
+    )
+    if slo.budgeting == Budgeting.TIMESLICES:
+        target = slo.timeslice_target / 100
+        return [(minute, int(good < target * total), total) for minute, good, total in rows]
+    return [(minute, total - good, total) for minute, good, total in rows]

@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from telemetry import coarse_rollups, histogram
+from telemetry import coarse_rollups, histogram, spans
 from telemetry.models import PendingMinute, RollupMinute
 
 # Sent inside the rollup transaction with service= and minutes= (sorted, UTC),
@@ -207,3 +207,15 @@ def prune_rollups(*, now=None) -> int:
     cutoff = now - timedelta(days=settings.MONOENV_ROLLUP_RETENTION_DAYS)
     deleted, _ = RollupMinute.objects.filter(minute__lt=cutoff).delete()
     return deleted
+
+
+def request_minutes(*, start: datetime, end: datetime):
+    """Every minute rollup of request spans in [start, end), as
+    (service, route, minute, requests, errors, latency_histogram) rows, streamed."""
+    return (
+        RollupMinute.objects.filter(
+            span_kind__in=spans.REQUEST_KINDS, minute__gte=start, minute__lt=end
+        )
+        .values_list("service", "route", "minute", "requests", "errors", "latency_histogram")
+        .iterator()
+    )
