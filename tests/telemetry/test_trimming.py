@@ -98,7 +98,8 @@ def test_rejections_and_trimming_are_reported_together():
 def _json_spans_with_parents(*parents: str) -> bytes:
     spans = [make_span(name=f"span {index}") for index, _ in enumerate(parents)]
     document = to_otlp_json(make_request(spans))
-    for span, parent in zip(document["resourceSpans"][0]["scopeSpans"][0]["spans"], parents):
+    json_spans = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    for span, parent in zip(json_spans, parents, strict=True):
         span["parentSpanId"] = parent
     return json_body(document)
 
