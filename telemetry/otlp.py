@@ -46,7 +46,7 @@ _NOT_AN_ID = b"\x00"
 
 
 class UndecodableRequest(ValueError):
-    """The body is not an ExportTraceServiceRequest in the claimed encoding."""
+    """The body is not the expected OTLP export request in the claimed encoding."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,9 @@ class DecodedBatch:
         return f"kept every accepted span but trimmed {items}"
 
 
-def decode_protobuf(body: bytes) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
+def decode_protobuf(body: bytes, message_class=ExportTraceServiceRequest):
+    """Decode an OTLP export request (traces unless another message class is given)."""
+    request = message_class()
     try:
         request.ParseFromString(body)
     except DecodeError as exc:
@@ -113,7 +114,7 @@ def decode_protobuf(body: bytes) -> ExportTraceServiceRequest:
     return request
 
 
-def decode_json(body: bytes) -> ExportTraceServiceRequest:
+def decode_json(body: bytes, message_class=ExportTraceServiceRequest):
     """Decode OTLP/JSON, which differs from protobuf's JSON mapping in its ids."""
     try:
         document = json.loads(body.decode("utf-8"))
@@ -127,9 +128,7 @@ def decode_json(body: bytes) -> ExportTraceServiceRequest:
         raise UndecodableRequest("invalid JSON: the body must be an object")
     try:
         _hex_ids_to_base64(document)
-        return json_format.ParseDict(
-            document, ExportTraceServiceRequest(), ignore_unknown_fields=True
-        )
+        return json_format.ParseDict(document, message_class(), ignore_unknown_fields=True)
     except RecursionError as exc:
         raise UndecodableRequest("invalid OTLP/JSON: nested too deeply") from exc
     except (json_format.ParseError, TypeError, ValueError) as exc:

@@ -135,11 +135,14 @@ def stalled_database(transactional_db, settings):
 def test_a_stalled_database_spools_the_batch_and_the_replay_stores_it_once(
     post_traces, stalled_database, settings
 ):
-    response = post_traces(make_request([make_span(name="a"), make_span(name="b")]))
+    resource = {"service.name": "spooled"}
+    response = post_traces(
+        make_request([make_span(name="a"), make_span(name="b")], resource=resource)
+    )
     assert response.status_code == 200, response.content
     # Within the probe pause, the next batch goes straight to disk.
     assert ingest.database_down()
-    assert post_traces(make_request([make_span(name="c")])).status_code == 200
+    assert post_traces(make_request([make_span(name="c")], resource=resource)).status_code == 200
     box = ingest.current_spool()
     assert len(box.pending()) == 2
     kept = settings.MONOENV_SPOOL_DIR.parent / "copy"
@@ -153,8 +156,9 @@ def test_a_stalled_database_spools_the_batch_and_the_replay_stores_it_once(
         shutil.copy(path, settings.MONOENV_SPOOL_DIR)
     assert ingest.replay_spool() == 2
 
-    assert sorted(Span.objects.values_list("name", flat=True)) == ["a", "b", "c"]
-    assert ServiceDay.objects.get().span_count == 3
+    spans = Span.objects.filter(service="spooled")
+    assert sorted(spans.values_list("name", flat=True)) == ["a", "b", "c"]
+    assert ServiceDay.objects.get(service="spooled").span_count == 3
     assert box.pending() == []
 
 
