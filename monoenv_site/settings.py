@@ -200,6 +200,9 @@ MONOENV_TOKEN_CACHE_SECONDS = envint("MONOENV_TOKEN_CACHE_SECONDS", 5)
 # than this, and answers 408 to a body that takes longer than BODY_TIMEOUT.
 MONOENV_OTLP_HEADER_TIMEOUT_SECONDS = envint("MONOENV_OTLP_HEADER_TIMEOUT_SECONDS", 10)
 MONOENV_OTLP_BODY_TIMEOUT_SECONDS = envint("MONOENV_OTLP_BODY_TIMEOUT_SECONDS", 30)
+# Threads per OTLP/HTTP worker process that check tokens and decode and store
+# complete requests; keep it above MONOENV_INGEST_CONCURRENCY + QUEUE_LENGTH.
+MONOENV_OTLP_HTTP_THREADS = envint("MONOENV_OTLP_HTTP_THREADS", 8)
 # Seconds between two writes of a token's last use.
 MONOENV_TOKEN_TOUCH_SECONDS = envint("MONOENV_TOKEN_TOUCH_SECONDS", 60)
 # Requests per second per token, across all processes, after a burst; 0 turns it off.

@@ -28,7 +28,7 @@ def _batch_in_flight(conn, database: str) -> bool:
 def test_no_span_is_lost_when_a_web_worker_is_killed_mid_request(postgres, database, stack, load):
     with postgres.connect(database) as conn:
         conn.execute(SLOW_BATCHES)
-    stack.start_web(workers=2, threads=4)
+    stack.start_web(workers=2)
     for number in range(2):
         load.start(
             protocol="http",
