@@ -305,6 +305,9 @@ def otlp_command(settings, base: Path) -> list[str]:
     cmd += [
         "--worker-class", "telemetry.http_server.OtlpWorker",
         "--workers", os.environ.get("MONOENV_OTLP_WORKERS", "2"),
+        # A worker forked from a loaded master serves at once: one killed
+        # mid-request is replaced before its exporter's retry comes.
+        "--preload",
     ]  # fmt: skip
     return cmd + _gunicorn_options(base, "gunicorn-otlp.ctl")
 

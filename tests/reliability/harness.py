@@ -183,6 +183,7 @@ class Stack:
             "telemetry.http_server.OtlpWorker",
             "--workers",
             str(workers),
+            "--preload",
             "--control-socket",
             str(self.base / "gunicorn.ctl"),
         ]
