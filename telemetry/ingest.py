@@ -167,7 +167,8 @@ def ingest_request(request, *, body: bytes | None = None) -> otlp.DecodedBatch:
 
 
 def _store_unless_down(rows: list[tuple]) -> None:
-    if database_down():
+    # With nowhere else to put the batch, the database is always worth a try.
+    if database_down() and current_spool().enabled:
         raise StoreUnavailable("the database failed a store just now")
     try:
         _store_with_retry_on_dropped_partition(rows)
