@@ -5,6 +5,7 @@ the ingest transaction waits on past its timeout, as a stalled database does.
 """
 
 import fcntl
+import io
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import threading
 
 import psycopg
 import pytest
+from django.core.management import call_command
 from django.db import connection
 
 from telemetry import ingest, spool
@@ -170,3 +172,19 @@ def test_when_the_spool_is_full_too_the_answer_is_503(post_traces, stalled_datab
 
     assert response.status_code == 503
     assert response["Retry-After"] == "3"
+
+
+def test_the_spool_command_shows_and_replays_the_spool(post_traces, stalled_database):
+    assert post_traces(make_request(resource={"service.name": "by-command"})).status_code == 200
+    out = io.StringIO()
+    call_command("otlp_spool", stdout=out)
+    assert ": 1 batch(es), " in out.getvalue()
+
+    stalled_database.set()
+    ingest._outage_until = 0.0
+    out = io.StringIO()
+    call_command("otlp_spool", "--replay", stdout=out)
+
+    assert out.getvalue().startswith("replayed 1 batch(es)\n")
+    assert ": 0 batch(es), 0 bytes" in out.getvalue()
+    assert Span.objects.filter(service="by-command").count() == 1
