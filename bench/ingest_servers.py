@@ -111,6 +111,7 @@ class Server:
     def __init__(self, option: str, env: dict, log: Path, cwd: Path = REPO):
         self.port = free_port()
         self.log = log
+        self.spool = Path(env["MONOENV_DATA_DIR"]) / "spool"
         with log.open("ab") as out:
             self.proc = subprocess.Popen(option_command(option, self.port), cwd=cwd, env=env,
                                          stdout=out, stderr=subprocess.STDOUT,
@@ -228,14 +229,30 @@ def client(args) -> tuple[int, int, list[float]]:
 
 @dataclass
 class Figures:
+    """Acknowledged spans per second, and stored ones: until the spool was empty too."""
+
     spans_per_second: float
+    stored_per_second: float
     p99_ms: float
     failures: int
     peak_rss_mib: float
 
+    def line(self) -> str:
+        return (
+            f"{self.spans_per_second:9,.0f} spans/s answered, {self.stored_per_second:9,.0f} "
+            f"stored, p99 {self.p99_ms:7,.0f} ms, {self.failures} failed, "
+            f"peak RSS {self.peak_rss_mib:,.0f} MiB"
+        )
+
+
+def wait_for_empty_spool(spool: Path, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while any(spool.glob("*.otlp")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
 
 def healthy_load(server: Server, token: str, *, clients: int, seconds: float, batch: int,
-                 seed: int) -> Figures:  # fmt: skip
+                 seed: int, drain: bool = True) -> Figures:  # fmt: skip
     per_client = int(seconds * 60 / clients) + 10
     payload_sets = [
         build_payloads(f"bench-servers-{seed}", per_client, batch, seed * 100 + n)
@@ -251,10 +268,15 @@ def healthy_load(server: Server, token: str, *, clients: int, seconds: float, ba
             pending.wait(0.5)
         results = pending.get()
     elapsed = time.perf_counter() - started
+    # Batches spooled when the ingest slots were busy are stored by the replayers.
+    if drain:
+        wait_for_empty_spool(server.spool)
+    stored_after = time.perf_counter() - started
     latencies = sorted(lat for result in results for lat in result[2])
     p99 = latencies[max(int(len(latencies) * 0.99) - 1, 0)] if latencies else float("nan")
-    sent = sum(result[0] for result in results)
-    return Figures(sent * batch / elapsed, p99 * 1000, sum(r[1] for r in results), peak / 2**20)
+    spans = sum(result[0] for result in results) * batch
+    failures = sum(result[1] for result in results)
+    return Figures(spans / elapsed, spans / stored_after, p99 * 1000, failures, peak / 2**20)
 
 
 def compare_servers(args, database: Database, work: Path) -> dict[str, Figures]:
@@ -276,12 +298,7 @@ def compare_servers(args, database: Database, work: Path) -> dict[str, Figures]:
             server.stop()
         idle_figures[option] = idle
         for label, figures in (("idle", idle), (f"{args.slow} slow", slow)):
-            print(
-                f"server {option:14} {label:9}: {figures.spans_per_second:9,.0f} spans/s, "
-                f"p99 {figures.p99_ms:7,.0f} ms, {figures.failures} failed, "
-                f"peak RSS {figures.peak_rss_mib:,.0f} MiB",
-                flush=True,
-            )
+            print(f"server {option:14} {label:9}: {figures.line()}", flush=True)
     return idle_figures
 
 
@@ -314,7 +331,7 @@ def before_and_after(args, database: Database, work: Path) -> None:
                 server.warm_up(database.token, args.batch)
                 rates[label] = healthy_load(server, database.token, clients=args.clients,
                                             seconds=args.seconds, batch=args.batch,
-                                            seed=10 + len(rates)).spans_per_second  # fmt: skip
+                                            seed=10 + len(rates)).stored_per_second  # fmt: skip
             finally:
                 server.stop()
         top = ceiling(args, database.fresh())
@@ -338,7 +355,8 @@ def spool_outage(args, postgres: Postgres, database: Database, work: Path) -> No
         postgres.stop()
         try:
             down = healthy_load(server, database.token, clients=args.clients,
-                                seconds=args.outage_seconds, batch=args.batch, seed=21)  # fmt: skip
+                                seconds=args.outage_seconds, batch=args.batch, seed=21,
+                                drain=False)  # fmt: skip
             spooled = list(spool.glob("*.otlp"))
             spooled_bytes = sum(path.stat().st_size for path in spooled)
         finally:
@@ -349,10 +367,10 @@ def spool_outage(args, postgres: Postgres, database: Database, work: Path) -> No
         replay = time.monotonic() - back
     finally:
         server.stop()
-    print(f"database up:   {steady.spans_per_second:9,.0f} spans/s, p99 {steady.p99_ms:,.0f} ms")
-    print(f"database down: {down.spans_per_second:9,.0f} spans/s, p99 {down.p99_ms:,.0f} ms, "
-          f"{down.failures} failed, for {args.outage_seconds:.0f} s: {len(spooled)} batches "
-          f"({spooled_bytes / 2**20:,.0f} MiB) spooled")  # fmt: skip
+    print(f"database up:   {steady.line()}")
+    print(f"database down: {down.spans_per_second:9,.0f} spans/s answered, p99 "
+          f"{down.p99_ms:,.0f} ms, {down.failures} failed, for {args.outage_seconds:.0f} s: "
+          f"{len(spooled)} batches ({spooled_bytes / 2**20:,.0f} MiB) spooled")  # fmt: skip
     print(f"replay after the outage: {replay:.1f} s", flush=True)
 
 
