@@ -50,7 +50,8 @@ SLOW_HEADERS = (
 
 
 def option_command(option: str, port: int) -> list[str]:
-    bind = ["--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS)]
+    bind = ["--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS),
+            "--control-socket", f"/tmp/monoenv-bench-{port}.ctl"]  # fmt: skip
     gunicorn = [PYTHON, "-m", "gunicorn"]
     if option in ("gthread", "before"):
         return [*gunicorn, "monoenv_site.wsgi:application", *bind, "--worker-class", "gthread",
@@ -112,6 +113,7 @@ class Server:
         self.port = free_port()
         self.log = log
         self.spool = Path(env["MONOENV_DATA_DIR"]) / "spool"
+        self.database_url = env["DATABASE_URL"]
         with log.open("ab") as out:
             self.proc = subprocess.Popen(option_command(option, self.port), cwd=cwd, env=env,
                                          stdout=out, stderr=subprocess.STDOUT,
@@ -236,12 +238,14 @@ class Figures:
     p99_ms: float
     failures: int
     peak_rss_mib: float
+    lost: int | None = None
 
     def line(self) -> str:
+        lost = "" if self.lost is None else f", {self.lost} acknowledged but not stored"
         return (
             f"{self.spans_per_second:9,.0f} spans/s answered, {self.stored_per_second:9,.0f} "
             f"stored, p99 {self.p99_ms:7,.0f} ms, {self.failures} failed, "
-            f"peak RSS {self.peak_rss_mib:,.0f} MiB"
+            f"peak RSS {self.peak_rss_mib:,.0f} MiB{lost}"
         )
 
 
@@ -276,7 +280,17 @@ def healthy_load(server: Server, token: str, *, clients: int, seconds: float, ba
     p99 = latencies[max(int(len(latencies) * 0.99) - 1, 0)] if latencies else float("nan")
     spans = sum(result[0] for result in results) * batch
     failures = sum(result[1] for result in results)
-    return Figures(spans / elapsed, spans / stored_after, p99 * 1000, failures, peak / 2**20)
+    figures = Figures(spans / elapsed, spans / stored_after, p99 * 1000, failures, peak / 2**20)
+    if drain:
+        # A failed request may still have been stored: more stored is not a loss.
+        figures.lost = max(0, spans - _stored(server.database_url, f"bench-servers-{seed}"))
+    return figures
+
+
+def _stored(database_url: str, service: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        query = "SELECT count(*) FROM telemetry_span WHERE service = %s"
+        return conn.execute(query, [service]).fetchone()[0]
 
 
 def compare_servers(args, database: Database, work: Path) -> dict[str, Figures]:
