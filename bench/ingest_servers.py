@@ -6,7 +6,8 @@ A benchmark, not a test: it prints figures, in one run, on one machine.
     .venv/bin/python bench/ingest_servers.py --database-url postgres://...  # an external one
 
 1. For each server option (gthread, the one used before; uvicorn workers under
-   gunicorn, the one used now; gunicorn's own asyncio ASGI worker): healthy
+   gunicorn, the one used now; gunicorn's own asyncio ASGI worker; granian,
+   when installed, with the same ASGI application): healthy
    exporters' throughput and request p99, idle and with --slow connections
    open that trickle their headers a byte a second or stall mid-body; and the
    servers' peak RSS.
@@ -59,6 +60,12 @@ def option_command(option: str, port: int) -> list[str]:
     if option == "uvicorn":
         return [*gunicorn, "monoenv_site.otlp_asgi:application", *bind, "--preload",
                 "--worker-class", "telemetry.http_server.OtlpWorker"]  # fmt: skip
+    if option == "granian":
+        # Rust's hyper reads the requests; not a dependency: `pip install granian` to try it.
+        return [str(Path(PYTHON).parent / "granian"), "--interface", "asgi", "--host",
+                "127.0.0.1", "--port", str(port), "--workers", str(WORKERS), "--http", "1",
+                "--http1-header-read-timeout", "10000",
+                "monoenv_site.otlp_asgi:application"]  # fmt: skip
     if option == "gunicorn-asgi":
         return [*gunicorn, "monoenv_site.otlp_asgi:application", *bind, "--preload",
                 "--worker-class", "gunicorn.workers.gasgi.ASGIWorker"]  # fmt: skip
@@ -391,7 +398,10 @@ def spool_outage(args, postgres: Postgres, database: Database, work: Path) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", help="an external PostgreSQL (its postgres database)")
-    parser.add_argument("--options", nargs="+", default=["gthread", "uvicorn", "gunicorn-asgi"])
+    default_options = ["gthread", "uvicorn", "gunicorn-asgi"]
+    if shutil.which("granian", path=str(Path(PYTHON).parent)):
+        default_options.append("granian")
+    parser.add_argument("--options", nargs="+", default=default_options)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--batch", type=int, default=512)
