@@ -92,6 +92,8 @@ _spool: Spool | None = None
 # Until this monotonic time, stores go straight to the spool: the database
 # just failed one, and the replayer finds out when it is back.
 _outage_until = 0.0
+# Whether this process logged the outage, so it says so once, not every probe.
+_outage_announced = False
 _replayer: threading.Thread | None = None
 _replayer_pid = 0
 _wake = threading.Event()
@@ -117,8 +119,9 @@ def database_down() -> bool:
 
 
 def _note_outage() -> None:
-    global _outage_until
-    if not database_down():
+    global _outage_until, _outage_announced
+    if not _outage_announced:
+        _outage_announced = True
         logger.warning(
             "PostgreSQL cannot take spans now; spooling them to %s", settings.MONOENV_SPOOL_DIR
         )
@@ -126,7 +129,10 @@ def _note_outage() -> None:
 
 
 def _note_recovery() -> None:
-    global _outage_until
+    global _outage_until, _outage_announced
+    if _outage_announced:
+        _outage_announced = False
+        logger.warning("PostgreSQL takes spans again; replaying the spool")
     _outage_until = 0.0
 
 
@@ -175,6 +181,8 @@ def _store_unless_down(rows: list[tuple]) -> None:
     except StoreUnavailable:
         _note_outage()
         raise
+    if _outage_announced:
+        _note_recovery()
 
 
 def _spool_or_raise(request, body: bytes | None) -> None:
