@@ -94,7 +94,7 @@ _spool: Spool | None = None
 _outage_until = 0.0
 # Whether this process logged the outage, so it says so once, not every probe.
 _outage_announced = False
-_replayer: threading.Thread | None = None
+_replayers: list[threading.Thread] = []
 _replayer_pid = 0
 _wake = threading.Event()
 # Seconds the replayer sleeps with an empty spool before looking again (other
@@ -230,19 +230,28 @@ def _store_spooled(payload: bytes) -> None:
 
 
 def start_replayer() -> None:
-    """Start this process's spool replayer thread, once per process (also after a fork)."""
-    global _replayer, _replayer_pid
-    if _replayer is not None and _replayer_pid == os.getpid() and _replayer.is_alive():
+    """Start this process's spool replayers, once per process (also after a fork).
+
+    As many threads as MONOENV_INGEST_CONCURRENCY, so a backlog drains at the
+    rate the process could store live batches; each takes an ingest slot per
+    batch, and the file locks keep them from replaying the same one.
+    """
+    global _replayers, _replayer_pid
+    if _replayer_pid == os.getpid() and any(thread.is_alive() for thread in _replayers):
         return
     if not (current_spool().enabled and settings.MONOENV_SPOOL_BACKGROUND_REPLAY):
         return
     _replayer_pid = os.getpid()
-    _replayer = threading.Thread(target=_replay_forever, name="spool-replayer", daemon=True)
-    _replayer.start()
+    current_spool().clean()
+    _replayers = [
+        threading.Thread(target=_replay_forever, name=f"spool-replayer-{number}", daemon=True)
+        for number in range(max(settings.MONOENV_INGEST_CONCURRENCY, 1))
+    ]
+    for thread in _replayers:
+        thread.start()
 
 
 def _replay_forever() -> None:
-    current_spool().clean()
     while True:
         close_old_connections()
         try:
