@@ -95,6 +95,7 @@ _outage_until = 0.0
 # Whether this process logged the outage, so it says so once, not every probe.
 _outage_announced = False
 _replayers: list[threading.Thread] = []
+_replayers_lock = threading.Lock()
 _replayer_pid = 0
 _wake = threading.Event()
 # Seconds the replayer sleeps with an empty spool before looking again (other
@@ -241,14 +242,18 @@ def start_replayer() -> None:
         return
     if not (current_spool().enabled and settings.MONOENV_SPOOL_BACKGROUND_REPLAY):
         return
-    _replayer_pid = os.getpid()
-    current_spool().clean()
-    _replayers = [
-        threading.Thread(target=_replay_forever, name=f"spool-replayer-{number}", daemon=True)
-        for number in range(max(settings.MONOENV_INGEST_CONCURRENCY, 1))
-    ]
-    for thread in _replayers:
-        thread.start()
+    with _replayers_lock:
+        # Another receiver thread may have started them while this one waited.
+        if _replayer_pid == os.getpid() and any(thread.is_alive() for thread in _replayers):
+            return
+        _replayer_pid = os.getpid()
+        current_spool().clean()
+        _replayers = [
+            threading.Thread(target=_replay_forever, name=f"spool-replayer-{n}", daemon=True)
+            for n in range(max(settings.MONOENV_INGEST_CONCURRENCY, 1))
+        ]
+        for thread in _replayers:
+            thread.start()
 
 
 def _replay_forever() -> None:
