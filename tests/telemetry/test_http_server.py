@@ -16,6 +16,7 @@ import pytest
 import requests
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
+from telemetry import spool
 from telemetry.models import Span
 from tests.helpers import bearer
 from tests.reliability.harness import wait_for
@@ -145,3 +146,19 @@ def test_a_plain_http2_client_gets_505_naming_the_fix(start_server):
 
     assert status == "505"
     assert b"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf" in body
+
+
+def test_a_spool_left_by_an_earlier_run_is_replayed_when_the_server_starts(
+    start_server, tmp_path
+):
+    # As a crashed or stopped stack leaves it: batches on disk, nobody sending.
+    left_behind = spool.Spool(tmp_path / "data" / "spool", max_bytes=10**6)
+    for name in ("first", "second"):
+        request = make_request([make_span(name=name)], resource={"service.name": "left"})
+        assert left_behind.put(request.SerializeToString())
+
+    start_server()
+
+    wait_for(lambda: Span.objects.filter(service="left").count() == 2, timeout=60,
+             what="the replay on start")  # fmt: skip
+    wait_for(lambda: not left_behind.pending(), timeout=30, what="an empty spool")
