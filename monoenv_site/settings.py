@@ -180,6 +180,12 @@ MONOENV_INGEST_QUEUE_SECONDS = envint("MONOENV_INGEST_QUEUE_SECONDS", 1)
 # A batch the database has not taken within this many seconds (per statement,
 # lock waits included) gets 503, inside the exporters' 10 s default timeout.
 MONOENV_INGEST_DB_TIMEOUT_SECONDS = envint("MONOENV_INGEST_DB_TIMEOUT_SECONDS", 5)
+# A database host that does not answer at all (a failover, a partition) must
+# not hold ingest threads for the TCP timeout: past this, the batch is spooled.
+MONOENV_DB_CONNECT_TIMEOUT_SECONDS = envint("MONOENV_DB_CONNECT_TIMEOUT_SECONDS", 5)
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+    "connect_timeout", MONOENV_DB_CONNECT_TIMEOUT_SECONDS
+)
 # Short enough that an exporter with its default 10 s timeout retries ~4 times.
 MONOENV_RETRY_AFTER_SECONDS = envint("MONOENV_RETRY_AFTER_SECONDS", 2)
 # The durable spool for batches PostgreSQL cannot take now (docs/reliability.md).
