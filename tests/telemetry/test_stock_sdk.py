@@ -55,7 +55,7 @@ def printed_lines(settings, token: str) -> dict[str, str]:
     """The banner's first block of OTEL_* lines, as a user would paste them."""
     out = io.StringIO()
     with redirect_stdout(out):
-        launcher.print_banner(settings, "(admin)", token)
+        launcher.print_banner(settings, "(admin)", token, "(ci token)", demo=False)
     lines, started = [], False
     for line in out.getvalue().splitlines():
         if re.match(r"^OTEL_[A-Z_]+=", line.strip()):
@@ -77,13 +77,7 @@ def test_a_stock_instrumented_flask_service_exports_without_error(
         for key, value in os.environ.items()
         if not key.startswith("OTEL_") and key not in ("DJANGO_SETTINGS_MODULE",)
     }
-    lines = printed_lines(settings, ingest_token)
-    if "OTEL_EXPORTER_OTLP_PROTOCOL" not in lines and not os.environ.get("STOCK_SDK_PROTOCOL"):
-        # Issue 12 item 1.1: the banner's block must name the protocol, or
-        # Python's SDK speaks gRPC to this port. The launcher's banner owns that.
-        pytest.xfail("the banner's block to copy lacks OTEL_EXPORTER_OTLP_PROTOCOL")
-    lines.setdefault("OTEL_EXPORTER_OTLP_PROTOCOL", os.environ.get("STOCK_SDK_PROTOCOL", ""))
-    env.update(lines)
+    env.update(printed_lines(settings, ingest_token))
     env.update(
         OTEL_SERVICE_NAME="stock-flask",
         OTEL_METRIC_EXPORT_INTERVAL="500",
