@@ -178,7 +178,7 @@ MONOENV_INGEST_CONCURRENCY = envint("MONOENV_INGEST_CONCURRENCY", 2)
 MONOENV_INGEST_QUEUE_LENGTH = envint("MONOENV_INGEST_QUEUE_LENGTH", 1)
 MONOENV_INGEST_QUEUE_SECONDS = envint("MONOENV_INGEST_QUEUE_SECONDS", 1)
 # A batch the database has not taken within this many seconds (per statement,
-# lock waits included) gets 503, inside the exporters' 10 s default timeout.
+# lock waits included) is spooled, well inside the exporters' 10 s timeout.
 MONOENV_INGEST_DB_TIMEOUT_SECONDS = envint("MONOENV_INGEST_DB_TIMEOUT_SECONDS", 5)
 # A database host that does not answer at all (a failover, a partition) must
 # not hold ingest threads for the TCP timeout: past this, the batch is spooled.
