@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -80,10 +80,18 @@ class Database:
     url_for: object  # name -> URL
     token: str = ""
     counter: int = 0
+    created: list = field(default_factory=list)
+
+    def drop_all(self) -> None:
+        """Drop what this run created (an external server keeps nothing of it)."""
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            for name in [*self.created, TEMPLATE]:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     def fresh(self) -> str:
         self.counter += 1
         name = f"bench_servers_{os.getpid()}_{self.counter}"
+        self.created.append(name)
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name}")
             conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
@@ -434,6 +442,8 @@ def main() -> None:
             spool_outage(args, postgres, database, work)
         print(f"load average at the end: {os.getloadavg()}")
     finally:
+        if args.database_url:
+            database.drop_all()
         if postgres and postgres.running():
             postgres.stop()
         shutil.rmtree(work, ignore_errors=True)
