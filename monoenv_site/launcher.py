@@ -270,8 +270,11 @@ def demo_line(settings) -> str:
 
 def commands(settings, base: Path) -> dict[str, list[str]]:
     celery = [PYTHON, "-m", "celery", "-A", "monoenv_site"]
+    servers = {"otlp": otlp_command(settings, base)}
+    if settings.MONOENV_HTTP_PORT != settings.MONOENV_OTLP_HTTP_PORT:
+        servers["web"] = web_command(settings, base)
     return {
-        "web": web_command(settings, base),
+        **servers,
         "grpc": [PYTHON, "manage.py", "otlp_grpc", "--port", str(settings.MONOENV_OTLP_GRPC_PORT)],
         "worker": [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"],
         "beat": [*celery, "beat", "--loglevel", "INFO", "-s", str(base / "celerybeat-schedule")],
@@ -279,22 +282,42 @@ def commands(settings, base: Path) -> dict[str, list[str]]:
 
 
 def web_command(settings, base: Path) -> list[str]:
-    ports = dict.fromkeys([settings.MONOENV_HTTP_PORT, settings.MONOENV_OTLP_HTTP_PORT])
+    """The dashboard and API port: Django under gunicorn's threaded workers."""
     cmd = [PYTHON, "-m", "gunicorn", "monoenv_site.wsgi:application"]
-    for port in ports:
-        cmd += ["--bind", f"0.0.0.0:{port}"]
+    cmd += ["--bind", f"0.0.0.0:{settings.MONOENV_HTTP_PORT}"]
     cmd += [
         "--worker-class", "gthread",
         "--workers", os.environ.get("MONOENV_WEB_WORKERS", "2"),
         "--threads", os.environ.get("MONOENV_WEB_THREADS", "4"),
-        "--graceful-timeout", str(GRACEFUL_TIMEOUT),
     ]  # fmt: skip
+    return cmd + _gunicorn_options(base, "gunicorn.ctl")
+
+
+def otlp_command(settings, base: Path) -> list[str]:
+    """The OTLP/HTTP port: event-loop workers, so slow clients hold no thread.
+
+    With one port for both, it serves the dashboard too (telemetry/asgi.py).
+    """
+    cmd = [PYTHON, "-m", "gunicorn", "monoenv_site.otlp_asgi:application"]
+    cmd += ["--bind", f"0.0.0.0:{settings.MONOENV_OTLP_HTTP_PORT}"]
+    cmd += [
+        "--worker-class", "telemetry.http_server.OtlpWorker",
+        "--workers", os.environ.get("MONOENV_OTLP_WORKERS", "2"),
+        # A worker forked from a loaded master serves at once: one killed
+        # mid-request is replaced before its exporter's retry comes.
+        "--preload",
+    ]  # fmt: skip
+    return cmd + _gunicorn_options(base, "gunicorn-otlp.ctl")
+
+
+def _gunicorn_options(base: Path, control_socket: str) -> list[str]:
+    options = ["--graceful-timeout", str(GRACEFUL_TIMEOUT)]
     if gunicorn.version_info >= (25, 1):
         # Its default is one path per user: two stacks would fight over it.
-        cmd += ["--control-socket", str(base / "gunicorn.ctl")]
+        options += ["--control-socket", str(base / control_socket)]
     if os.environ.get("MONOENV_WEB_ACCESS_LOG", "").lower() in ("1", "true", "yes", "on"):
-        cmd += ["--access-logfile", "-"]
-    return cmd
+        options += ["--access-logfile", "-"]
+    return options
 
 
 def print_banner(settings, admin_note: str, ingest_token: str, ci_token: str, *, demo: bool):

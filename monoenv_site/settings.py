@@ -178,10 +178,37 @@ MONOENV_INGEST_CONCURRENCY = envint("MONOENV_INGEST_CONCURRENCY", 2)
 MONOENV_INGEST_QUEUE_LENGTH = envint("MONOENV_INGEST_QUEUE_LENGTH", 1)
 MONOENV_INGEST_QUEUE_SECONDS = envint("MONOENV_INGEST_QUEUE_SECONDS", 1)
 # A batch the database has not taken within this many seconds (per statement,
-# lock waits included) gets 503, inside the exporters' 10 s default timeout.
+# lock waits included) is spooled, well inside the exporters' 10 s timeout.
 MONOENV_INGEST_DB_TIMEOUT_SECONDS = envint("MONOENV_INGEST_DB_TIMEOUT_SECONDS", 5)
+# A database host that does not answer at all (a failover, a partition) must
+# not hold ingest threads for the TCP timeout: past this, the batch is spooled.
+MONOENV_DB_CONNECT_TIMEOUT_SECONDS = envint("MONOENV_DB_CONNECT_TIMEOUT_SECONDS", 5)
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+    "connect_timeout", MONOENV_DB_CONNECT_TIMEOUT_SECONDS
+)
 # Short enough that an exporter with its default 10 s timeout retries ~4 times.
 MONOENV_RETRY_AFTER_SECONDS = envint("MONOENV_RETRY_AFTER_SECONDS", 2)
+# The durable spool for batches PostgreSQL cannot take now (docs/reliability.md).
+# Only when it holds MAX_BYTES does ingest answer 503; 0 turns it off.
+MONOENV_SPOOL_DIR = Path(envstr("MONOENV_SPOOL_DIR", str(MONOENV_DATA_DIR / "spool")))
+MONOENV_SPOOL_MAX_BYTES = envint("MONOENV_SPOOL_MAX_BYTES", 1024 * 1024 * 1024)
+# After a failed store, batches go straight to the spool for this long before
+# the database is tried again.
+MONOENV_SPOOL_PROBE_SECONDS = envint("MONOENV_SPOOL_PROBE_SECONDS", 1)
+# Each serving process replays the spool in a background thread; with this
+# off, `manage.py otlp_spool --replay` does it instead (cron, or tests).
+MONOENV_SPOOL_BACKGROUND_REPLAY = envbool("MONOENV_SPOOL_BACKGROUND_REPLAY", True)
+# A token check is trusted this long without asking the database again; a
+# revoked token is refused within this many seconds. While the database is
+# down, tokens it confirmed before are still accepted.
+MONOENV_TOKEN_CACHE_SECONDS = envint("MONOENV_TOKEN_CACHE_SECONDS", 5)
+# The OTLP/HTTP server closes a connection whose request headers take longer
+# than this, and answers 408 to a body that takes longer than BODY_TIMEOUT.
+MONOENV_OTLP_HEADER_TIMEOUT_SECONDS = envint("MONOENV_OTLP_HEADER_TIMEOUT_SECONDS", 10)
+MONOENV_OTLP_BODY_TIMEOUT_SECONDS = envint("MONOENV_OTLP_BODY_TIMEOUT_SECONDS", 30)
+# Threads per OTLP/HTTP worker process that check tokens and decode and store
+# complete requests; keep it above MONOENV_INGEST_CONCURRENCY + QUEUE_LENGTH.
+MONOENV_OTLP_HTTP_THREADS = envint("MONOENV_OTLP_HTTP_THREADS", 8)
 # Seconds between two writes of a token's last use.
 MONOENV_TOKEN_TOUCH_SECONDS = envint("MONOENV_TOKEN_TOUCH_SECONDS", 60)
 # Requests per second per token, across all processes, after a burst; 0 turns it off.

@@ -1,19 +1,31 @@
 """The write path shared by both receivers: decoded spans into PostgreSQL.
 
 A receiver acknowledges a batch only after ingest_request() returns, that is
-after the spans are committed.
+after the spans are committed, or written durably to the local spool
+(telemetry/spool.py) when PostgreSQL cannot take them now. A background
+replayer in each serving process stores spooled batches once the database
+answers again. ingest_request() raises StoreUnavailable only when the spool
+is full or turned off.
 """
 
+import logging
+import os
 import threading
+import time
 from collections import defaultdict
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 import psycopg
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from telemetry import otlp, partitions
+from telemetry.spool import Spool, Unreadable
+
+logger = logging.getLogger(__name__)
 
 _COPY_SQL = "COPY {table} ({columns}) FROM STDIN"
 _COLUMN_LIST = ", ".join(otlp.SPAN_COLUMNS)
@@ -65,8 +77,64 @@ class _IngestSlots:
     def __exit__(self, *exc_info):
         self._semaphore.release()
 
+    @contextmanager
+    def turn(self):
+        """Wait as long as it takes for a slot: for the replayer, which has no client."""
+        self._semaphore.acquire()
+        try:
+            yield
+        finally:
+            self._semaphore.release()
+
 
 _slots: _IngestSlots | None = None
+_spool: Spool | None = None
+# Until this monotonic time, stores go straight to the spool: the database
+# just failed one, and the replayer finds out when it is back.
+_outage_until = 0.0
+# Whether this process logged the outage, so it says so once, not every probe.
+_outage_announced = False
+_replayers: list[threading.Thread] = []
+_replayers_lock = threading.Lock()
+_replayer_pid = 0
+_wake = threading.Event()
+# Seconds the replayer sleeps with an empty spool before looking again (other
+# processes on the host may have spooled meanwhile).
+IDLE_POLL_SECONDS = 5.0
+
+
+def current_spool() -> Spool:
+    global _spool
+    directory = Path(settings.MONOENV_SPOOL_DIR)
+    if _spool is None or (_spool.directory, _spool.max_bytes) != (
+        directory,
+        settings.MONOENV_SPOOL_MAX_BYTES,
+    ):
+        _spool = Spool(directory, settings.MONOENV_SPOOL_MAX_BYTES)
+    return _spool
+
+
+def database_down() -> bool:
+    """Whether a store failed in this process within MONOENV_SPOOL_PROBE_SECONDS."""
+    return time.monotonic() < _outage_until
+
+
+def _note_outage() -> None:
+    global _outage_until, _outage_announced
+    if not _outage_announced:
+        _outage_announced = True
+        logger.warning(
+            "PostgreSQL cannot take spans now; spooling them to %s", settings.MONOENV_SPOOL_DIR
+        )
+    _outage_until = time.monotonic() + settings.MONOENV_SPOOL_PROBE_SECONDS
+
+
+def _note_recovery() -> None:
+    global _outage_until, _outage_announced
+    if _outage_announced:
+        _outage_announced = False
+        logger.warning("PostgreSQL takes spans again; replaying the spool")
+    _outage_until = 0.0
 
 
 def current_limits() -> otlp.Limits:
@@ -81,17 +149,126 @@ def current_limits() -> otlp.Limits:
     )
 
 
-def ingest_request(request) -> otlp.DecodedBatch:
-    """Validate and store an ExportTraceServiceRequest; raise StoreUnavailable."""
+def ingest_request(request, *, body: bytes | None = None) -> otlp.DecodedBatch:
+    """Validate and store (or spool) an ExportTraceServiceRequest.
+
+    body, when given, is the request already serialized as protobuf, which
+    spares serializing it again for the spool. Raises StoreUnavailable only
+    when the spool cannot take the batch either.
+    """
     global _slots
     _slots = _slots or _IngestSlots()
     _check_span_count(request)
-    # The slot covers decoding too: the decoded rows are the big in-process buffer.
-    with _slots:
+    batch = None
+    try:
+        # The slot covers decoding too: the decoded rows are the big in-process buffer.
+        with _slots:
+            batch = otlp.spans_to_rows(request, current_limits())
+            if batch.rows:
+                _store_unless_down(batch.rows)
+    except StoreUnavailable:
+        # Over capacity, the batch was not decoded: its replay logs what it rejects.
+        _spool_or_raise(request, body)
+        return batch or otlp.DecodedBatch()
+    return batch
+
+
+def _store_unless_down(rows: list[tuple]) -> None:
+    # With nowhere else to put the batch, the database is always worth a try.
+    if database_down() and current_spool().enabled:
+        raise StoreUnavailable("the database failed a store just now")
+    try:
+        _store_with_retry_on_dropped_partition(rows)
+    except StoreUnavailable:
+        _note_outage()
+        raise
+    if _outage_announced:
+        _note_recovery()
+
+
+def _spool_or_raise(request, body: bytes | None) -> None:
+    spool = current_spool()
+    payload = body if body is not None else request.SerializeToString()
+    if not spool.put(payload):
+        raise StoreUnavailable("the spool is full or turned off")
+    start_replayer()
+    _wake.set()
+
+
+def replay_spool() -> int:
+    """Store spooled batches, oldest first, until none is left or the store fails.
+
+    Returns how many batches were stored. Safe to run in several processes
+    and threads at once (see telemetry/spool.py).
+    """
+    global _slots
+    _slots = _slots or _IngestSlots()
+    spool = current_spool()
+    replayed = 0
+    try:
+        while spool.replay_one(_store_spooled):
+            replayed += 1
+    except StoreUnavailable:
+        _note_outage()
+    if replayed:
+        logger.info("Replayed %d spooled batch(es); %d left", replayed, len(spool.pending()))
+    return replayed
+
+
+def _store_spooled(payload: bytes) -> None:
+    try:
+        request = otlp.decode_protobuf(payload)
+    except otlp.UndecodableRequest as exc:
+        logger.error("Setting aside a spooled batch that does not decode: %s", exc)
+        raise Unreadable(str(exc)) from exc
+    with _slots.turn():
         batch = otlp.spans_to_rows(request, current_limits())
         if batch.rows:
             _store_with_retry_on_dropped_partition(batch.rows)
-    return batch
+    _note_recovery()
+    if batch.rejected:
+        logger.warning("A spooled batch, replayed: %s", batch.rejection_message())
+
+
+def start_replayer() -> None:
+    """Start this process's spool replayers, once per process (also after a fork).
+
+    As many threads as MONOENV_INGEST_CONCURRENCY, so a backlog drains at the
+    rate the process could store live batches; each takes an ingest slot per
+    batch, and the file locks keep them from replaying the same one.
+    """
+    global _replayers, _replayer_pid
+    if _replayer_pid == os.getpid() and any(thread.is_alive() for thread in _replayers):
+        return
+    if not (current_spool().enabled and settings.MONOENV_SPOOL_BACKGROUND_REPLAY):
+        return
+    with _replayers_lock:
+        # Another receiver thread may have started them while this one waited.
+        if _replayer_pid == os.getpid() and any(thread.is_alive() for thread in _replayers):
+            return
+        _replayer_pid = os.getpid()
+        current_spool().clean()
+        _replayers = [
+            threading.Thread(target=_replay_forever, name=f"spool-replayer-{n}", daemon=True)
+            for n in range(max(settings.MONOENV_INGEST_CONCURRENCY, 1))
+        ]
+        for thread in _replayers:
+            thread.start()
+
+
+def _replay_forever() -> None:
+    while True:
+        close_old_connections()
+        try:
+            replay_spool()
+        except Exception:
+            logger.exception("The spool replayer failed; trying again")
+        if database_down():
+            # Probe again only after the pause, however many batches are spooled meanwhile.
+            time.sleep(settings.MONOENV_SPOOL_PROBE_SECONDS)
+        elif not current_spool().pending():
+            _wake.wait(IDLE_POLL_SECONDS)
+            _wake.clear()
 
 
 def _check_span_count(request) -> None:

@@ -41,10 +41,12 @@ VERSION_INDEX = SPAN_COLUMNS.index("service_version")
 
 # OTLP/JSON carries these ids as hex; protobuf's JSON mapping expects base64.
 _HEX_ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+_PARENT_ID_KEYS = ("parentSpanId", "parent_span_id")
+_NOT_AN_ID = b"\x00"
 
 
 class UndecodableRequest(ValueError):
-    """The body is not an ExportTraceServiceRequest in the claimed encoding."""
+    """The body is not the expected OTLP export request in the claimed encoding."""
 
 
 @dataclass(frozen=True)
@@ -61,19 +63,32 @@ class Limits:
 
 @dataclass
 class DecodedBatch:
+    """Rows to store, spans rejected by reason, and what was trimmed from the rest.
+
+    Trimming follows the OpenTelemetry attribute limits: values are truncated
+    and surplus attributes and events dropped, and the span is kept.
+    """
+
     rows: list[tuple] = field(default_factory=list)
     rejections: Counter = field(default_factory=Counter)
+    trimmed: Counter = field(default_factory=Counter)
 
     @property
     def rejected(self) -> int:
         return sum(self.rejections.values())
 
     def export_response(self) -> ExportTraceServiceResponse:
-        """The answer to the client: a partial success names what was rejected."""
+        """The answer to the client: a partial success names what was rejected.
+
+        Trimming alone is a partial success with rejected_spans 0, the warning
+        the OTLP specification allows; the exporters do not retry either.
+        """
         response = ExportTraceServiceResponse()
+        message = "; ".join(m for m in (self.rejection_message(), self.trim_message()) if m)
         if self.rejected:
             response.partial_success.rejected_spans = self.rejected
-            response.partial_success.error_message = self.rejection_message()
+        if message:
+            response.partial_success.error_message = message
         return response
 
     def rejection_message(self) -> str:
@@ -82,9 +97,16 @@ class DecodedBatch:
         reasons = "; ".join(f"{count} {reason}" for reason, count in self.rejections.items())
         return f"rejected {self.rejected} span(s): {reasons}"
 
+    def trim_message(self) -> str:
+        if not self.trimmed:
+            return ""
+        items = ", ".join(f"{count} {what}" for what, count in self.trimmed.items())
+        return f"kept every accepted span but trimmed {items}"
 
-def decode_protobuf(body: bytes) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
+
+def decode_protobuf(body: bytes, message_class=ExportTraceServiceRequest):
+    """Decode an OTLP export request (traces unless another message class is given)."""
+    request = message_class()
     try:
         request.ParseFromString(body)
     except DecodeError as exc:
@@ -92,7 +114,7 @@ def decode_protobuf(body: bytes) -> ExportTraceServiceRequest:
     return request
 
 
-def decode_json(body: bytes) -> ExportTraceServiceRequest:
+def decode_json(body: bytes, message_class=ExportTraceServiceRequest):
     """Decode OTLP/JSON, which differs from protobuf's JSON mapping in its ids."""
     try:
         document = json.loads(body.decode("utf-8"))
@@ -106,9 +128,7 @@ def decode_json(body: bytes) -> ExportTraceServiceRequest:
         raise UndecodableRequest("invalid JSON: the body must be an object")
     try:
         _hex_ids_to_base64(document)
-        return json_format.ParseDict(
-            document, ExportTraceServiceRequest(), ignore_unknown_fields=True
-        )
+        return json_format.ParseDict(document, message_class(), ignore_unknown_fields=True)
     except RecursionError as exc:
         raise UndecodableRequest("invalid OTLP/JSON: nested too deeply") from exc
     except (json_format.ParseError, TypeError, ValueError) as exc:
@@ -122,29 +142,27 @@ def _hex_ids_to_base64(node) -> None:
     elif isinstance(node, dict):
         for key, value in node.items():
             if key in _HEX_ID_KEYS and isinstance(value, str):
-                node[key] = _hex_to_base64(value)
+                node[key] = _hex_to_base64(value, parent=key in _PARENT_ID_KEYS)
             else:
                 _hex_ids_to_base64(value)
 
 
-def _hex_to_base64(value: str) -> str:
+def _hex_to_base64(value: str, *, parent: bool = False) -> str:
     try:
         raw = bytes.fromhex(value)
     except ValueError:
-        # Not hex: leave an empty id so the span is rejected by name, not the batch.
-        raw = b""
+        # Not hex: an id of a length no span may have, so the span is rejected
+        # by name, not the batch. An empty parent would pass for a root.
+        raw = _NOT_AN_ID if parent else b""
     return base64.b64encode(raw).decode()
 
 
 def spans_to_rows(request: ExportTraceServiceRequest, limits: Limits) -> DecodedBatch:
     batch = DecodedBatch()
+    trim = _Trimmer(limits, batch.trimmed)
     for resource_spans in request.resource_spans:
         try:
-            if len(resource_spans.resource.attributes) > limits.max_attributes:
-                raise RejectedSpan(f"more than {limits.max_attributes} attributes")
-            resource = _attributes(resource_spans.resource.attributes)
-            _check_sizes(resource, limits.max_attribute_value_bytes)
-            context = _ResourceContext(resource)
+            context = _ResourceContext(trim.attributes(resource_spans.resource.attributes))
         except RejectedSpan as rejection:
             spans = sum(len(scope_spans.spans) for scope_spans in resource_spans.scope_spans)
             batch.rejections[f"resource {rejection.reason}"] += spans
@@ -152,10 +170,63 @@ def spans_to_rows(request: ExportTraceServiceRequest, limits: Limits) -> Decoded
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 try:
-                    batch.rows.append(_span_row(span, context, limits))
+                    batch.rows.append(_span_row(span, context, limits, trim))
                 except RejectedSpan as rejection:
                     batch.rejections[rejection.reason] += 1
     return batch
+
+
+class _Trimmer:
+    """Applies the attribute limits while converting, and counts what it cut.
+
+    Strings (and byte arrays) are cut to max_attribute_value_bytes of UTF-8
+    at a character boundary, inside arrays and maps too; attributes past
+    max_attributes are dropped, keeping the first ones in the order sent.
+    """
+
+    def __init__(self, limits: Limits, counts: Counter):
+        self.max_bytes = limits.max_attribute_value_bytes
+        self.max_attributes = limits.max_attributes
+        self.counts = counts
+        self.truncated_label = f"value(s) truncated to {self.max_bytes} bytes"
+        self.dropped_label = f"attribute(s) dropped past {self.max_attributes}"
+
+    def attributes(self, key_values, depth: int = 0) -> dict:
+        if len(key_values) > self.max_attributes:
+            self.counts[self.dropped_label] += len(key_values) - self.max_attributes
+            key_values = key_values[: self.max_attributes]
+        return {_text(item.key): self.value(item.value, depth) for item in key_values}
+
+    def value(self, any_value, depth: int = 0):
+        kind = any_value.WhichOneof("value")
+        if kind == "string_value":
+            return self.text(any_value.string_value)
+        if kind is None:
+            return None
+        if kind in ("array_value", "kvlist_value") and depth >= MAX_VALUE_DEPTH:
+            raise RejectedSpan(f"attribute value nested deeper than {MAX_VALUE_DEPTH} levels")
+        if kind == "array_value":
+            return [self.value(item, depth + 1) for item in any_value.array_value.values]
+        if kind == "kvlist_value":
+            return self.attributes(any_value.kvlist_value.values, depth + 1)
+        if kind == "bytes_value":
+            raw = any_value.bytes_value
+            # base64 takes 4 bytes for every 3: cut so the stored text fits.
+            room = self.max_bytes // 4 * 3
+            if len(raw) > room:
+                self.counts[self.truncated_label] += 1
+                raw = raw[:room]
+            return base64.b64encode(raw).decode()
+        return _plain_value(any_value, kind)
+
+    def text(self, value: str, *, count: bool = True) -> str:
+        # Four bytes per character at most, so shorter strings need no encoding.
+        if len(value) * 4 > self.max_bytes:
+            encoded = value.encode()
+            if len(encoded) > self.max_bytes:
+                self.counts[self.truncated_label] += count
+                value = encoded[: self.max_bytes].decode("utf-8", "ignore")
+        return _text(value)
 
 
 class RejectedSpan(Exception):
@@ -177,8 +248,8 @@ class _ResourceContext:
         self.resource_json = _json(resource)
 
 
-def _span_row(span, context: _ResourceContext, limits: Limits) -> tuple:
-    _check_ids(span)
+def _span_row(span, context: _ResourceContext, limits: Limits, trim: _Trimmer) -> tuple:
+    parent_span_id = _check_ids(span)
     start_time = EPOCH + timedelta(microseconds=span.start_time_unix_nano // 1000)
     if start_time < limits.oldest:
         raise RejectedSpan(f"older than the {limits.retention_days}-day retention")
@@ -186,24 +257,15 @@ def _span_row(span, context: _ResourceContext, limits: Limits) -> tuple:
         raise RejectedSpan(f"more than {limits.max_future_seconds} s in the future")
     if span.end_time_unix_nano < span.start_time_unix_nano:
         raise RejectedSpan("end time before start time")
-    if len(span.attributes) > limits.max_attributes:
-        raise RejectedSpan(f"more than {limits.max_attributes} attributes")
-    if len(span.events) > limits.max_events:
-        raise RejectedSpan(f"more than {limits.max_events} events")
-    if any(len(event.attributes) > limits.max_attributes for event in span.events):
-        raise RejectedSpan(f"an event with more than {limits.max_attributes} attributes")
-    attributes = _attributes(span.attributes)
-    _check_sizes(attributes, limits.max_attribute_value_bytes)
-    events = [_event(event) for event in span.events]
-    for event in events:
-        _check_sizes(event["attributes"], limits.max_attribute_value_bytes, kind="event attribute")
+    attributes = trim.attributes(span.attributes)
+    events = [_event(event, trim) for event in _kept_events(span.events, limits, trim)]
     http_status = _http_status(attributes)
     name = _text(span.name)
     status_code = span.status.code
     return (
         span.trace_id,
         span.span_id,
-        span.parent_span_id or None,
+        parent_span_id,
         context.service,
         context.version,
         context.environment,
@@ -217,37 +279,36 @@ def _span_row(span, context: _ResourceContext, limits: Limits) -> tuple:
         http_status,
         str(attributes.get("http.request.method") or attributes.get("http.method") or ""),
         _is_error(status_code, span.kind, http_status),
-        _exception_type(span.events),
+        # From every event, so that trimming never hides what failed.
+        _exception_type(span.events, trim),
         _json(attributes),
         context.resource_json,
         _json(events),
     )
 
 
-def _check_ids(span) -> None:
+def _kept_events(events, limits: Limits, trim: _Trimmer):
+    if len(events) <= limits.max_events:
+        return events
+    trim.counts[f"event(s) dropped past {limits.max_events}"] += len(events) - limits.max_events
+    return events[: limits.max_events]
+
+
+def _check_ids(span) -> bytes | None:
+    """Refuse spans whose ids are unusable; return the parent id, None for a root.
+
+    An all-zero parent id is how some senders spell "no parent" (the SDKs'
+    INVALID_SPAN_ID), so it means a root; any other malformed one rejects the
+    span, since guessing would break its trace's tree.
+    """
     if len(span.trace_id) != 16 or not any(span.trace_id):
         raise RejectedSpan("invalid trace_id (must be 16 non-zero bytes)")
     if len(span.span_id) != 8 or not any(span.span_id):
         raise RejectedSpan("invalid span_id (must be 8 non-zero bytes)")
-    if len(span.parent_span_id) not in (0, 8):
-        raise RejectedSpan("invalid parent_span_id (must be empty or 8 bytes)")
-
-
-def _check_sizes(attributes: dict, max_bytes: int, *, kind: str = "attribute") -> None:
-    for key, value in attributes.items():
-        if _oversized(value, max_bytes):
-            raise RejectedSpan(f"{kind} {key[:100]!r} is over {max_bytes} bytes")
-
-
-def _oversized(value, max_bytes: int) -> bool:
-    if isinstance(value, str):
-        # Four bytes per character at most, so shorter strings need no encoding.
-        return len(value) * 4 > max_bytes and len(value.encode()) > max_bytes
-    if isinstance(value, list):
-        return any(_oversized(item, max_bytes) for item in value)
-    if isinstance(value, dict):
-        return any(_oversized(item, max_bytes) for item in value.values())
-    return False
+    parent = span.parent_span_id
+    if len(parent) not in (0, 8):
+        raise RejectedSpan("invalid parent_span_id (must be empty or 8 bytes, 16 hex digits)")
+    return parent if any(parent) else None
 
 
 def _is_error(status_code: int, kind: int, http_status: int | None) -> bool:
@@ -269,41 +330,28 @@ def _http_status(attributes: dict) -> int | None:
     return status if 0 <= status < 1000 else None
 
 
-def _exception_type(events) -> str:
+def _exception_type(events, trim: _Trimmer) -> str:
     for event in events:
         if event.name == "exception":
             for attribute in event.attributes:
                 if attribute.key == "exception.type":
-                    return _text(str(_value(attribute.value)))
+                    return trim.text(str(_plain_value(attribute.value)), count=False)
     return ""
 
 
-def _event(event) -> dict:
+def _event(event, trim: _Trimmer) -> dict:
     return {
         "name": _text(event.name),
         "time_unix_nano": event.time_unix_nano,
-        "attributes": _attributes(event.attributes),
+        "attributes": trim.attributes(event.attributes),
     }
 
 
-def _attributes(key_values, depth: int = 0) -> dict:
-    return {_text(item.key): _value(item.value, depth) for item in key_values}
-
-
-def _value(any_value, depth: int = 0):
-    kind = any_value.WhichOneof("value")
-    if kind == "string_value":
-        return _text(any_value.string_value)
+def _plain_value(any_value, kind: str | None = None):
+    """A scalar AnyValue as its Python value (strings are the trimmer's job)."""
+    kind = kind or any_value.WhichOneof("value")
     if kind is None:
         return None
-    if kind in ("array_value", "kvlist_value") and depth >= MAX_VALUE_DEPTH:
-        raise RejectedSpan(f"attribute value nested deeper than {MAX_VALUE_DEPTH} levels")
-    if kind == "array_value":
-        return [_value(item, depth + 1) for item in any_value.array_value.values]
-    if kind == "kvlist_value":
-        return _attributes(any_value.kvlist_value.values, depth + 1)
-    if kind == "bytes_value":
-        return base64.b64encode(any_value.bytes_value).decode()
     if kind == "double_value":
         number = any_value.double_value
         # JSON has no NaN or infinity; keep them readable rather than drop them.

@@ -9,7 +9,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from monoenv_site import embedded
-from telemetry import ingest, partitions
+from telemetry import auth, ingest, partitions
 from telemetry.models import ApiToken
 
 
@@ -31,6 +31,18 @@ def pytest_configure(config):
 def _fast_password_hashing(settings):
     # Superusers for admin tests need a password; the real hasher is slow on purpose.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _own_spool(settings, tmp_path):
+    """Each test spools into its own folder, and replays only when it says so.
+
+    A background replayer would write outside the test's transaction.
+    """
+    settings.MONOENV_SPOOL_DIR = tmp_path / "spool"
+    settings.MONOENV_SPOOL_BACKGROUND_REPLAY = False
+    ingest._outage_until = 0.0
+    auth.forget_confirmations()
 
 
 @pytest.fixture(autouse=True)

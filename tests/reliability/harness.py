@@ -170,20 +170,20 @@ class Stack:
         self.procs[name] = proc
         return proc
 
-    def start_web(self, *, workers: int = 2, threads: int = 4, **extra_env: str) -> None:
+    def start_web(self, *, workers: int = 2, **extra_env: str) -> None:
+        """The OTLP/HTTP server as the launcher runs it (it serves Django as well)."""
         cmd = [
             PYTHON,
             "-m",
             "gunicorn",
-            "monoenv_site.wsgi:application",
+            "monoenv_site.otlp_asgi:application",
             "--bind",
             f"127.0.0.1:{self.http_port}",
             "--worker-class",
-            "gthread",
+            "telemetry.http_server.OtlpWorker",
             "--workers",
             str(workers),
-            "--threads",
-            str(threads),
+            "--preload",
             "--control-socket",
             str(self.base / "gunicorn.ctl"),
         ]

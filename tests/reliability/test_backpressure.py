@@ -6,7 +6,8 @@ fast as they are answered, without honouring Retry-After. Every answer must
 be a 200, or a 503 (UNAVAILABLE over gRPC) that carries its retry delay, and
 must come well inside an exporter's 10 s timeout; the servers' memory must not
 grow with the flood. A table lock that never ends is cut short by the ingest
-database timeout, also with 503.
+database timeout, also with 503. The spool is off here, which is how ingest
+behaves once it is full (tests/reliability/test_postgres_restart.py has it on).
 """
 
 import threading
@@ -31,7 +32,7 @@ CLIENTS = 24
 FLOOD_SECONDS = 12
 EXPORTER_TIMEOUT = 10
 # No per-token rate limit here: this is about what the database can take.
-SERVER_ENV = {"MONOENV_TOKEN_RATE_LIMIT": "0"}
+SERVER_ENV = {"MONOENV_TOKEN_RATE_LIMIT": "0", "MONOENV_SPOOL_MAX_BYTES": "0"}
 
 
 @dataclass
@@ -123,7 +124,7 @@ def _growth(samples: list[int]) -> float:
 def slow_stack(postgres, database, stack):
     with postgres.connect(database) as conn:
         conn.execute(SLOW_BATCHES)
-    stack.start_web(workers=1, threads=4, **SERVER_ENV)
+    stack.start_web(workers=1, **SERVER_ENV)
     stack.start_grpc(threads=8, **SERVER_ENV)
     return stack
 

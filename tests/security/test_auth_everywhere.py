@@ -15,6 +15,8 @@ PUBLIC = {
     "admin/logout/": "POST only; logging out needs no credential",
     "assets/<str:name>": "the dashboard's CSS and JS: static files, no data",
     "v1/traces": "the OTLP receiver, which checks its own bearer token (tests/telemetry)",
+    "v1/metrics": "the OTLP metrics receiver, with the traces receiver's token check",
+    "v1/logs": "the OTLP logs receiver, with the traces receiver's token check",
     "api/v1/openapi.json": "the API's schema describes the code, which is public, not data",
     "api/v1/": "ninja's API root: a 404 without any data",
 }

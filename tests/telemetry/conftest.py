@@ -7,6 +7,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from telemetry.grpc_server import build_server
 from telemetry.views import PROTOBUF
 from tests.helpers import bearer
+from tests.telemetry.servers import Server
 
 
 @pytest.fixture
@@ -73,3 +74,16 @@ def grpc_address(start_grpc_server) -> str:
 def trace_stub(grpc_address):
     with grpc.insecure_channel(grpc_address) as channel:
         yield trace_service_pb2_grpc.TraceServiceStub(channel)
+
+
+@pytest.fixture
+def start_server(transactional_db, tmp_path):
+    servers = []
+
+    def start(**env: str) -> Server:
+        servers.append(Server(tmp_path, **env))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -1,8 +1,8 @@
-"""When the store cannot take a batch now, clients are told to retry later.
+"""When neither the store nor the spool can take a batch, clients are told to retry later.
 
 Ingest is over capacity when every ingest slot stays busy past the queue wait;
 these tests hold the only slot themselves, so the receiver genuinely cannot
-store, with no mock in the way.
+store, with no mock in the way, and turn the spool off, as a full one is.
 """
 
 import grpc
@@ -21,6 +21,7 @@ def hold_only_slot(settings):
     settings.MONOENV_INGEST_CONCURRENCY = 1
     settings.MONOENV_INGEST_QUEUE_SECONDS = 0
     settings.MONOENV_RETRY_AFTER_SECONDS = 7
+    settings.MONOENV_SPOOL_MAX_BYTES = 0
     ingest._slots = ingest._IngestSlots()
     return ingest._slots
 

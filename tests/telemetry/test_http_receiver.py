@@ -243,46 +243,58 @@ def test_it_rejects_spans_ending_before_they_start(post_traces):
     assert "end time before start time" in export_response(response).partial_success.error_message
 
 
-def test_it_rejects_spans_with_a_huge_attribute(post_traces, settings):
+def test_it_truncates_a_huge_attribute_and_keeps_the_span(post_traces, settings):
     settings.MONOENV_MAX_ATTRIBUTE_VALUE_BYTES = 1000
     request = make_request(
         [
-            make_span(name="kept", attributes={"db.statement": "é" * 500}),
-            make_span(attributes={"http.request.body": "x" * 1001}),
-            make_span(attributes={"db.statement": "é" * 501}),
+            make_span(name="fits", attributes={"db.statement": "é" * 500}),
+            make_span(name="cut", attributes={"http.request.body": "x" * 1001}),
+            make_span(name="cut between characters", attributes={"db.statement": "é" * 501}),
         ]
     )
 
     response = post_traces(request)
 
     partial = export_response(response).partial_success
-    assert partial.rejected_spans == 2
-    assert "attribute 'http.request.body' is over 1000 bytes" in partial.error_message
-    assert "attribute 'db.statement' is over 1000 bytes" in partial.error_message
-    assert list(Span.objects.values_list("name", flat=True)) == ["kept"]
+    # A warning, as the OTLP specification allows: nothing was rejected.
+    assert partial.rejected_spans == 0
+    assert "trimmed 2 value(s) truncated to 1000 bytes" in partial.error_message
+    spans = {span.name: span.attributes for span in Span.objects.all()}
+    assert spans["fits"]["db.statement"] == "é" * 500
+    assert spans["cut"]["http.request.body"] == "x" * 1000
+    # "é" is two bytes in UTF-8: 1000 bytes hold 500 of them, never half of one.
+    assert spans["cut between characters"]["db.statement"] == "é" * 500
 
 
-def test_it_rejects_huge_values_nested_in_arrays_events_and_resources(post_traces, settings):
+def test_it_truncates_huge_values_nested_in_arrays_events_and_resources(post_traces, settings):
     settings.MONOENV_MAX_ATTRIBUTE_VALUE_BYTES = 1000
     huge = "x" * 1001
     request = make_request(
         [
-            make_span(name="kept", attributes={"tags": ["small", "ok"]}),
-            make_span(attributes={"tags": ["small", huge]}),
-            make_span(events=[("exception", {"exception.stacktrace": huge})]),
+            make_span(name="array", attributes={"tags": ["small", huge]}),
+            make_span(
+                name="event",
+                events=[("exception", {"exception.type": "E", "exception.stacktrace": huge})],
+            ),
         ]
     )
     response = post_traces(request)
 
     partial = export_response(response).partial_success
-    assert partial.rejected_spans == 2
-    assert "event attribute 'exception.stacktrace' is over 1000 bytes" in partial.error_message
-    assert list(Span.objects.values_list("name", flat=True)) == ["kept"]
+    assert partial.rejected_spans == 0
+    assert "2 value(s) truncated to 1000 bytes" in partial.error_message
+    spans = {span.name: span for span in Span.objects.all()}
+    assert spans["array"].attributes["tags"] == ["small", "x" * 1000]
+    event = spans["event"].events[0]
+    assert event["attributes"]["exception.stacktrace"] == "x" * 1000
+    assert spans["event"].exception_type == "E"
 
-    response = post_traces(make_request([make_span()], resource={"service.name": huge}))
+    response = post_traces(
+        make_request([make_span(name="resource")], resource={"service.name": huge})
+    )
     partial = export_response(response).partial_success
-    assert partial.rejected_spans == 1
-    assert "resource attribute 'service.name' is over 1000 bytes" in partial.error_message
+    assert partial.rejected_spans == 0
+    assert Span.objects.get(name="resource").service == "x" * 1000
 
 
 def test_it_names_spans_without_a_service_unknown_service(post_traces):

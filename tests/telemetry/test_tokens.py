@@ -1,6 +1,7 @@
 """Scoped bearer tokens: ingest, read API, revocation, the command and the admin."""
 
 import re
+import time
 from datetime import timedelta
 from io import StringIO
 
@@ -199,3 +200,18 @@ def test_an_admin_edit_keeps_the_secret(admin_client, post_traces, ingest_token)
     assert response.status_code == 302
     assert ApiToken.objects.get().name == "renamed"
     assert post_traces(make_request()).status_code == 200
+
+
+def test_an_ingest_token_revoked_by_another_process_is_refused_within_the_cache_expiry(
+    post_traces, ingest_token, settings
+):
+    settings.MONOENV_TOKEN_CACHE_SECONDS = 1
+    assert post_traces(make_request()).status_code == 200
+    # A queryset update sends no signal here, as a revocation in another process would not.
+    ApiToken.objects.update(revoked_at=timezone.now())
+
+    deadline = time.monotonic() + 10
+    while post_traces(make_request()).status_code == 200:
+        assert time.monotonic() < deadline, "the revoked token still worked after 10 s"
+        time.sleep(0.05)
+    assert post_traces(make_request()).status_code == 401

@@ -7,7 +7,7 @@ from telemetry.grpc_server import build_server
 
 
 class Command(BaseCommand):
-    help = "Serve OTLP/gRPC TraceService/Export until SIGINT or SIGTERM."
+    help = "Serve OTLP/gRPC (traces, metrics and logs) until SIGINT or SIGTERM."
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=settings.MONOENV_OTLP_GRPC_PORT)
