@@ -247,3 +247,69 @@ class CoarseRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.service} {self.route} {self.start:%Y-%m-%d %H:%M}/{self.resolution}s"
+
+
+class Attribution(models.IntegerChoices):
+    PENDING = 0
+    REQUEST = 1  # attributed to the service's request span in the trace
+    NO_REQUEST = 2  # no request span of the service encloses the evaluating span
+    UNRESOLVED = 3  # the spans it needs never arrived within the lateness window
+
+
+class FlagEvaluation(models.Model):
+    """One feature-flag evaluation, from a span event or an OTLP log record.
+
+    Decoded by telemetry/flag_events.py and stored by telemetry/flag_store.py,
+    which owns this table. Once attributed, a row carries the outcome of the
+    request that made the evaluation (route, version, duration, error), copied
+    from its server span: spans never change once stored, and cohort reads then
+    need no join with the partitioned span table.
+    """
+
+    trace_id = models.BinaryField(max_length=16, help_text="Empty without trace context.")
+    span_id = models.BinaryField(max_length=8, help_text="The span that evaluated the flag.")
+    service = models.TextField()
+    environment = models.TextField()
+    at = models.DateTimeField()
+    flag = models.TextField()
+    cohort = models.TextField(help_text="error:<type>, else the variant, else the value.")
+    variant = models.TextField()
+    value = models.TextField()
+    provider = models.TextField()
+    reason = models.TextField()
+    context_id = models.TextField()
+    set_id = models.TextField()
+    flag_version = models.TextField()
+    error_type = models.TextField()
+    carrier = models.CharField(max_length=12, help_text="span_event or log.")
+    received_at = models.DateTimeField()
+    attribution = models.SmallIntegerField(choices=Attribution, default=Attribution.PENDING)
+    attribute_after = models.DateTimeField(null=True, help_text="Next try while pending.")
+    request_span_id = models.BinaryField(max_length=8, null=True)
+    request_start = models.DateTimeField(null=True)
+    route = models.TextField(blank=True)
+    request_version = models.TextField(blank=True)
+    request_duration_us = models.BigIntegerField(null=True)
+    request_is_error = models.BooleanField(null=True)
+    request_error_type = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            # A retried export stores each evaluation once.
+            models.UniqueConstraint(
+                fields=["service", "trace_id", "span_id", "flag", "at"],
+                name="flag_evaluation_unique",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["flag", "at"], name="flag_evaluation_flag_at"),
+            models.Index(fields=["at"], name="flag_evaluation_at"),
+            models.Index(
+                fields=["attribute_after"],
+                condition=models.Q(attribution=0),
+                name="flag_evaluation_pending",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.flag}={self.cohort} ({self.service})"

@@ -478,3 +478,39 @@ def request_impact(span_filter: RequestFilter, *, slow_ms: float) -> RequestImpa
         [slow_us, slow_us, *params],
     )[0]
     return RequestImpact(*(int(value) for value in row))
+
+
+# Flag attribution (telemetry/flag_store.py).
+
+
+@dataclass(frozen=True)
+class LinkedSpan:
+    """A span with its parent link, and the outcome it would give as a request."""
+
+    trace_id: bytes
+    span_id: bytes
+    parent_span_id: bytes | None
+    service: str
+    is_request: bool
+    start_time: datetime
+    route: str
+    version: str
+    duration_us: int
+    is_error: bool
+    error_type: str
+
+
+def linked_spans(trace_ids: list[bytes], start: datetime, end: datetime) -> list[LinkedSpan]:
+    """Every span of these traces that started within TRACE_MARGIN of [start, end)."""
+    if not trace_ids:
+        return []
+    rows = _fetch(
+        "SELECT trace_id, span_id, parent_span_id, service, kind = ANY(%s), start_time, "
+        f"http_route, service_version, duration_us, is_error, {_ERROR_TYPE_SQL} "
+        "FROM telemetry_span WHERE trace_id = ANY(%s) AND start_time >= %s AND start_time < %s",
+        [list(REQUEST_KINDS), list(set(trace_ids)), start - TRACE_MARGIN, end + TRACE_MARGIN],
+    )
+    return [
+        LinkedSpan(bytes(row[0]), bytes(row[1]), bytes(row[2]) if row[2] else None, *row[3:])
+        for row in rows
+    ]

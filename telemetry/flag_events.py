@@ -1,0 +1,329 @@
+"""Feature-flag evaluations out of OTLP span events and log records.
+
+Pure code with no Django imports. Two carriers say the same thing:
+- a span event named `feature_flag.evaluation` (older senders: `feature_flag`),
+  as the OpenFeature Python and Go hooks add to the current span;
+- a log record whose event name (LogRecord.event_name, or the `event.name`
+  attribute of older senders) is `feature_flag.evaluation`, as the JavaScript
+  EventHook emits through the OTel logs SDK.
+
+Both become one Evaluation. The invariants kept here:
+- every current attribute name and its deprecated predecessors are read, the
+  current one winning when both are present;
+- the cohort of an evaluation is `error:<error.type>` when it ended in an
+  error (a provider outage is a regression too), else its variant, else its
+  value in one canonical text form (so `true`, `"true"` and JSON `true` are one
+  cohort, whichever SDK sent them);
+- attribution (find_request) walks parent links only inside the evaluating
+  service, and says "missing" rather than guessing when a link has not arrived.
+"""
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from telemetry import otlp
+
+EVENT_NAMES = ("feature_flag.evaluation", "feature_flag")
+KEY = "feature_flag.key"
+# Current name first, then the deprecated ones (semantic-conventions
+# model/feature-flags/deprecated); `feature_flag.reason` is what early
+# js-sdk-contrib hooks sent.
+VARIANT_NAMES = ("feature_flag.result.variant", "feature_flag.variant")
+VALUE_NAMES = ("feature_flag.result.value",)
+PROVIDER_NAMES = ("feature_flag.provider.name", "feature_flag.provider_name")
+REASON_NAMES = (
+    "feature_flag.result.reason",
+    "feature_flag.evaluation.reason",
+    "feature_flag.reason",
+)
+CONTEXT_ID_NAMES = ("feature_flag.context.id",)
+SET_ID_NAMES = ("feature_flag.set.id",)
+VERSION_NAMES = ("feature_flag.version",)
+ERROR_TYPE_NAMES = ("error.type",)
+ERROR_MESSAGE_NAMES = ("error.message", "feature_flag.evaluation.error.message")
+EVENT_NAME_ATTRIBUTE = "event.name"
+
+ERROR_COHORT_PREFIX = "error:"
+NO_VALUE_COHORT = "(no value)"
+MAX_KEY_CHARS = 200  # flag keys, cohorts, variants, reasons: labels, not payloads
+MAX_VALUE_CHARS = 1000
+SPAN_EVENT = "span_event"
+LOG = "log"
+# Cheap test on a stored span's events JSON before decoding it.
+_EVENTS_MARKER = '"feature_flag'
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One flag evaluation, carrier-independent."""
+
+    trace_id: bytes  # b"" when the log record had no trace context
+    span_id: bytes  # the span that evaluated: the event's span, or the log's active span
+    service: str
+    environment: str
+    at: datetime
+    flag: str
+    cohort: str
+    variant: str = ""
+    value: str = ""
+    provider: str = ""
+    reason: str = ""
+    context_id: str = ""
+    set_id: str = ""
+    flag_version: str = ""
+    error_type: str = ""
+    error_message: str = ""
+    carrier: str = SPAN_EVENT
+
+
+def _first(attributes: dict, names: tuple[str, ...]):
+    for name in names:
+        value = attributes.get(name)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _label(value, limit: int = MAX_KEY_CHARS) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else canonical_value(value)
+    return text[:limit]
+
+
+def canonical_value(value) -> str:
+    """One text per flag value, whoever encoded it.
+
+    The Python hook JSON-encodes values (`"on"`, `true`); the JavaScript hooks
+    send them as typed attributes (`on`, true). A string that is JSON is read
+    as JSON, then strings stay bare and everything else is compact JSON.
+    """
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(value, str):
+            return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def cohort_of(*, variant: str, value: str, error_type: str) -> str:
+    if error_type:
+        return (ERROR_COHORT_PREFIX + error_type)[:MAX_KEY_CHARS]
+    if variant:
+        return variant[:MAX_KEY_CHARS]
+    if value:
+        return value[:MAX_KEY_CHARS]
+    return NO_VALUE_COHORT
+
+
+def evaluation_from_attributes(
+    attributes: dict,
+    *,
+    trace_id: bytes,
+    span_id: bytes,
+    service: str,
+    environment: str,
+    at: datetime,
+    carrier: str,
+    body_value=None,
+) -> Evaluation | None:
+    """An Evaluation from an event's attributes; None when no flag key is named."""
+    flag = _label(_first(attributes, (KEY,)))
+    if not flag:
+        return None
+    raw_value = _first(attributes, VALUE_NAMES)
+    if raw_value is None:
+        raw_value = body_value
+    value = "" if raw_value is None else canonical_value(raw_value)[:MAX_VALUE_CHARS]
+    variant = _label(_first(attributes, VARIANT_NAMES))
+    error_type = _label(_first(attributes, ERROR_TYPE_NAMES))
+    return Evaluation(
+        trace_id=trace_id,
+        span_id=span_id,
+        service=service,
+        environment=environment,
+        at=at,
+        flag=flag,
+        cohort=cohort_of(variant=variant, value=value, error_type=error_type),
+        variant=variant,
+        value=value,
+        provider=_label(_first(attributes, PROVIDER_NAMES)),
+        reason=_label(_first(attributes, REASON_NAMES)).lower(),
+        context_id=_label(_first(attributes, CONTEXT_ID_NAMES)),
+        set_id=_label(_first(attributes, SET_ID_NAMES)),
+        flag_version=_label(_first(attributes, VERSION_NAMES)),
+        error_type=error_type,
+        error_message=_label(_first(attributes, ERROR_MESSAGE_NAMES), MAX_VALUE_CHARS),
+        carrier=carrier,
+    )
+
+
+def time_of(unix_nano: int, fallback: datetime) -> datetime:
+    if not unix_nano:
+        return fallback
+    return otlp.EPOCH + timedelta(microseconds=unix_nano // 1000)
+
+
+# Span events.
+
+
+def from_span_events(
+    events: Iterable[dict],
+    *,
+    trace_id: bytes,
+    span_id: bytes,
+    service: str,
+    environment: str,
+    span_start: datetime,
+) -> list[Evaluation]:
+    """Evaluations among a span's events, in the form telemetry.otlp stores them."""
+    found = []
+    for event in events:
+        if event.get("name") not in EVENT_NAMES:
+            continue
+        evaluation = evaluation_from_attributes(
+            event.get("attributes") or {},
+            trace_id=trace_id,
+            span_id=span_id,
+            service=service,
+            environment=environment,
+            at=time_of(int(event.get("time_unix_nano") or 0), span_start),
+            carrier=SPAN_EVENT,
+        )
+        if evaluation is not None:
+            found.append(evaluation)
+    return found
+
+
+_ROW = {name: index for index, name in enumerate(otlp.SPAN_COLUMNS)}
+
+
+def from_span_rows(rows: Iterable[tuple]) -> list[Evaluation]:
+    """Evaluations in span rows as telemetry.otlp.spans_to_rows() makes them."""
+    found = []
+    for row in rows:
+        events_json = row[_ROW["events"]]
+        if _EVENTS_MARKER not in events_json:
+            continue
+        found += from_span_events(
+            json.loads(events_json),
+            trace_id=bytes(row[_ROW["trace_id"]]),
+            span_id=bytes(row[_ROW["span_id"]]),
+            service=row[_ROW["service"]],
+            environment=row[_ROW["environment"]],
+            span_start=row[_ROW["start_time"]],
+        )
+    return found
+
+
+# Log records.
+
+
+@dataclass
+class LogEvaluations:
+    evaluations: list[Evaluation] = field(default_factory=list)
+    # Accepted and not kept: Monoenv is not a log store.
+    other_records: int = 0
+
+
+def from_logs_request(request, *, received_at: datetime) -> LogEvaluations:
+    """Evaluations among the records of an ExportLogsServiceRequest."""
+    found = LogEvaluations()
+    for resource_logs in request.resource_logs:
+        resource = _attributes(resource_logs.resource.attributes)
+        service = str(resource.get("service.name") or otlp.UNKNOWN_SERVICE)
+        environment = str(
+            resource.get("deployment.environment.name")
+            or resource.get("deployment.environment")
+            or ""
+        )
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                evaluation = _from_log_record(record, service, environment, received_at)
+                if evaluation is None:
+                    found.other_records += 1
+                else:
+                    found.evaluations.append(evaluation)
+    return found
+
+
+def _from_log_record(record, service: str, environment: str, received_at: datetime):
+    attributes = _attributes(record.attributes)
+    name = getattr(record, "event_name", "") or attributes.get(EVENT_NAME_ATTRIBUTE) or ""
+    if name not in EVENT_NAMES:
+        return None
+    body = _any_value(record.body)
+    return evaluation_from_attributes(
+        attributes,
+        trace_id=bytes(record.trace_id) if len(record.trace_id) == 16 else b"",
+        span_id=bytes(record.span_id) if len(record.span_id) == 8 else b"",
+        service=service,
+        environment=environment,
+        at=time_of(record.time_unix_nano or record.observed_time_unix_nano, received_at),
+        carrier=LOG,
+        # Older log-based events carried the value in the body's `value`.
+        body_value=body.get("value") if isinstance(body, dict) else None,
+    )
+
+
+def _attributes(key_values, depth: int = 0) -> dict:
+    return {item.key: _any_value(item.value, depth) for item in key_values}
+
+
+def _any_value(any_value, depth: int = 0):
+    kind = any_value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind in ("array_value", "kvlist_value") and depth >= otlp.MAX_VALUE_DEPTH:
+        return None  # deeper than any SDK nests; ignored, not fatal to the batch
+    if kind == "array_value":
+        return [_any_value(item, depth + 1) for item in any_value.array_value.values]
+    if kind == "kvlist_value":
+        return _attributes(any_value.kvlist_value.values, depth + 1)
+    if kind == "bytes_value":
+        return any_value.bytes_value.hex()
+    value = getattr(any_value, kind)
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
+# Attribution.
+
+
+@dataclass(frozen=True)
+class SpanNode:
+    """What attribution needs to know of one stored span."""
+
+    parent_span_id: bytes | None
+    service: str
+    is_request: bool  # a SERVER or CONSUMER span (telemetry.spans.REQUEST_KINDS)
+
+
+FOUND, MISSING, NO_REQUEST = "found", "missing", "no_request"
+# Deeper than any real call stack inside one service; also stops parent cycles.
+MAX_DEPTH = 256
+
+
+def find_request(span_id: bytes, service: str, spans: dict[bytes, SpanNode]) -> tuple[str, bytes]:
+    """The service's request span that encloses span_id, walking parent links.
+
+    Returns (FOUND, request span id); (MISSING, b"") when a span on the way has
+    not arrived (yet); (NO_REQUEST, b"") when the walk reaches the root, or
+    leaves the service, without meeting one of the service's request spans.
+    """
+    current = span_id
+    for _ in range(MAX_DEPTH):
+        node = spans.get(current)
+        if node is None:
+            return MISSING, b""
+        if node.service != service:
+            return NO_REQUEST, b""
+        if node.is_request:
+            return FOUND, current
+        if not node.parent_span_id:
+            return NO_REQUEST, b""
+        current = node.parent_span_id
+    return NO_REQUEST, b""

@@ -1,0 +1,414 @@
+"""Stored flag evaluations: writing them, attributing them to requests, reading cohorts.
+
+Owner of telemetry_flagevaluation. The invariants:
+- each evaluation is stored once, however often its export is retried
+  (a unique key on service, trace, span, flag and time);
+- attribution works whichever arrives first: an evaluation whose evaluating
+  span is a request span of the same ingest batch is attributed at once;
+  every other one is attributed by attribute_pending(), which retries while
+  the spans it needs may still come (MONOENV_ROLLUP_LATENESS_MINUTES), then
+  gives up and marks it unresolved;
+- a cohort's requests are counted once each, however many times a request
+  evaluated the flag (cohort reads take DISTINCT request spans).
+
+Apps above telemetry read evaluations only through the named functions at
+the end of this module.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from telemetry import flag_events, otlp, spans
+from telemetry.flag_events import Evaluation, SpanNode
+from telemetry.models import Attribution, FlagEvaluation
+
+ATTRIBUTION_BATCH = 5000
+RETRY_AFTER = timedelta(seconds=30)
+
+_COLUMNS = (
+    "trace_id", "span_id", "service", "environment", "at", "flag", "cohort", "variant", "value",
+    "provider", "reason", "context_id", "set_id", "flag_version", "error_type", "carrier",
+    "received_at", "attribution", "attribute_after", "request_span_id", "request_start", "route",
+    "request_version", "request_duration_us", "request_is_error", "request_error_type",
+)  # fmt: skip
+_TYPES = (
+    "bytea", "bytea", "text", "text", "timestamptz", "text", "text", "text", "text",
+    "text", "text", "text", "text", "text", "text", "text",
+    "timestamptz", "smallint", "timestamptz", "bytea", "timestamptz", "text",
+    "text", "bigint", "boolean", "text",
+)  # fmt: skip
+_INSERT_SQL = (
+    f"INSERT INTO telemetry_flagevaluation ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"%s::{kind}[]" for kind in _TYPES)
+    + ") ON CONFLICT DO NOTHING"
+)
+
+
+@dataclass(frozen=True)
+class _Row:
+    evaluation: Evaluation
+    attribution: int = Attribution.PENDING
+    request: spans.LinkedSpan | None = None
+
+
+def store_evaluations(
+    evaluations: list[Evaluation],
+    *,
+    batch_spans: list[spans.LinkedSpan] = (),
+    received_at: datetime | None = None,
+) -> int:
+    """Store evaluations once each; attribute at once those whose request is in batch_spans.
+
+    Returns how many were new. Call it inside the transaction that stores the
+    spans, so a retried batch neither loses nor doubles them.
+    """
+    if not evaluations:
+        return 0
+    received_at = received_at or timezone.now()
+    by_trace = _nodes_by_trace(batch_spans)
+    rows = [_row_for(evaluation, by_trace) for evaluation in evaluations]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_SQL, _columns(rows, received_at))
+        return cursor.rowcount
+
+
+def store_from_span_rows(rows: list[tuple]) -> int:
+    """The ingest hook: the evaluations carried by freshly stored span rows."""
+    evaluations = flag_events.from_span_rows(rows)
+    if not evaluations:
+        return 0
+    return store_evaluations(evaluations, batch_spans=[_linked(row) for row in rows])
+
+
+_ROW_INDEX = {name: index for index, name in enumerate(otlp.SPAN_COLUMNS)}
+
+
+def _linked(row: tuple) -> spans.LinkedSpan:
+    def column(name):
+        return row[_ROW_INDEX[name]]
+
+    return spans.LinkedSpan(
+        trace_id=bytes(column("trace_id")),
+        span_id=bytes(column("span_id")),
+        parent_span_id=bytes(column("parent_span_id")) if column("parent_span_id") else None,
+        service=column("service"),
+        is_request=column("kind") in spans.REQUEST_KINDS,
+        start_time=column("start_time"),
+        route=column("http_route"),
+        version=column("service_version"),
+        duration_us=column("duration_us"),
+        is_error=column("is_error"),
+        error_type=spans.error_type(column("exception_type"), column("status_message")),
+    )
+
+
+def _nodes_by_trace(linked: list[spans.LinkedSpan]) -> dict[bytes, dict[bytes, spans.LinkedSpan]]:
+    by_trace: dict[bytes, dict[bytes, spans.LinkedSpan]] = defaultdict(dict)
+    for span in linked:
+        by_trace[span.trace_id][span.span_id] = span
+    return by_trace
+
+
+def _resolve(span_id: bytes, service: str, trace: dict[bytes, spans.LinkedSpan]):
+    """(outcome, request span) for an evaluating span against the spans known of its trace."""
+    nodes = {
+        span_id: SpanNode(span.parent_span_id, span.service, span.is_request)
+        for span_id, span in trace.items()
+    }
+    outcome, request_id = flag_events.find_request(span_id, service, nodes)
+    return outcome, trace.get(request_id)
+
+
+def _row_for(evaluation: Evaluation, by_trace) -> _Row:
+    if not evaluation.trace_id or not evaluation.span_id:
+        # No trace context: nothing to attribute it to, ever.
+        return _Row(evaluation, Attribution.NO_REQUEST)
+    trace = by_trace.get(evaluation.trace_id, {})
+    outcome, request = _resolve(evaluation.span_id, evaluation.service, trace)
+    if outcome == flag_events.FOUND:
+        return _Row(evaluation, Attribution.REQUEST, request)
+    # Not in this batch; the request span may come later, or be stored already.
+    return _Row(evaluation)
+
+
+def _columns(rows: list[_Row], received_at: datetime) -> list[list]:
+    values = []
+    for row in rows:
+        e, request = row.evaluation, row.request
+        values.append(
+            (
+                e.trace_id, e.span_id, e.service, e.environment, e.at, e.flag, e.cohort,
+                e.variant, e.value, e.provider, e.reason, e.context_id, e.set_id,
+                e.flag_version, e.error_type, e.carrier, received_at, int(row.attribution),
+                received_at if row.attribution == Attribution.PENDING else None,
+                *_request_columns(request),
+            )
+        )  # fmt: skip
+    return [list(column) for column in zip(*values, strict=True)]
+
+
+def _request_columns(request: spans.LinkedSpan | None) -> tuple:
+    if request is None:
+        return (None, None, "", "", None, None, "")
+    return (
+        request.span_id,
+        request.start_time,
+        request.route,
+        request.version,
+        request.duration_us,
+        request.is_error,
+        request.error_type,
+    )
+
+
+# Attribution of what ingest could not attribute at once.
+
+
+def attribute_pending(*, now: datetime | None = None, batch_size: int = ATTRIBUTION_BATCH) -> dict:
+    """Attribute due pending evaluations to their request spans; return counts by outcome.
+
+    Several workers may run it together: each claims its rows with SKIP LOCKED.
+    """
+    now = now or timezone.now()
+    give_up_before = now - timedelta(minutes=settings.MONOENV_ROLLUP_LATENESS_MINUTES)
+    counts = {"attributed": 0, "no_request": 0, "waiting": 0, "unresolved": 0}
+    with transaction.atomic():
+        pending = list(
+            FlagEvaluation.objects.select_for_update(skip_locked=True)
+            .filter(attribution=Attribution.PENDING, attribute_after__lte=now)
+            .order_by("attribute_after")[:batch_size]
+        )
+        if not pending:
+            return counts
+        by_trace = _nodes_by_trace(_spans_of(pending))
+        for row in pending:
+            _settle(row, by_trace.get(bytes(row.trace_id), {}), now, give_up_before, counts)
+        FlagEvaluation.objects.bulk_update(pending, _SETTLED_FIELDS, batch_size=1000)
+    return counts
+
+
+_SETTLED_FIELDS = [
+    "attribution", "attribute_after", "request_span_id", "request_start", "route",
+    "request_version", "request_duration_us", "request_is_error", "request_error_type",
+]  # fmt: skip
+
+
+def _spans_of(pending: list[FlagEvaluation]) -> list[spans.LinkedSpan]:
+    times = [row.at for row in pending]
+    return spans.linked_spans([bytes(row.trace_id) for row in pending], min(times), max(times))
+
+
+def _settle(row: FlagEvaluation, trace, now: datetime, give_up_before: datetime, counts) -> None:
+    outcome, request = _resolve(bytes(row.span_id), row.service, trace)
+    if outcome == flag_events.FOUND:
+        row.attribution = Attribution.REQUEST
+        row.attribute_after = None
+        (
+            row.request_span_id, row.request_start, row.route, row.request_version,
+            row.request_duration_us, row.request_is_error, row.request_error_type,
+        ) = _request_columns(request)  # fmt: skip
+        counts["attributed"] += 1
+    elif outcome == flag_events.NO_REQUEST:
+        row.attribution, row.attribute_after = Attribution.NO_REQUEST, None
+        counts["no_request"] += 1
+    elif row.received_at < give_up_before:
+        row.attribution, row.attribute_after = Attribution.UNRESOLVED, None
+        counts["unresolved"] += 1
+    else:
+        row.attribute_after = now + RETRY_AFTER
+        counts["waiting"] += 1
+
+
+def prune_evaluations(before: datetime) -> int:
+    """Drop evaluations older than the span retention; they are judged on their spans."""
+    deleted, _ = FlagEvaluation.objects.filter(at__lt=before).delete()
+    return deleted
+
+
+# The read interface for the apps above telemetry (flags).
+
+# An evaluating span counts once per flag; evaluations without trace context each once.
+_UNITS_SQL = (
+    "count(DISTINCT (trace_id, span_id)) FILTER (WHERE trace_id <> ''::bytea) "
+    "+ count(*) FILTER (WHERE trace_id = ''::bytea)"
+)
+
+
+def _fetch(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+@dataclass(frozen=True)
+class FlagSeen:
+    flag: str
+    services: tuple[str, ...]
+    cohorts: dict[str, int]  # evaluations per cohort
+    last_at: datetime
+
+
+def flags_seen(start: datetime, end: datetime) -> list[FlagSeen]:
+    """Every flag evaluated in [start, end), with its services and cohort counts."""
+    rows = _fetch(
+        f"SELECT flag, service, cohort, {_UNITS_SQL}, max(at) FROM telemetry_flagevaluation "
+        "WHERE at >= %s AND at < %s GROUP BY 1, 2, 3 ORDER BY 1",
+        [start, end],
+    )
+    services, cohorts, last = defaultdict(set), defaultdict(lambda: defaultdict(int)), {}
+    for flag, service, cohort, count, last_at in rows:
+        services[flag].add(service)
+        cohorts[flag][cohort] += count
+        last[flag] = max(last.get(flag, last_at), last_at)
+    return [
+        FlagSeen(flag, tuple(sorted(services[flag])), dict(cohorts[flag]), last[flag])
+        for flag in sorted(services)
+    ]
+
+
+def cohort_counts(
+    flag: str, start: datetime, end: datetime, *, services: tuple[str, ...] = ()
+) -> dict[str, int]:
+    """Evaluations of the flag per cohort in [start, end), of these services (all if empty)."""
+    service_sql, params = _services_clause(services)
+    rows = _fetch(
+        f"SELECT cohort, {_UNITS_SQL} FROM telemetry_flagevaluation "
+        f"WHERE flag = %s AND at >= %s AND at < %s{service_sql} GROUP BY 1",
+        [flag, start, end, *params],
+    )
+    return dict(rows)
+
+
+def cohort_minute_counts(
+    flag: str, start: datetime, end: datetime, *, services: tuple[str, ...] = ()
+) -> dict[datetime, dict[str, int]]:
+    """Evaluations per minute and cohort: the flag's shares over time."""
+    service_sql, params = _services_clause(services)
+    rows = _fetch(
+        f"SELECT date_trunc('minute', at), cohort, {_UNITS_SQL} FROM telemetry_flagevaluation "
+        f"WHERE flag = %s AND at >= %s AND at < %s{service_sql} GROUP BY 1, 2",
+        [flag, start, end, *params],
+    )
+    by_minute: dict[datetime, dict[str, int]] = defaultdict(dict)
+    for minute, cohort, count in rows:
+        by_minute[minute][cohort] = count
+    return dict(by_minute)
+
+
+def default_cohorts(flag: str, start: datetime, end: datetime) -> dict[str, int]:
+    """Cohorts the provider served for the reason `default`, with their counts."""
+    return dict(
+        _fetch(
+            f"SELECT cohort, {_UNITS_SQL} FROM telemetry_flagevaluation WHERE flag = %s "
+            "AND reason = 'default' AND error_type = '' AND at >= %s AND at < %s GROUP BY 1",
+            [flag, start, end],
+        )
+    )
+
+
+def environment_of_flag(flag: str, start: datetime, end: datetime) -> str:
+    """The environment the flag's evaluations name in [start, end), '' if none does."""
+    rows = _fetch(
+        "SELECT environment FROM telemetry_flagevaluation WHERE flag = %s AND at >= %s "
+        "AND at < %s AND environment <> '' GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+        [flag, start, end],
+    )
+    return rows[0][0] if rows else ""
+
+
+def _services_clause(services: tuple[str, ...]) -> tuple[str, list]:
+    return (" AND service = ANY(%s)", [list(services)]) if services else ("", [])
+
+
+@dataclass(frozen=True)
+class CohortFilter:
+    """The attributed requests of one service that evaluated a flag, over [start, end).
+
+    The counterpart of telemetry.spans.RequestFilter for a flag's cohorts; a
+    request counts once however often it evaluated the flag.
+    """
+
+    flag: str
+    service: str
+    start: datetime
+    end: datetime
+    cohort: str | None = None  # None: every cohort
+    exclude_cohort: str | None = None
+    environment: str | None = None  # None: any; else that environment or none named
+    routes: tuple[str, ...] = ()
+
+    def requests_sql(self) -> tuple[str, list]:
+        sql = (
+            "SELECT DISTINCT ON (trace_id, request_span_id) route, request_is_error, "
+            "request_duration_us, request_error_type, request_start, request_span_id "
+            "FROM telemetry_flagevaluation WHERE flag = %s AND service = %s "
+            "AND attribution = %s AND at >= %s AND at < %s"
+        )
+        params: list = [self.flag, self.service, int(Attribution.REQUEST), self.start, self.end]
+        for clause, value in (
+            (" AND cohort = %s", self.cohort),
+            (" AND cohort <> %s", self.exclude_cohort),
+        ):
+            if value is not None:
+                sql += clause
+                params.append(value)
+        if self.environment is not None:
+            sql += " AND environment = ANY(%s)"
+            params.append([self.environment, ""])
+        if self.routes:
+            sql += " AND route = ANY(%s)"
+            params.append(list(self.routes))
+        return sql, params
+
+
+def cohort_route_counts(cohort: CohortFilter) -> dict[str, tuple[int, int]]:
+    """Requests and errors per route."""
+    sql, params = cohort.requests_sql()
+    rows = _fetch(
+        f"SELECT route, count(*), count(*) FILTER (WHERE request_is_error) FROM ({sql}) r "
+        "GROUP BY 1",
+        params,
+    )
+    return {route: (requests, errors) for route, requests, errors in rows}
+
+
+def cohort_error_type_counts(cohort: CohortFilter) -> dict[tuple[str, str], int]:
+    """Errors per (route, error type); errors with no type are left out."""
+    sql, params = cohort.requests_sql()
+    rows = _fetch(
+        f"SELECT route, request_error_type, count(*) FROM ({sql}) r "
+        "WHERE request_is_error AND request_error_type <> '' GROUP BY 1, 2",
+        params,
+    )
+    return {(route, kind): count for route, kind, count in rows}
+
+
+def cohort_latency_samples_ms(cohort: CohortFilter, *, max_samples: int) -> dict[str, list[float]]:
+    """Durations per route, all of them or a repeatable sample of about max_samples."""
+    sql, params = cohort.requests_sql()
+    rows = _fetch(
+        f"SELECT route, request_duration_us FROM ({sql}) r "
+        # Span ids are random: ordering by them is a uniform, repeatable sample.
+        "ORDER BY request_span_id LIMIT %s",
+        [*params, max_samples],
+    )
+    by_route: dict[str, list[float]] = defaultdict(list)
+    for route, duration_us in rows:
+        by_route[route].append(duration_us / 1000.0)
+    return dict(by_route)
+
+
+def cohort_request_minute_counts(cohort: CohortFilter) -> dict[datetime, tuple[int, int]]:
+    """Requests and errors per minute of the request's start (floored in UTC)."""
+    sql, params = cohort.requests_sql()
+    rows = _fetch(
+        f"SELECT date_trunc('minute', request_start), count(*), "
+        f"count(*) FILTER (WHERE request_is_error) FROM ({sql}) r GROUP BY 1",
+        params,
+    )
+    return {minute: (requests, errors) for minute, requests, errors in rows}
