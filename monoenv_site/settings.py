@@ -142,6 +142,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=1),
         "options": {"expires": 55},
     },
+    "telemetry-flag-attribution": {
+        "task": "telemetry.tasks.attribute_flag_evaluations",
+        "schedule": timedelta(seconds=30),
+        "options": {"expires": 25},
+    },
     "slo-evaluation": {
         "task": "slo.tasks.dispatch_evaluations",
         "schedule": timedelta(minutes=1),
