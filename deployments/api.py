@@ -165,6 +165,7 @@ class RouteShiftOut(Schema):
 
 class GateOut(Schema):
     service: str
+    flag: str | None = None
     allow: bool
     reasons: list[str]
 
@@ -259,13 +260,23 @@ def _with_suspects(shifts, show_all: bool) -> list[RouteShift]:
 
 
 @router.get("/gate", response={200: GateOut, 404: ErrorOut, 409: GateOut}, auth=read_auth)
-def get_gate(request, service: str, environment: str | None = None):
-    """200 when the service may deploy, 409 (with the reasons) when it may not.
+def get_gate(
+    request, service: str | None = None, flag: str | None = None, environment: str | None = None
+):
+    """200 when the service may deploy (or the flag's rollout widen), 409 with reasons if not.
 
-    404 for a service Monoenv does not know, naming the closest known ones, and
-    for an environment a letter or two from one the service deploys to, so that
-    a typo in a pipeline never passes.
+    404 for a service or flag Monoenv does not know, naming the closest known
+    ones, and for an environment a letter or two from one the service deploys
+    to, so that a typo in a pipeline never passes.
     """
+    if flag:
+        unknown = gate.unknown_flag_message(flag)
+        if unknown is not None:
+            return Status(404, {"detail": unknown})
+        answer = gate.check_flag(flag, now=timezone.now())
+        return Status(200 if answer.allow else 409, answer)
+    if not service:
+        raise HttpError(422, "name a service or a flag")
     unknown = gate.unknown_service_message(service) or gate.mistyped_environment_message(
         service, environment
     )

@@ -2,7 +2,8 @@
 
 A pipeline must never pass by accident: a service Monoenv has never heard of
 (a typo, a renamed service) is not allowed, it is unknown, and the answer
-names the known services closest to what was asked.
+names the known services closest to what was asked. Flags get the same
+answers (?flag=KEY) from the check flags/gate.py registers here.
 """
 
 import difflib
@@ -24,6 +25,29 @@ class GateAnswer:
     service: str
     allow: bool = True
     reasons: list[str] = field(default_factory=list)
+    flag: str | None = None
+
+
+# Apps above deployments gate their own kinds of change (flags: ?flag=KEY).
+# deployments cannot import them, so they register a checker from ready():
+# an object with unknown_message(key) -> str | None and reasons(key, now=) -> list.
+_change_checks: dict = {}
+
+
+def register_change_check(kind: str, checker) -> None:
+    _change_checks[kind] = checker
+
+
+def unknown_flag_message(flag: str) -> str | None:
+    return _change_checks["flag"].unknown_message(flag)
+
+
+def check_flag(flag: str, *, now: datetime) -> GateAnswer:
+    """Refuse while the flag's latest change failed (flags/gate.py says why)."""
+    answer = GateAnswer(service="", flag=flag)
+    answer.reasons += _change_checks["flag"].reasons(flag, now=now)
+    answer.allow = not answer.reasons
+    return answer
 
 
 def known_services() -> list[str]:

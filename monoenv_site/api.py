@@ -3,6 +3,7 @@
 from ninja import NinjaAPI
 
 from deployments.api import router as deployments_router
+from flags.api import router as flags_router
 from incidents.api import router as incidents_router
 from monoenv_site.nul import NulRefusingParser
 from slo.api import router as slo_router
@@ -22,4 +23,5 @@ api.add_exception_handler(auth.RateLimited, auth.rate_limited)
 api.add_router("/", telemetry_router)
 api.add_router("/", slo_router)
 api.add_router("/", deployments_router)
+api.add_router("/", flags_router)
 api.add_router("/", incidents_router)

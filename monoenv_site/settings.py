@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "telemetry",
     "slo",
     "deployments",
+    "flags",
     "incidents",
     "dashboard",
     "demo",
@@ -146,6 +147,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "telemetry.tasks.attribute_flag_evaluations",
         "schedule": timedelta(seconds=30),
         "options": {"expires": 25},
+    },
+    "flags-periodic": {
+        "task": "flags.tasks.run_periodic",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 55},
     },
     "slo-evaluation": {
         "task": "slo.tasks.dispatch_evaluations",
@@ -268,6 +274,16 @@ MONOENV_DEPLOY_CLAIM_SECONDS = envint("MONOENV_DEPLOY_CLAIM_SECONDS", 120)
 MONOENV_ROUTE_WATCH_MINUTES = envint("MONOENV_ROUTE_WATCH_MINUTES", 10)
 MONOENV_ROUTE_WATCH_BASELINE_MINUTES = envint("MONOENV_ROUTE_WATCH_BASELINE_MINUTES", 60)
 MONOENV_ROUTE_WATCH_EVERY_MINUTES = envint("MONOENV_ROUTE_WATCH_EVERY_MINUTES", 5)
+# Feature flags (flags/): merging, detection of share shifts, webhook secrets.
+MONOENV_FLAG_MERGE_MINUTES = envint("MONOENV_FLAG_MERGE_MINUTES", 10)
+MONOENV_FLAG_DETECT_MINUTES = envint("MONOENV_FLAG_DETECT_MINUTES", 5)
+MONOENV_FLAG_BASELINE_MINUTES = envint("MONOENV_FLAG_BASELINE_MINUTES", 15)
+MONOENV_FLAG_DETECT_ALPHA = float(envstr("MONOENV_FLAG_DETECT_ALPHA", "0.001"))
+MONOENV_FLAG_MIN_SHARE_SHIFT = float(envstr("MONOENV_FLAG_MIN_SHARE_SHIFT", "0.05"))
+MONOENV_FLAG_MIN_EVALUATIONS = envint("MONOENV_FLAG_MIN_EVALUATIONS", 30)
+MONOENV_UNLEASH_WEBHOOK_SECRET = envsecret("MONOENV_UNLEASH_WEBHOOK_SECRET")
+MONOENV_FLAGSMITH_WEBHOOK_SECRET = envsecret("MONOENV_FLAGSMITH_WEBHOOK_SECRET")
+MONOENV_LAUNCHDARKLY_WEBHOOK_SECRET = envsecret("MONOENV_LAUNCHDARKLY_WEBHOOK_SECRET")
 
 # Incidents (docs/incidents.md): signals within the group window on the same or a
 # connected service join one incident; proposals wait for a sustained calm.
