@@ -259,7 +259,12 @@ def _with_suspects(shifts, show_all: bool) -> list[RouteShift]:
     return shifts
 
 
-@router.get("/gate", response={200: GateOut, 404: ErrorOut, 409: GateOut}, auth=read_auth)
+@router.get(
+    "/gate",
+    response={200: GateOut, 404: ErrorOut, 409: GateOut},
+    auth=read_auth,
+    exclude_none=True,
+)
 def get_gate(
     request, service: str | None = None, flag: str | None = None, environment: str | None = None
 ):

@@ -61,8 +61,8 @@ class FlagChangeOut(Schema):
     link: str
 
     @staticmethod
-    def resolve_link(obj: FlagChange) -> str:
-        return obj.link()
+    def resolve_link(obj) -> str:
+        return obj.link() if isinstance(obj, FlagChange) else obj["link"]
 
 
 class FlagChangeDetailOut(FlagChangeOut):

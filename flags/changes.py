@@ -117,14 +117,14 @@ def _record_detected(seen, shift: shares.ShareShift, baseline_start: datetime, n
         if known is not None:
             # A posted change in these windows is this shift; merge, once.
             if known.detected_at is None:
-                _mark_detected(known, shift, at)
+                _mark_detected(known, shift, at, by_minute)
                 known.save()
             return None
         change = FlagChange(
             flag=seen.flag, at=at, source=ChangeSource.DETECTED, services=list(seen.services),
             description=_describe(shift),
         )  # fmt: skip
-        _mark_detected(change, shift, at)
+        _mark_detected(change, shift, at, by_minute)
         _fill_from_telemetry(change)
         change.save()
         return change
@@ -134,10 +134,16 @@ def _merge_window() -> timedelta:
     return timedelta(minutes=settings.MONOENV_FLAG_MERGE_MINUTES)
 
 
-def _mark_detected(change: FlagChange, shift: shares.ShareShift, at: datetime) -> None:
+def _mark_detected(change: FlagChange, shift, at: datetime, by_minute: dict) -> None:
+    """Shares on either side of the change minute, and the detection's p-value."""
+    before, after = {}, {}
+    for minute, counts in by_minute.items():
+        side = before if minute < at else after
+        for cohort, count in counts.items():
+            side[cohort] = side.get(cohort, 0) + count
     change.detected_at = at
-    change.shares_before = {k: round(v, 4) for k, v in shift.before.items()}
-    change.shares_after = {k: round(v, 4) for k, v in shift.after.items()}
+    change.shares_before = {k: round(v, 4) for k, v in shares.shares(before).items()}
+    change.shares_after = {k: round(v, 4) for k, v in shares.shares(after).items()}
     change.detection_p_value = shift.p_value
 
 

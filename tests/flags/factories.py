@@ -23,3 +23,23 @@ def evaluation_event(flag: str, at: datetime, *, variant: str = "", value=None, 
 
 def with_events(row: tuple, events: list[dict]) -> tuple:
     return row[:EVENTS] + (json.dumps(events),) + row[EVENTS + 1 :]
+
+
+def evaluation_traffic(
+    flag: str, start: datetime, *, minutes: int, per_minute: int, shares: dict[str, float],
+    service: str = "web", seed: int = 1, error_rates: dict[str, float] | None = None,
+) -> list[tuple]:
+    """Server spans at a steady rate, each evaluating the flag once; cohorts drawn by share."""
+    import random
+    from datetime import timedelta
+
+    rng = random.Random(seed)
+    cohorts, weights = zip(*sorted(shares.items()), strict=True)
+    rows = []
+    for index in range(minutes * per_minute):
+        at = start + timedelta(seconds=index * 60 / per_minute)
+        variant = rng.choices(cohorts, weights)[0]
+        error = rng.random() < (error_rates or {}).get(variant, 0.0)
+        row = span_row(service=service, version="v1", start=at, error=error, rng=rng)
+        rows.append(with_events(row, [evaluation_event(flag, at, variant=variant)]))
+    return rows
