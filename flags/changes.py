@@ -56,8 +56,7 @@ def _same_post(existing: FlagChange, fields: dict, source: str) -> bool:
 def _fill_from_telemetry(change: FlagChange) -> None:
     start, end = change.at - SERVICES_LOOKBACK, change.at + SERVICES_LOOKBACK
     if not change.services:
-        seen = [f for f in flag_store.flags_seen(start, end) if f.flag == change.flag]
-        change.services = list(seen[0].services) if seen else []
+        change.services = flag_store.services_of_flag(change.flag, start, end)
     if not change.environment:
         change.environment = flag_store.environment_of_flag(change.flag, start, end)
     before = flag_store.cohort_counts(change.flag, start, change.at)

@@ -19,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -36,17 +37,7 @@ _COLUMNS = (
     "received_at", "attribution", "attribute_after", "request_span_id", "request_start", "route",
     "request_version", "request_duration_us", "request_is_error", "request_error_type",
 )  # fmt: skip
-_TYPES = (
-    "bytea", "bytea", "text", "text", "timestamptz", "text", "text", "text", "text",
-    "text", "text", "text", "text", "text", "text", "text",
-    "timestamptz", "smallint", "timestamptz", "bytea", "timestamptz", "text",
-    "text", "bigint", "boolean", "text",
-)  # fmt: skip
-_INSERT_SQL = (
-    f"INSERT INTO telemetry_flagevaluation ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
-    + ", ".join(f"%s::{kind}[]" for kind in _TYPES)
-    + ") ON CONFLICT DO NOTHING"
-)
+_COLUMN_LIST = ", ".join(_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -71,10 +62,39 @@ def store_evaluations(
         return 0
     received_at = received_at or timezone.now()
     by_trace = _nodes_by_trace(batch_spans)
-    rows = [_row_for(evaluation, by_trace) for evaluation in evaluations]
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT_SQL, _columns(rows, received_at))
-        return cursor.rowcount
+    rows = _values([_row_for(evaluation, by_trace) for evaluation in evaluations], received_at)
+    try:
+        # COPY is several times cheaper than binding arrays; duplicates are rare.
+        with transaction.atomic(), connection.cursor() as cursor:
+            _copy(cursor.cursor, "telemetry_flagevaluation", rows)
+        return len(rows)
+    except psycopg.errors.UniqueViolation:
+        return _store_skipping_duplicates(rows)
+
+
+def _store_skipping_duplicates(rows: list[tuple]) -> int:
+    """A retried export: stage the rows, keep only those not stored yet."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        raw = cursor.cursor
+        raw.execute(
+            "CREATE TEMP TABLE flag_evaluation_staging ON COMMIT DROP AS "
+            f"SELECT {_COLUMN_LIST} FROM telemetry_flagevaluation WITH NO DATA"
+        )
+        _copy(raw, "flag_evaluation_staging", rows)
+        raw.execute(
+            f"INSERT INTO telemetry_flagevaluation ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} "
+            "FROM flag_evaluation_staging ON CONFLICT DO NOTHING"
+        )
+        stored = raw.rowcount
+        # ON COMMIT DROP alone fails a second retry inside one outer transaction.
+        raw.execute("DROP TABLE flag_evaluation_staging")
+        return stored
+
+
+def _copy(raw_cursor, table: str, rows: list[tuple]) -> None:
+    with raw_cursor.copy(f"COPY {table} ({_COLUMN_LIST}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def store_from_span_rows(rows: list[tuple]) -> int:
@@ -136,7 +156,7 @@ def _row_for(evaluation: Evaluation, by_trace) -> _Row:
     return _Row(evaluation)
 
 
-def _columns(rows: list[_Row], received_at: datetime) -> list[list]:
+def _values(rows: list[_Row], received_at: datetime) -> list[tuple]:
     values = []
     for row in rows:
         e, request = row.evaluation, row.request
@@ -149,7 +169,7 @@ def _columns(rows: list[_Row], received_at: datetime) -> list[list]:
                 *_request_columns(request),
             )
         )  # fmt: skip
-    return [list(column) for column in zip(*values, strict=True)]
+    return values
 
 
 def _request_columns(request: spans.LinkedSpan | None) -> tuple:
@@ -188,14 +208,35 @@ def attribute_pending(*, now: datetime | None = None, batch_size: int = ATTRIBUT
         by_trace = _nodes_by_trace(_spans_of(pending))
         for row in pending:
             _settle(row, by_trace.get(bytes(row.trace_id), {}), now, give_up_before, counts)
-        FlagEvaluation.objects.bulk_update(pending, _SETTLED_FIELDS, batch_size=1000)
+        _save_settled(pending)
     return counts
 
 
-_SETTLED_FIELDS = [
+_SETTLED_FIELDS = (
     "attribution", "attribute_after", "request_span_id", "request_start", "route",
     "request_version", "request_duration_us", "request_is_error", "request_error_type",
-]  # fmt: skip
+)  # fmt: skip
+_SETTLED_SET = ", ".join(f"{name} = settled.{name}" for name in _SETTLED_FIELDS)
+
+
+def _save_settled(rows: list[FlagEvaluation]) -> None:
+    # One COPY and one joined UPDATE: bulk_update's CASE per row grows quadratically.
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        raw.execute(
+            "CREATE TEMP TABLE flag_evaluation_settled ON COMMIT DROP AS "
+            f"SELECT id, {', '.join(_SETTLED_FIELDS)} FROM telemetry_flagevaluation WITH NO DATA"
+        )
+        with raw.copy(
+            f"COPY flag_evaluation_settled (id, {', '.join(_SETTLED_FIELDS)}) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row([row.pk, *(getattr(row, name) for name in _SETTLED_FIELDS)])
+        raw.execute(
+            f"UPDATE telemetry_flagevaluation SET {_SETTLED_SET} FROM flag_evaluation_settled "
+            "settled WHERE telemetry_flagevaluation.id = settled.id"
+        )
+        raw.execute("DROP TABLE flag_evaluation_settled")
 
 
 def _spans_of(pending: list[FlagEvaluation]) -> list[spans.LinkedSpan]:
@@ -309,6 +350,16 @@ def default_cohorts(flag: str, start: datetime, end: datetime) -> dict[str, int]
             [flag, start, end],
         )
     )
+
+
+def services_of_flag(flag: str, start: datetime, end: datetime) -> list[str]:
+    """The services that evaluated the flag in [start, end), by name."""
+    rows = _fetch(
+        "SELECT DISTINCT service FROM telemetry_flagevaluation WHERE flag = %s "
+        "AND at >= %s AND at < %s ORDER BY 1",
+        [flag, start, end],
+    )
+    return [service for (service,) in rows]
 
 
 def environment_of_flag(flag: str, start: datetime, end: datetime) -> str:

@@ -157,3 +157,38 @@ class TestCohortReads:
         assert (seen.flag, seen.services, seen.cohorts) == ("f", ("web",), {"on": 2, "off": 1})
         minutes = flag_store.cohort_request_minute_counts(on)
         assert sum(requests for requests, _ in minutes.values()) == 2
+
+
+class TestJobs:
+    def test_the_periodic_task_attributes_and_detects(self, now):
+        from flags import tasks
+
+        ingest.store_rows(list(request_rows(now).values()))
+        flag_store.store_evaluations([log_evaluation(now)], received_at=now)
+        done = tasks.run_periodic()
+        assert (done["attributed"], done["detected"]) == (1, 0)
+
+    def test_the_command_runs_once(self, now):
+        from io import StringIO
+
+        from django.core.management import call_command
+
+        flag_store.store_evaluations([log_evaluation(now)], received_at=now)
+        out = StringIO()
+        call_command("flags", stdout=out)
+        assert out.getvalue().startswith("0 evaluation(s) attributed, 1 waiting")
+
+    def test_retention_drops_old_evaluations(self, now, settings):
+        from telemetry import tasks
+
+        old = now - timedelta(days=settings.MONOENV_RETENTION_DAYS, hours=1)
+        fresh = log_evaluation(now, span_id=b"\x09" * 8)
+        flag_store.store_evaluations([log_evaluation(old), fresh], received_at=now)
+        tasks.enforce_retention()
+        assert list(FlagEvaluation.objects.values_list("at", flat=True)) == [now]
+
+    def test_a_retried_log_export_is_stored_once(self, now):
+        evaluations = [log_evaluation(now), log_evaluation(now, span_id=b"\x09" * 8)]
+        assert flag_store.store_evaluations(evaluations[:1], received_at=now) == 1
+        assert flag_store.store_evaluations(evaluations, received_at=now) == 1
+        assert FlagEvaluation.objects.count() == 2

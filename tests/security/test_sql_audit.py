@@ -38,8 +38,9 @@ REVIEWED = {
         "VALUES rows and FILTER columns are fixed placeholders, one per SLO or window; "
         "values are parameters"
     ),
-    ("telemetry/flag_store.py", "<module>"): "the INSERT is built from module constants",
-    ("telemetry/flag_store.py", "store_evaluations"): "executes the module's INSERT",
+    ("telemetry/flag_store.py", "_copy"): "table is the model's or the staging one, from callers",
+    ("telemetry/flag_store.py", "_store_skipping_duplicates"): "column list is a module constant",
+    ("telemetry/flag_store.py", "_save_settled"): "column lists are module constants",
     ("telemetry/flag_store.py", "_fetch"): "runs the SQL of the callers listed here, with params",
     ("telemetry/flag_store.py", "flags_seen"): FIXED,
     ("telemetry/flag_store.py", "cohort_counts"): FIXED,

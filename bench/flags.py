@@ -1,0 +1,156 @@
+"""Flag benchmark: what reading and attributing flag evaluations costs ingest.
+
+Run from the repo root with a migrated database:
+
+    DATABASE_URL=postgres://... .venv/bin/python bench/flags.py --batches 60
+
+1. Ingest cost. The in-process ingest loop (decode + store_rows, as the
+   ingest ceiling in bench/ingest.py) runs on OTLP batches in which every
+   request evaluates a flag: each trace is a server span and a child span,
+   the evaluation event sits on the server span in two traces of three and
+   on the child in the third. The same loop runs with and without
+   flag_store.store_from_span_rows (decoding the events, attributing in the
+   batch, storing), alternating, and the cost is the share of throughput lost.
+2. Lazy attribution. Evaluations that arrive as logs after their spans are
+   attributed by flag_store.attribute_pending; its rate in evaluations per
+   second, and the share of one core it needs at 20,000 spans/s of ingest
+   (10,000 requests/s, one evaluation each).
+
+The recall, false-positive and time-to-fail figures of per-variant verdicts
+need the verdict engine and are not measured yet.
+"""
+
+import argparse
+import os
+import random
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "monoenv_site.settings")
+
+TARGET_SPANS_PER_SECOND = 20_000
+
+
+def build_payloads(service: str, count: int, traces_per_batch: int, seed: int) -> list[bytes]:
+    """Batches of (server span, child span) traces, each evaluating `new-checkout` once."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    def attribute(key, value):
+        return KeyValue(key=key, value=AnyValue(string_value=value))
+
+    rng = random.Random(seed)
+    payloads = []
+    for _ in range(count):
+        request = ExportTraceServiceRequest()
+        resource_spans = request.resource_spans.add()
+        resource_spans.resource.attributes.append(attribute("service.name", service))
+        scope_spans = resource_spans.scope_spans.add()
+        now_ns = time.time_ns()
+        for index in range(traces_per_batch):
+            trace_id, server_id = rng.randbytes(16), rng.randbytes(8)
+            start = now_ns - rng.randrange(60_000_000_000)
+            server = scope_spans.spans.add(
+                trace_id=trace_id, span_id=server_id, name="GET /checkout", kind=2,
+                start_time_unix_nano=start, end_time_unix_nano=start + 30_000_000,
+            )  # fmt: skip
+            server.attributes.append(attribute("http.route", "/checkout"))
+            child = scope_spans.spans.add(
+                trace_id=trace_id, span_id=rng.randbytes(8), parent_span_id=server_id,
+                name="pricing", kind=1, start_time_unix_nano=start + 1_000_000,
+                end_time_unix_nano=start + 20_000_000,
+            )  # fmt: skip
+            carrier = child if index % 3 == 2 else server
+            event = carrier.events.add(name="feature_flag.evaluation",
+                                       time_unix_nano=start + 2_000_000)  # fmt: skip
+            event.attributes.extend([
+                attribute("feature_flag.key", "new-checkout"),
+                attribute("feature_flag.result.variant", rng.choice(("on", "off"))),
+                attribute("feature_flag.provider.name", "bench"),
+            ])  # fmt: skip
+        payloads.append(request.SerializeToString())
+    return payloads
+
+
+def ingest_seconds(payloads: list[bytes], *, with_flags: bool) -> float:
+    from telemetry import flag_store, otlp
+    from telemetry.ingest import current_limits, store_rows
+
+    started = time.perf_counter()
+    for body in payloads:
+        rows = otlp.spans_to_rows(otlp.decode_protobuf(body), current_limits()).rows
+        store_rows(rows)
+        if with_flags:
+            flag_store.store_from_span_rows(rows)
+    return time.perf_counter() - started
+
+
+def measure_ingest(args) -> None:
+    plain_seconds = flagged_seconds = 0.0
+    spans = 0
+    for round_index in range(args.rounds):
+        # Fresh payloads each time: a retried batch would be skipped, not stored.
+        plain = build_payloads("bench-flags", args.batches, args.traces, 10 + round_index)
+        flagged = build_payloads("bench-flags", args.batches, args.traces, 90 + round_index)
+        plain_seconds += ingest_seconds(plain, with_flags=False)
+        flagged_seconds += ingest_seconds(flagged, with_flags=True)
+        spans += args.batches * args.traces * 2
+    plain_rate, flagged_rate = spans / plain_seconds, spans / flagged_seconds
+    print(f"ingest without flag reading: {plain_rate:,.0f} spans/s ({spans} spans)")
+    print(f"ingest with flag reading and in-batch attribution: {flagged_rate:,.0f} spans/s "
+          f"({spans // 2} evaluations)")  # fmt: skip
+    print(f"attribution cost: {1 - flagged_rate / plain_rate:.1%} of ingest throughput")
+
+
+def measure_lazy(args) -> None:
+    from django.utils import timezone
+
+    from telemetry import flag_events, flag_store, otlp
+    from telemetry.ingest import current_limits, store_rows
+
+    payloads = build_payloads("bench-flags-lazy", args.batches, args.traces, 500)
+    evaluations = []
+    for body in payloads:
+        rows = otlp.spans_to_rows(otlp.decode_protobuf(body), current_limits()).rows
+        store_rows(rows)
+        # As if each had come as a log record: stored, not attributed.
+        evaluations += [replace(e, carrier="log") for e in flag_events.from_span_rows(rows)]
+    flag_store.store_evaluations(evaluations, received_at=timezone.now())
+    started, attributed = time.perf_counter(), 0
+    while True:
+        counts = flag_store.attribute_pending(now=timezone.now())
+        if not counts["attributed"]:
+            break
+        attributed += counts["attributed"]
+    elapsed = time.perf_counter() - started
+    rate = attributed / elapsed
+    print(f"lazy attribution: {attributed} evaluations in {elapsed:.2f} s: {rate:,.0f}/s")
+    needed = TARGET_SPANS_PER_SECOND / 2
+    print(f"at {TARGET_SPANS_PER_SECOND:,} spans/s ({needed:,.0f} evaluations/s): "
+          f"{needed / rate:.0%} of one core")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=40, help="per round and side")
+    parser.add_argument("--traces", type=int, default=256, help="per batch (2 spans each)")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
+    measure_ingest(args)
+    measure_lazy(args)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
