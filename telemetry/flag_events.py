@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import orjson
+
 from telemetry import otlp
 
 EVENT_NAMES = ("feature_flag.evaluation", "feature_flag")
@@ -51,8 +53,9 @@ MAX_KEY_CHARS = 200  # flag keys, cohorts, variants, reasons: labels, not payloa
 MAX_VALUE_CHARS = 1000
 SPAN_EVENT = "span_event"
 LOG = "log"
-# Cheap test on a stored span's events JSON before decoding it.
-_EVENTS_MARKER = '"feature_flag'
+# Cheap test on a stored span's events JSON (telemetry.otlp writes it with
+# orjson, without spaces) before decoding it; matches both event names.
+_EVENTS_MARKER = '"name":"feature_flag'
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,7 @@ def from_span_rows(rows: Iterable[tuple]) -> list[Evaluation]:
         if _EVENTS_MARKER not in events_json:
             continue
         found += from_span_events(
-            json.loads(events_json),
+            orjson.loads(events_json),
             trace_id=bytes(row[_ROW["trace_id"]]),
             span_id=bytes(row[_ROW["span_id"]]),
             service=row[_ROW["service"]],

@@ -102,7 +102,10 @@ def store_from_span_rows(rows: list[tuple]) -> int:
     evaluations = flag_events.from_span_rows(rows)
     if not evaluations:
         return 0
-    return store_evaluations(evaluations, batch_spans=[_linked(row) for row in rows])
+    traces = {evaluation.trace_id for evaluation in evaluations}
+    trace_index = _ROW_INDEX["trace_id"]
+    linked = [_linked(row) for row in rows if bytes(row[trace_index]) in traces]
+    return store_evaluations(evaluations, batch_spans=linked)
 
 
 _ROW_INDEX = {name: index for index, name in enumerate(otlp.SPAN_COLUMNS)}

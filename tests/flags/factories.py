@@ -1,7 +1,8 @@
 """Span rows carrying flag evaluations, for the flags tests."""
 
-import json
 from datetime import datetime
+
+import orjson
 
 from telemetry.otlp import SPAN_COLUMNS
 from tests.deployments.conftest import span_row  # noqa: F401  (re-exported)
@@ -22,7 +23,8 @@ def evaluation_event(flag: str, at: datetime, *, variant: str = "", value=None, 
 
 
 def with_events(row: tuple, events: list[dict]) -> tuple:
-    return row[:EVENTS] + (json.dumps(events),) + row[EVENTS + 1 :]
+    # Written as telemetry.otlp writes them.
+    return row[:EVENTS] + (orjson.dumps(events).decode(),) + row[EVENTS + 1 :]
 
 
 def evaluation_traffic(

@@ -4,7 +4,6 @@ Expected values come from the semantic conventions (docs/feature-flags) and
 the deprecated registry, written out by hand here.
 """
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -150,22 +149,23 @@ class TestSpanEvents:
         assert len(evaluation.flag) == 200
         assert len(evaluation.cohort) == 200
 
-    def test_it_reads_stored_span_rows(self):
-        from tests.deployments.conftest import span_row
+    def test_it_reads_span_rows_as_the_decoder_makes_them(self):
+        from telemetry import otlp
+        from tests.telemetry.otlp_payloads import make_request, make_span
 
-        events = [
-            {"name": "exception", "time_unix_nano": 0, "attributes": {}},
-            {
-                "name": "feature_flag.evaluation",
-                "time_unix_nano": unix_nano(T0),
-                "attributes": {"feature_flag.key": "f", "feature_flag.result.variant": "on"},
-            },
-        ]
-        row = span_row(service="s", version="1", start=T0, trace_id=TRACE, span_id=SPAN)
-        index = flag_events.otlp.SPAN_COLUMNS.index("events")
-        with_event = row[:index] + (json.dumps(events),) + row[index + 1 :]
-        found = flag_events.from_span_rows([row, with_event])
-        assert [(e.flag, e.cohort, e.span_id) for e in found] == [("f", "on", SPAN)]
+        flagged = make_span(trace_id=TRACE, span_id=SPAN, start=T0, events=[
+            ("exception", {"exception.type": "E"}),
+            ("feature_flag.evaluation", {"feature_flag.key": "f",
+                                         "feature_flag.result.variant": "on"}),
+        ])  # fmt: skip
+        # Flag attribute names on another event are no evaluation.
+        other = make_span(start=T0, events=[("cache", {"feature_flag.key": "f"})])
+        limits = otlp.Limits(oldest=T0 - timedelta(days=1), newest=T0 + timedelta(days=1),
+                             retention_days=1, max_attribute_value_bytes=1024)  # fmt: skip
+        rows = otlp.spans_to_rows(make_request([flagged, other]), limits).rows
+        found = flag_events.from_span_rows(rows)
+        assert [(e.flag, e.cohort, e.span_id, e.at) for e in found] == [("f", "on", SPAN, T0)]
+        assert found[0].service == "checkout"
 
 
 def logs_request(records: list[dict], *, resource=None) -> ExportLogsServiceRequest:
