@@ -85,16 +85,20 @@ def build_payloads(
 
 
 def ingest_seconds(payloads: list[bytes]) -> float:
+    from django.db import transaction
+
     from telemetry import flag_store, ingest, otlp
 
-    # Once telemetry/ingest.py calls flag_store itself, store_rows is the whole path.
+    # Once telemetry/ingest.py calls flag_store itself, store_rows is the whole
+    # path; until then the call is made here, in the same transaction, as it will be.
     wired = getattr(ingest, "flag_store", None) is flag_store
     started = time.perf_counter()
     for body in payloads:
         rows = otlp.spans_to_rows(otlp.decode_protobuf(body), ingest.current_limits()).rows
-        ingest.store_rows(rows)
-        if not wired:
-            flag_store.store_from_span_rows(rows)
+        with transaction.atomic():
+            ingest.store_rows(rows)
+            if not wired:
+                flag_store.store_from_span_rows(rows)
     return time.perf_counter() - started
 
 

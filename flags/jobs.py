@@ -1,8 +1,8 @@
 """The periodic work of flags, run each minute by beat or once by hand.
 
-`run_periodic()` attributes what evaluations it can to their requests first,
-so detection and, later, verdicts see every cohort's requests; then it
-records the changes telemetry shows (flags/changes.py).
+`run_periodic()` records the changes telemetry shows (flags/changes.py).
+Attributing evaluations to requests is telemetry's own periodic task; the
+command runs it first, so a cron user needs only `manage.py flags`.
 """
 
 from datetime import datetime
@@ -12,18 +12,19 @@ from django.utils import timezone
 from flags import changes
 from telemetry import flag_store
 
+# As long as the attribution task may run within its 30 s beat interval.
+ATTRIBUTION_SECONDS = 25
+
 
 def run_periodic(*, now: datetime | None = None) -> dict:
-    now = now or timezone.now()
-    attributed = flag_store.attribute_pending(now=now)
-    detected = changes.detect_changes(now=now)
-    return {"attribution": attributed, "detected": len(detected)}
+    detected = changes.detect_changes(now=now or timezone.now())
+    return {"detected": len(detected)}
 
 
 def run_once() -> str:
-    """For manage.py flags: one synchronous pass, as a line of text."""
+    """For manage.py flags: attribution, then detection, as a line of text."""
+    counts = flag_store.attribute_pending_for(ATTRIBUTION_SECONDS)
     done = run_periodic()
-    counts = done["attribution"]
     return (
         f"{counts['attributed']} evaluation(s) attributed, {counts['waiting']} waiting, "
         f"{counts['unresolved']} unresolved; {done['detected']} flag change(s) detected"

@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import orjson
 
@@ -296,8 +297,7 @@ def _any_value(any_value, depth: int = 0):
 # Attribution.
 
 
-@dataclass(frozen=True)
-class SpanNode:
+class SpanNode(NamedTuple):
     """What attribution needs to know of one stored span."""
 
     parent_span_id: bytes | None

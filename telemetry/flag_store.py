@@ -15,6 +15,7 @@ Apps above telemetry read evaluations only through the named functions at
 the end of this module.
 """
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,21 +49,32 @@ class _Row:
 
 
 def store_evaluations(
-    evaluations: list[Evaluation],
-    *,
-    batch_spans: list[spans.LinkedSpan] = (),
-    received_at: datetime | None = None,
+    evaluations: list[Evaluation], *, received_at: datetime | None = None
 ) -> int:
-    """Store evaluations once each; attribute at once those whose request is in batch_spans.
+    """Store evaluations once each, to be attributed by attribute_pending(); return the new.
 
-    Returns how many were new. Call it inside the transaction that stores the
-    spans, so a retried batch neither loses nor doubles them.
+    Call it inside the transaction that stores what carried them, so a retried
+    batch neither loses nor doubles them.
     """
+    return _store(evaluations, _TraceIndex(), received_at or timezone.now())
+
+
+def store_from_span_rows(rows: list[tuple]) -> int:
+    """The ingest hook: the evaluations carried by freshly stored span rows.
+
+    Those whose request span is in the same rows are attributed at once.
+    """
+    evaluations = flag_events.from_span_rows(rows)
     if not evaluations:
         return 0
-    received_at = received_at or timezone.now()
-    by_trace = _nodes_by_trace(batch_spans)
-    rows = _values([_row_for(evaluation, by_trace) for evaluation in evaluations], received_at)
+    traces = {evaluation.trace_id for evaluation in evaluations}
+    return _store(evaluations, _TraceIndex.of_rows(rows, traces), timezone.now())
+
+
+def _store(evaluations: list[Evaluation], index: "_TraceIndex", received_at: datetime) -> int:
+    if not evaluations:
+        return 0
+    rows = _values([_row_for(evaluation, index) for evaluation in evaluations], received_at)
     try:
         # COPY is several times cheaper than binding arrays; duplicates are rare.
         with transaction.atomic(), connection.cursor() as cursor:
@@ -97,18 +109,54 @@ def _copy(raw_cursor, table: str, rows: list[tuple]) -> None:
             copy.write_row(row)
 
 
-def store_from_span_rows(rows: list[tuple]) -> int:
-    """The ingest hook: the evaluations carried by freshly stored span rows."""
-    evaluations = flag_events.from_span_rows(rows)
-    if not evaluations:
-        return 0
-    traces = {evaluation.trace_id for evaluation in evaluations}
-    trace_index = _ROW_INDEX["trace_id"]
-    linked = [_linked(row) for row in rows if bytes(row[trace_index]) in traces]
-    return store_evaluations(evaluations, batch_spans=linked)
-
-
 _ROW_INDEX = {name: index for index, name in enumerate(otlp.SPAN_COLUMNS)}
+_TRACE, _SPAN, _PARENT, _SERVICE, _KIND = (
+    _ROW_INDEX[name] for name in ("trace_id", "span_id", "parent_span_id", "service", "kind")
+)
+
+
+class _TraceIndex:
+    """The spans known of some traces: their parent links, and each one as a request.
+
+    Built from ingest's span rows, it makes a LinkedSpan only for the spans
+    found to be requests: most spans of a batch are never one.
+    """
+
+    def __init__(self):
+        self.nodes: dict[bytes, dict[bytes, SpanNode]] = defaultdict(dict)
+        self.sources: dict[tuple[bytes, bytes], object] = {}
+
+    @classmethod
+    def of_rows(cls, rows: list[tuple], traces: set[bytes]) -> "_TraceIndex":
+        index = cls()
+        for row in rows:
+            trace_id = bytes(row[_TRACE])
+            if trace_id in traces:
+                span_id, parent = bytes(row[_SPAN]), row[_PARENT]
+                index.nodes[trace_id][span_id] = SpanNode(
+                    bytes(parent) if parent else None, row[_SERVICE],
+                    row[_KIND] in spans.REQUEST_KINDS,
+                )  # fmt: skip
+                index.sources[(trace_id, span_id)] = row
+        return index
+
+    @classmethod
+    def of_linked(cls, linked: list[spans.LinkedSpan]) -> "_TraceIndex":
+        index = cls()
+        for span in linked:
+            index.nodes[span.trace_id][span.span_id] = SpanNode(
+                span.parent_span_id, span.service, span.is_request
+            )
+            index.sources[(span.trace_id, span.span_id)] = span
+        return index
+
+    def resolve(self, trace_id: bytes, span_id: bytes, service: str):
+        """(outcome, request span) for an evaluating span."""
+        outcome, request_id = flag_events.find_request(span_id, service, self.nodes[trace_id])
+        source = self.sources.get((trace_id, request_id))
+        if isinstance(source, tuple):  # an ingest row
+            source = _linked(source)
+        return outcome, source
 
 
 def _linked(row: tuple) -> spans.LinkedSpan:
@@ -130,29 +178,11 @@ def _linked(row: tuple) -> spans.LinkedSpan:
     )
 
 
-def _nodes_by_trace(linked: list[spans.LinkedSpan]) -> dict[bytes, dict[bytes, spans.LinkedSpan]]:
-    by_trace: dict[bytes, dict[bytes, spans.LinkedSpan]] = defaultdict(dict)
-    for span in linked:
-        by_trace[span.trace_id][span.span_id] = span
-    return by_trace
-
-
-def _resolve(span_id: bytes, service: str, trace: dict[bytes, spans.LinkedSpan]):
-    """(outcome, request span) for an evaluating span against the spans known of its trace."""
-    nodes = {
-        span_id: SpanNode(span.parent_span_id, span.service, span.is_request)
-        for span_id, span in trace.items()
-    }
-    outcome, request_id = flag_events.find_request(span_id, service, nodes)
-    return outcome, trace.get(request_id)
-
-
-def _row_for(evaluation: Evaluation, by_trace) -> _Row:
+def _row_for(evaluation: Evaluation, index: _TraceIndex) -> _Row:
     if not evaluation.trace_id or not evaluation.span_id:
         # No trace context: nothing to attribute it to, ever.
         return _Row(evaluation, Attribution.NO_REQUEST)
-    trace = by_trace.get(evaluation.trace_id, {})
-    outcome, request = _resolve(evaluation.span_id, evaluation.service, trace)
+    outcome, request = index.resolve(evaluation.trace_id, evaluation.span_id, evaluation.service)
     if outcome == flag_events.FOUND:
         return _Row(evaluation, Attribution.REQUEST, request)
     # Not in this batch; the request span may come later, or be stored already.
@@ -208,18 +238,37 @@ def attribute_pending(*, now: datetime | None = None, batch_size: int = ATTRIBUT
         )
         if not pending:
             return counts
-        by_trace = _nodes_by_trace(_spans_of(pending))
+        index = _TraceIndex.of_linked(_spans_of(pending))
         for row in pending:
-            _settle(row, by_trace.get(bytes(row.trace_id), {}), now, give_up_before, counts)
+            _settle(row, index, now, give_up_before, counts)
         _save_settled(pending)
     return counts
+
+
+def attribute_pending_for(seconds: float, *, batch_size: int = ATTRIBUTION_BATCH) -> dict:
+    """Attribute batch after batch while full ones keep coming, for at most `seconds`.
+
+    One batch every 30 s would cap attribution at batch_size / 30 per second.
+    """
+    deadline = time.monotonic() + seconds
+    total = {"attributed": 0, "no_request": 0, "waiting": 0, "unresolved": 0}
+    while True:
+        counts = attribute_pending(batch_size=batch_size)
+        for key in total:
+            total[key] += counts[key]
+        if sum(counts.values()) < batch_size or time.monotonic() >= deadline:
+            return total
 
 
 _SETTLED_FIELDS = (
     "attribution", "attribute_after", "request_span_id", "request_start", "route",
     "request_version", "request_duration_us", "request_is_error", "request_error_type",
 )  # fmt: skip
+_KEY_FIELDS = ("at", "trace_id", "span_id", "flag", "service")
 _SETTLED_SET = ", ".join(f"{name} = settled.{name}" for name in _SETTLED_FIELDS)
+_SETTLED_JOIN = " AND ".join(f"e.{name} = settled.{name}" for name in _KEY_FIELDS)
+_SETTLED_ORDER = _KEY_FIELDS + _SETTLED_FIELDS
+_SETTLED_COLUMNS = ", ".join(_SETTLED_ORDER)
 
 
 def _save_settled(rows: list[FlagEvaluation]) -> None:
@@ -228,18 +277,21 @@ def _save_settled(rows: list[FlagEvaluation]) -> None:
         raw = cursor.cursor
         raw.execute(
             "CREATE TEMP TABLE flag_evaluation_settled ON COMMIT DROP AS "
-            f"SELECT id, {', '.join(_SETTLED_FIELDS)} FROM telemetry_flagevaluation WITH NO DATA"
+            f"SELECT {_SETTLED_COLUMNS} FROM telemetry_flagevaluation WITH NO DATA"
         )
-        with raw.copy(
-            f"COPY flag_evaluation_settled (id, {', '.join(_SETTLED_FIELDS)}) FROM STDIN"
-        ) as copy:
+        with raw.copy(f"COPY flag_evaluation_settled ({_SETTLED_COLUMNS}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row([row.pk, *(getattr(row, name) for name in _SETTLED_FIELDS)])
+                copy.write_row([_plain(getattr(row, name)) for name in _SETTLED_ORDER])
         raw.execute(
-            f"UPDATE telemetry_flagevaluation SET {_SETTLED_SET} FROM flag_evaluation_settled "
-            "settled WHERE telemetry_flagevaluation.id = settled.id"
+            f"UPDATE telemetry_flagevaluation e SET {_SETTLED_SET} "
+            f"FROM flag_evaluation_settled settled WHERE {_SETTLED_JOIN}"
         )
         raw.execute("DROP TABLE flag_evaluation_settled")
+
+
+def _plain(value):
+    # Binary fields come back from the database as memoryview.
+    return bytes(value) if isinstance(value, memoryview) else value
 
 
 def _spans_of(pending: list[FlagEvaluation]) -> list[spans.LinkedSpan]:
@@ -247,8 +299,8 @@ def _spans_of(pending: list[FlagEvaluation]) -> list[spans.LinkedSpan]:
     return spans.linked_spans([bytes(row.trace_id) for row in pending], min(times), max(times))
 
 
-def _settle(row: FlagEvaluation, trace, now: datetime, give_up_before: datetime, counts) -> None:
-    outcome, request = _resolve(bytes(row.span_id), row.service, trace)
+def _settle(row: FlagEvaluation, index, now: datetime, give_up_before: datetime, counts) -> None:
+    outcome, request = index.resolve(bytes(row.trace_id), bytes(row.span_id), row.service)
     if outcome == flag_events.FOUND:
         row.attribution = Attribution.REQUEST
         row.attribute_after = None

@@ -160,13 +160,21 @@ class TestCohortReads:
 
 
 class TestJobs:
-    def test_the_periodic_task_attributes_and_detects(self, now):
-        from flags import tasks
+    def test_the_periodic_tasks_attribute_and_detect(self, now):
+        from flags import tasks as flag_tasks
+        from telemetry import tasks as telemetry_tasks
 
         ingest.store_rows(list(request_rows(now).values()))
         flag_store.store_evaluations([log_evaluation(now)], received_at=now)
-        done = tasks.run_periodic()
-        assert (done["attributed"], done["detected"]) == (1, 0)
+        assert telemetry_tasks.attribute_flag_evaluations()["attributed"] == 1
+        assert flag_tasks.run_periodic() == {"detected": 0}
+
+    def test_attribution_goes_on_while_batches_are_full(self, now):
+        ingest.store_rows(list(request_rows(now).values()))
+        evaluations = [log_evaluation(now + timedelta(microseconds=n)) for n in range(5)]
+        flag_store.store_evaluations(evaluations, received_at=now)
+        done = flag_store.attribute_pending_for(10, batch_size=2)
+        assert done["attributed"] == 5
 
     def test_the_command_runs_once(self, now):
         from io import StringIO
