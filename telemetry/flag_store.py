@@ -407,6 +407,11 @@ def default_cohorts(flag: str, start: datetime, end: datetime) -> dict[str, int]
     )
 
 
+def flag_evaluated(flag: str, *, since: datetime) -> bool:
+    """Whether the flag has an evaluation stored since `since`."""
+    return FlagEvaluation.objects.filter(flag=flag, at__gte=since).exists()
+
+
 def services_of_flag(flag: str, start: datetime, end: datetime) -> list[str]:
     """The services that evaluated the flag in [start, end), by name."""
     rows = _fetch(

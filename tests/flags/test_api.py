@@ -5,8 +5,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from deployments.models import Deployment
 from flags.models import FlagChange
 from telemetry import flag_store, ingest
+from telemetry.flag_events import Evaluation
 from tests.flags.factories import evaluation_traffic
 from tests.helpers import bearer
 
@@ -120,13 +122,27 @@ class TestGate:
         FlagChange.objects.create(flag="f", at=now, verdict="pending")
         assert self.gate(client, read_token, "f").status_code == 200
 
-    def test_an_unknown_flag_may_widen(self, client, read_token):
-        response = self.gate(client, read_token, "never-seen")
+    def test_a_flag_without_a_failed_change_may_widen(self, client, read_token, now):
+        FlagChange.objects.create(flag="f", at=now, verdict="pass")
+        response = self.gate(client, read_token, "f")
         assert response.status_code == 200
-        assert response.json() == {"service": "", "flag": "never-seen", "allow": True,
-                                   "reasons": []}  # fmt: skip
+        assert response.json() == {"service": "", "flag": "f", "allow": True, "reasons": []}
+
+    def test_an_evaluated_flag_is_known(self, client, read_token, now):
+        flag_store.store_evaluations([Evaluation(
+            trace_id=b"", span_id=b"", service="web", environment="", at=now,
+            flag="dark-launch", cohort="off",
+        )])  # fmt: skip
+        assert self.gate(client, read_token, "dark-launch").status_code == 200
+
+    def test_an_unknown_flag_is_404_with_the_closest_names(self, client, read_token, now):
+        FlagChange.objects.create(flag="new-checkout", at=now)
+        response = self.gate(client, read_token, "new-chekout")
+        assert response.status_code == 404
+        assert "Did you mean new-checkout?" in response.json()["detail"]
 
     def test_the_service_gate_is_unchanged(self, client, read_token):
+        Deployment.objects.create(service="web", version="1", verdict="pass")
         response = client.get("/api/v1/gate?service=web", headers=bearer(read_token))
         assert response.status_code == 200
         assert response.json()["service"] == "web"
