@@ -64,11 +64,29 @@ def store_from_span_rows(rows: list[tuple]) -> int:
 
     Those whose request span is in the same rows are attributed at once.
     """
-    evaluations = flag_events.from_span_rows(rows)
+    evaluations = _unique(flag_events.from_span_rows(rows))
     if not evaluations:
         return 0
     traces = {evaluation.trace_id for evaluation in evaluations}
-    return _store(evaluations, _TraceIndex.of_rows(rows, traces), timezone.now())
+    index = _TraceIndex.of_rows(rows, traces)
+    values = _values([_row_for(evaluation, index) for evaluation in evaluations], timezone.now())
+    # The rows are spans stored for the first time (ingest skips a retried
+    # batch's), and duplicates within them are gone: none can be stored yet,
+    # so no savepoint is needed, which spares two round trips per batch.
+    with connection.cursor() as cursor:
+        _copy(cursor.cursor, "telemetry_flagevaluation", values)
+    return len(values)
+
+
+def _unique(evaluations: list[Evaluation]) -> list[Evaluation]:
+    """One evaluation per key: two on one span with neither time take the span's start."""
+    seen, kept = set(), []
+    for e in evaluations:
+        key = (e.at, e.trace_id, e.span_id, e.flag, e.service)
+        if key not in seen:
+            seen.add(key)
+            kept.append(e)
+    return kept
 
 
 def _store(evaluations: list[Evaluation], index: "_TraceIndex", received_at: datetime) -> int:

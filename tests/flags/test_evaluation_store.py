@@ -67,11 +67,13 @@ class TestIngestTimeAttribution:
         flag_store.store_from_span_rows(list(rows.values()))
         assert bytes(only_row().request_span_id) == SERVER_SPAN
 
-    def test_a_retried_batch_stores_each_evaluation_once(self, now):
-        rows = list(request_rows(now, evaluate_on=SERVER_SPAN).values())
-        flag_store.store_from_span_rows(rows)
-        assert flag_store.store_from_span_rows(rows) == 0
-        assert FlagEvaluation.objects.count() == 1
+    def test_two_timeless_evaluations_on_one_span_are_one(self, now):
+        rows = request_rows(now)
+        attributes = {"feature_flag.key": "new-checkout", "feature_flag.variant": "on"}
+        timeless = {"name": "feature_flag", "attributes": attributes}
+        rows[SERVER_SPAN] = with_events(rows[SERVER_SPAN], [timeless, timeless])
+        assert flag_store.store_from_span_rows(list(rows.values())) == 1
+        assert only_row().at == now
 
     def test_rows_without_evaluations_cost_no_query(self, now, django_assert_num_queries):
         rows = list(request_rows(now).values())
