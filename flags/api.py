@@ -14,7 +14,7 @@ from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
 from flags import changes, webhooks
-from flags.models import ChangeSource, FlagChange
+from flags.models import ChangeSource, FlagChange, FlagSettings
 from telemetry import flag_store
 from telemetry.api_types import UtcDatetime
 from telemetry.auth import TokenAuth
@@ -88,6 +88,18 @@ class FlagOut(Schema):
 def post_change(request, payload: FlagChangeIn):
     change, created = changes.record_change(payload.dict(), source=ChangeSource.API)
     return Status(201 if created else 200, change)
+
+
+class FlagControlIn(Schema):
+    flag: str = Field(min_length=1, max_length=200)
+    control: str = Field("", max_length=200, description="Empty: choose automatically.")
+
+
+@router.put("/flags/control", response=FlagControlIn, auth=deploy_auth)
+def put_control(request, payload: FlagControlIn):
+    """Override the control cohort of a flag for its next changes (empty: automatic)."""
+    FlagSettings.objects.update_or_create(flag=payload.flag, defaults={"control": payload.control})
+    return payload
 
 
 @router.get("/flags", response=list[FlagOut], auth=read_auth)

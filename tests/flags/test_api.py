@@ -54,6 +54,18 @@ class TestPostChange:
         assert post_change(client, deploy_token, actor="x").status_code == 422
 
 
+class TestControlOverride:
+    def test_it_sets_the_control_of_the_next_changes(self, client, deploy_token, read_token):
+        def put(token, control):
+            return client.put("/api/v1/flags/control", {"flag": "f", "control": control},
+                              content_type="application/json", headers=bearer(token))  # fmt: skip
+
+        assert put(deploy_token, "v2").status_code == 200
+        body = post_change(client, deploy_token, flag="f").json()
+        assert (body["control"], body["control_reason"]) == ("v2", "set for this flag")
+        assert put(read_token, "x").status_code == 403
+
+
 class TestReads:
     def test_flags_list_services_variants_shares_and_the_last_change(
         self, client, read_token, deploy_token, now
