@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('telemetry', '0005_pending_minute_marks'),
+        ('telemetry', '0006_coarse_rollup'),
     ]
 
     operations = [
