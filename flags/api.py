@@ -65,9 +65,37 @@ class FlagChangeOut(Schema):
         return obj.link() if isinstance(obj, FlagChange) else obj["link"]
 
 
+class FlagVerdictRecordOut(Schema):
+    minute: int
+    verdict: str
+    reason: str
+    control: str
+    window_start: datetime
+    window_end: datetime
+    created_at: datetime
+
+
+class FlagFindingOut(Schema):
+    service: str
+    variant: str
+    route: str
+    metric: str
+    baseline_value: float | None
+    candidate_value: float | None
+    baseline_n: int
+    candidate_n: int
+    effect_size: float | None
+    p_value: float | None
+    adjusted_p_value: float | None
+    threshold: str
+    significant: bool
+    direction: str
+    detail: str
+
+
 class FlagChangeDetailOut(FlagChangeOut):
-    verdict_history: list[dict]
-    findings: list[dict]
+    verdict_history: list[FlagVerdictRecordOut]
+    findings: list[FlagFindingOut]
     budget_impact: list[dict]
     suspects: list[dict]
 
@@ -150,12 +178,13 @@ def list_changes(
 @router.get("/flags/changes/{change_id}", response=FlagChangeDetailOut, auth=read_auth)
 def get_change(request, change_id: int):
     change = get_object_or_404(FlagChange, pk=change_id)
-    # Per-variant verdicts are not computed yet: nothing to list, and the
-    # verdict stays "pending" with a reason that says so (NOT_JUDGED_REASON).
+    history = list(change.verdict_records.all())
+    latest = history[-1] if history else None
+    # Budget impact per variant and flag suspects are not computed yet: empty lists.
     return {
         **FlagChangeOut.from_orm(change).dict(),
-        "verdict_history": [],
-        "findings": [],
+        "verdict_history": history,
+        "findings": list(latest.findings.all()) if latest else [],
         "budget_impact": [],
         "suspects": [],
     }

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from flags import control, shares
+from flags import control, shares, verdicts
 from flags.models import ChangeSource, FlagChange, FlagSettings
 from telemetry import flag_store
 
@@ -44,6 +44,7 @@ def record_change(fields: dict, *, source: str, now: datetime | None = None):
             return existing, False
         change = FlagChange(source=source, **fields)
         _fill_from_telemetry(change)
+        change.schedule_look(verdicts.next_look_after(None))
         change.save()
         return change, True
 
@@ -125,6 +126,7 @@ def _record_detected(seen, shift: shares.ShareShift, baseline_start: datetime, n
         )  # fmt: skip
         _mark_detected(change, shift, at, by_minute)
         _fill_from_telemetry(change)
+        change.schedule_look(verdicts.next_look_after(None))
         change.save()
         return change
 

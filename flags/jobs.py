@@ -9,7 +9,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from flags import changes
+from flags import changes, verdicts
 from telemetry import flag_store
 
 # As long as the attribution task may run within its 30 s beat interval.
@@ -17,8 +17,10 @@ ATTRIBUTION_SECONDS = 25
 
 
 def run_periodic(*, now: datetime | None = None) -> dict:
-    detected = changes.detect_changes(now=now or timezone.now())
-    return {"detected": len(detected)}
+    now = now or timezone.now()
+    detected = changes.detect_changes(now=now)
+    looked = verdicts.evaluate_due(now=now)
+    return {"detected": len(detected), "looks": looked}
 
 
 def run_once() -> str:
@@ -27,5 +29,6 @@ def run_once() -> str:
     done = run_periodic()
     return (
         f"{counts['attributed']} evaluation(s) attributed, {counts['waiting']} waiting, "
-        f"{counts['unresolved']} unresolved; {done['detected']} flag change(s) detected"
+        f"{counts['unresolved']} unresolved; {done['detected']} flag change(s) detected, "
+        f"{done['looks']} look(s) taken"
     )

@@ -6,11 +6,7 @@ from django.utils import timezone
 
 from deployments.models import Verdict
 
-# Until the per-variant verdict engine judges rollouts, every change says so.
-NOT_JUDGED_REASON = (
-    "Not judged: per-variant verdicts need the verdict engine that compares any "
-    "candidate with any baseline, which is not available yet."
-)
+NOT_JUDGED_REASON = "Not judged yet: the first look comes a minute after the change."
 
 
 class ChangeSource(models.TextChoices):
@@ -27,6 +23,9 @@ class FlagChangeQuerySet(models.QuerySet):
 
     def latest_for(self, flag: str):
         return self.for_flag(flag).first()
+
+    def due(self, now: datetime):
+        return self.filter(next_look_at__lte=now).order_by("next_look_at")
 
     def near(self, flag: str, environment: str, at: datetime):
         """The change a post or a detection at `at` should merge with, if any."""
@@ -63,6 +62,9 @@ class FlagChange(models.Model):
     verdict = models.CharField(max_length=20, choices=Verdict, default=Verdict.PENDING)
     verdict_reason = models.TextField(blank=True, default=NOT_JUDGED_REASON)
     evaluated_at = models.DateTimeField(null=True, blank=True)
+    # The next look (minutes after the change) and when it is due; null once done.
+    next_look = models.PositiveIntegerField(null=True, blank=True)
+    next_look_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     objects = FlagChangeQuerySet.as_manager()
@@ -79,6 +81,12 @@ class FlagChange(models.Model):
     def link(self) -> str:
         return f"{settings.MONOENV_PUBLIC_URL}/api/v1/flags/changes/{self.pk}"
 
+    def schedule_look(self, minutes: int | None) -> None:
+        """Set the next look; evaluations and spans get a little time to arrive first."""
+        lag = timedelta(seconds=settings.MONOENV_DEPLOY_EVALUATION_LAG_SECONDS)
+        self.next_look = minutes
+        self.next_look_at = None if minutes is None else self.at + timedelta(minutes=minutes) + lag
+
 
 class FlagSettings(models.Model):
     """Per-flag choices a user makes; today the control cohort."""
@@ -88,3 +96,58 @@ class FlagSettings(models.Model):
 
     def __str__(self) -> str:
         return self.flag
+
+
+class FlagVerdictRecord(models.Model):
+    """The verdict of one look at a change: its history, as deploys keep theirs."""
+
+    change = models.ForeignKey(FlagChange, on_delete=models.CASCADE, related_name="verdict_records")
+    minute = models.PositiveIntegerField(help_text="Minutes after the change.")
+    verdict = models.CharField(max_length=20, choices=Verdict)
+    reason = models.TextField()
+    control = models.TextField()
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["minute"]
+        constraints = [
+            models.UniqueConstraint(fields=["change", "minute"], name="flag_verdict_minute_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.change} @{self.minute}m: {self.verdict}"
+
+
+class FlagFinding(models.Model):
+    """One comparison of a variant's cohort with the control's, on one service and route."""
+
+    change = models.ForeignKey(FlagChange, on_delete=models.CASCADE, related_name="findings")
+    record = models.ForeignKey(FlagVerdictRecord, on_delete=models.CASCADE, related_name="findings")
+    service = models.TextField()
+    variant = models.TextField()
+    metric = models.CharField(max_length=40)
+    route = models.TextField(blank=True, help_text="Empty for the whole service.")
+    baseline_value = models.FloatField(null=True)
+    candidate_value = models.FloatField(null=True)
+    baseline_n = models.BigIntegerField()
+    candidate_n = models.BigIntegerField()
+    effect_size = models.FloatField(null=True)
+    p_value = models.FloatField(null=True)
+    adjusted_p_value = models.FloatField(null=True)
+    interval_low = models.FloatField(null=True)
+    interval_high = models.FloatField(null=True)
+    threshold = models.TextField(blank=True)
+    upper_bound = models.FloatField(null=True)
+    within_threshold = models.BooleanField(default=False)
+    practical = models.BooleanField(default=False)
+    significant = models.BooleanField(default=False)
+    direction = models.CharField(max_length=10, blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-significant", "service", "variant", "route", "metric"]
+
+    def __str__(self) -> str:
+        return f"{self.variant} {self.metric} {self.route or '(service)'}"

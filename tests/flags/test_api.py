@@ -108,7 +108,7 @@ class TestReads:
         response = client.get(f"/api/v1/flags/changes/{change_id}", headers=bearer(read_token))
         body = response.json()
         assert body["verdict"] == "pending"
-        assert "verdict engine" in body["verdict_reason"]
+        assert "first look" in body["verdict_reason"]
         for key in ("verdict_history", "findings", "budget_impact", "suspects"):
             assert body[key] == []
         assert client.get("/api/v1/flags/changes/999999",

@@ -49,7 +49,7 @@ class TestDetection:
         assert change.services == ["web"]
         assert change.control == "off"
         assert change.verdict == "pending"
-        assert "not available yet" in change.verdict_reason
+        assert change.next_look == 1
 
     def test_a_steady_rollout_is_no_change(self, now):
         rollout(now, widen_at_minute=None)
