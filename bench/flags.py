@@ -16,8 +16,14 @@ Run from the repo root with a migrated database:
    second, and how many such processes 20,000 spans/s of ingest would need
    (10,000 requests/s, one evaluation each, all as logs: the worst case).
 
-The recall, false-positive and time-to-fail figures of per-variant verdicts
-need the verdict engine and are not measured yet.
+3. Verdicts, in memory. Rollouts at 10 requests/s where a 10% cohort gets
+   errors +2 pp (1% to 3%) or latency x2, and clean ones; each minute's
+   requests drawn per cohort (two routes, log-normal latency), the cohort and
+   the control built up as deployments/judge.py Side values and judged at
+   every look with the engine's own rules (analysis.rules_at, judge.judge),
+   as flags/verdicts.py does with the cohorts it reads. Prints recall, the
+   false-positive rate on clean rollouts with its one-sided 95% upper bound
+   (Clopper-Pearson), and the minutes from the change to the first fail.
 """
 
 import argparse
@@ -155,19 +161,90 @@ def measure_lazy(args) -> None:
     )
 
 
+VERDICT_ROUTES = ("GET /cart", "POST /checkout")
+
+
+def _minute(rng, count: int, *, error_rate: float, slowdown: float):
+    """One minute of one cohort: per route, requests, errors and latencies (ms)."""
+    import numpy as np
+
+    per_route = rng.multinomial(count, [0.5, 0.5])
+    minute = {}
+    for route, n in zip(VERDICT_ROUTES, per_route, strict=True):
+        errors = int(rng.binomial(n, error_rate))
+        latencies = 40.0 * np.exp(rng.normal(0, 0.4, n)) * slowdown
+        minute[route] = (int(n), errors, latencies)
+    return minute
+
+
+def _add(side, minute) -> None:
+    import numpy as np
+
+    for route, (n, errors, latencies) in minute.items():
+        side.requests[route] = side.requests.get(route, 0) + n
+        side.errors[route] = side.errors.get(route, 0) + errors
+        side.latencies_ms[route] = np.concatenate([side.latencies(route), latencies])
+
+
+def first_fail(seed: int, *, error_rate: float, slowdown: float, horizon: int) -> int | None:
+    """The first look (minutes after the change) at which the cohort fails, if any."""
+    import numpy as np
+
+    from deployments import analysis, judge
+    from deployments.models import looks
+
+    rng = np.random.default_rng(seed)
+    control, cohort = judge.Side(), judge.Side()
+    schedule = [m for m in looks() if m <= horizon]
+    for minute in range(1, horizon + 1):
+        in_cohort = int(rng.binomial(600, 0.1))  # 10 req/s, a 10% cohort
+        _add(cohort, _minute(rng, in_cohort, error_rate=error_rate, slowdown=slowdown))
+        _add(control, _minute(rng, 600 - in_cohort, error_rate=0.01, slowdown=1.0))
+        if minute in schedule:
+            if judge.judge(control, cohort, analysis.rules_at(minute)).verdict == judge.FAIL:
+                return minute
+    return None
+
+
+def measure_verdicts(args) -> None:
+    from scipy.stats import beta
+
+    scenarios = {"errors +2 pp": (0.03, 1.0), "latency x2": (0.01, 2.0)}
+    for name, (error_rate, slowdown) in scenarios.items():
+        fails = [first_fail(1000 + n, error_rate=error_rate, slowdown=slowdown,
+                            horizon=args.horizon) for n in range(args.regressions)]  # fmt: skip
+        found = sorted(m for m in fails if m is not None)
+        median = found[len(found) // 2] if found else None
+        print(f"{name} in a 10% cohort at 10 req/s: recall {len(found) / len(fails):.2f} "
+              f"({len(found)}/{len(fails)}); minutes to first fail: median {median}, "
+              f"max {found[-1] if found else None}")  # fmt: skip
+    clean = [first_fail(5000 + n, error_rate=0.01, slowdown=1.0, horizon=args.horizon)
+             for n in range(args.clean)]  # fmt: skip
+    false = sum(m is not None for m in clean)
+    upper = beta.ppf(0.95, false + 1, len(clean) - false)
+    print(f"clean rollouts: false-positive rate {false / len(clean):.3f} ({false}/{len(clean)}), "
+          f"95% upper bound {upper:.3f}, over {args.horizon} minutes of looks")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=40, help="per round and side")
     parser.add_argument("--traces", type=int, default=256, help="per batch (2 spans each)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--regressions", type=int, default=40, help="runs per regression")
+    parser.add_argument("--clean", type=int, default=300, help="clean runs")
+    parser.add_argument("--horizon", type=int, default=30, help="minutes of looks")
+    parser.add_argument("--only-verdicts", action="store_true")
     args = parser.parse_args()
 
     import django
 
     django.setup()
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
-    measure_ingest(args)
-    measure_lazy(args)
+    if not args.only_verdicts:
+        measure_ingest(args)
+        measure_lazy(args)
+    measure_verdicts(args)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
