@@ -33,6 +33,8 @@ from django.utils import timezone
 
 from deployments import analysis, judge, sides, stats, suspects
 from deployments.models import Deployment, RouteShift
+from notifications import outbox
+from notifications.message import Message
 from telemetry import histogram, rollups, spans
 
 logger = logging.getLogger(__name__)
@@ -231,9 +233,46 @@ def _open_shift(service: str, finding, windows: Windows, *, now: datetime) -> Ro
             )
     except IntegrityError:
         return None  # another watcher opened it first
-    suspects.record_for_shift(shift, windows.regression(service, finding.route))
+    with transaction.atomic():
+        suspects.record_for_shift(shift, windows.regression(service, finding.route))
+        outbox.queue(shift_message(shift), now=now)
     logger.info("route shift: %s", describe(shift))
     return shift
+
+
+def shift_message(shift: RouteShift) -> Message:
+    """The route-shift notification: what rose where, and the change most likely behind it."""
+    summary = f"[ROUTE SHIFT] {describe(shift)}."
+    top = shift.suspects.select_related("suspect").first()
+    if top is not None and top.score > 0:
+        summary += f" Top suspect: {top.suspect.service} {top.suspect.version}. {top.evidence}"
+    return Message(
+        event="route_shift",
+        # A shift is a ticket: a burning budget pages through its SLO's own alert.
+        severity="ticket",
+        summary=summary,
+        link=shift.link(),
+        link_text=f"{shift.service} {shift.route}",
+        subject=f"deployments.routeshift:{shift.pk}",
+        details={
+            "shift": {
+                "id": shift.pk,
+                "service": shift.service,
+                "route": shift.route,
+                "metric": shift.metric,
+                "baseline_value": shift.baseline_value,
+                "current_value": shift.current_value,
+                "adjusted_p_value": shift.adjusted_p_value,
+                "window_start": shift.window_start.isoformat(),
+                "window_end": shift.window_end.isoformat(),
+            },
+            "top_suspect": (
+                {"service": top.suspect.service, "version": top.suspect.version,
+                 "evidence": top.evidence}
+                if top is not None and top.score > 0 else None
+            ),
+        },
+    )  # fmt: skip
 
 
 def resolve_recovered(windows: Windows, *, now: datetime) -> int:

@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from deployments import jobs, route_watch
 from deployments.models import Deployment, RouteShift, Suspect
+from notifications.models import Delivery, WebhookTarget
 from telemetry import rollups
 from tests.deployments.conftest import CLIENT, span_row, store, traffic
 from tests.helpers import bearer
@@ -198,3 +199,23 @@ def test_a_rise_significant_at_one_look_but_not_over_a_month_opens_no_shift(t0):
     store(rows)
     rollups.rollup_pending()
     assert watch_at(t0, 10)["opened"] == 0
+
+
+def test_a_new_shift_is_one_queued_ticket_naming_the_route_and_its_top_suspect(
+    t0, payments_broke_checkout
+):
+    json_target = WebhookTarget.objects.create(name="ops", url="http://127.0.0.1:9/hook")
+    WebhookTarget.objects.create(
+        name="pages-only", url="http://127.0.0.1:9/pages", severities=["page"]
+    )
+    watch_at(t0, 10)
+    watch_at(t0, 10)  # a second look at the same shift sends nothing more
+    [delivery] = Delivery.objects.all()
+    assert (delivery.target_id, delivery.event) == (json_target.pk, "route_shift")
+    shift = RouteShift.objects.get()
+    assert delivery.subject == f"deployments.routeshift:{shift.pk}"
+    summary = delivery.payload["summary"]
+    assert summary.startswith("[ROUTE SHIFT] frontend POST /checkout: error rate rose from 0.00%")
+    assert "Top suspect: payments v5." in summary
+    assert delivery.payload["shift"]["route"] == "POST /checkout"
+    assert delivery.payload["url"] == shift.link()
