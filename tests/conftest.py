@@ -102,3 +102,24 @@ def receiver():
     yield server
     server.shutdown()
     server.server_close()
+
+
+# The named roles' tokens, one scope each; tests that need another mix call make_token.
+@pytest.fixture
+def ingest_token(make_token) -> str:
+    return make_token("ingest", name="ingest")
+
+
+@pytest.fixture
+def read_token(make_token) -> str:
+    return make_token("read", name="reader")
+
+
+@pytest.fixture
+def deploy_token(make_token) -> str:
+    return make_token("deploy", name="deployer")
+
+
+@pytest.fixture
+def incident_token(make_token) -> str:
+    return make_token("incident", name="on-call bot")

@@ -5,7 +5,6 @@ import pytest
 from django.utils import timezone
 
 from telemetry import ingest, partitions
-from telemetry.models import ApiToken
 from telemetry.otlp import SPAN_COLUMNS
 
 SERVER, CLIENT = 2, 3
@@ -23,20 +22,6 @@ def _forget_partitions():
 def t0() -> datetime:
     """A deploy time far enough back that every checkpoint has passed."""
     return (timezone.now() - timedelta(hours=3)).replace(second=0, microsecond=0)
-
-
-def issue_token(*scopes: str) -> str:
-    return ApiToken.issue(name="-".join(scopes), scopes=list(scopes))[1]
-
-
-@pytest.fixture
-def read_token(db) -> str:
-    return issue_token("read")
-
-
-@pytest.fixture
-def deploy_token(db) -> str:
-    return issue_token("deploy")
 
 
 def span_row(

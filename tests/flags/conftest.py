@@ -11,11 +11,3 @@ def _forget_partitions():
     partitions.forget_partitions()
 
 
-@pytest.fixture
-def read_token(make_token) -> str:
-    return make_token("read")
-
-
-@pytest.fixture
-def deploy_token(make_token) -> str:
-    return make_token("deploy")

@@ -23,16 +23,6 @@ def send(client, method, path, token, body=None):
 
 
 @pytest.fixture
-def incident_token(make_token):
-    return make_token("incident", name="on-call bot")
-
-
-@pytest.fixture
-def read_token(make_token):
-    return make_token("read")
-
-
-@pytest.fixture
 def declared(client, incident_token):
     body = {"title": "Checkout is slow", "services": ["checkout"], "severity": "sev1"}
     return send(client, "post", "/incidents", incident_token, body).json()

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pytest
 
 from telemetry import partitions
-from telemetry.models import ApiToken
+from tests.helpers import bearer
 
 # A fixed instant, half a minute past, so minute boundaries are visible in tests.
 NOW = datetime(2026, 3, 10, 12, 0, 30, tzinfo=UTC)
@@ -23,18 +23,16 @@ def now() -> datetime:
 
 
 @pytest.fixture
-def reader(db) -> dict:
-    raw = ApiToken.issue(name="reader", scopes=["read"])[1]
-    return {"Authorization": f"Bearer {raw}"}
+def reader(read_token) -> dict:
+    return bearer(read_token)
 
 
 @pytest.fixture
-def deployer(db) -> dict:
-    raw = ApiToken.issue(name="deployer", scopes=["deploy", "read"])[1]
-    return {"Authorization": f"Bearer {raw}"}
+def deployer(make_token) -> dict:
+    # Writing SLOs and reading them back in one test.
+    return bearer(make_token("deploy", "read", name="deployer"))
 
 
 @pytest.fixture
-def ingester(db) -> dict:
-    raw = ApiToken.issue(name="ingester", scopes=["ingest"])[1]
-    return {"Authorization": f"Bearer {raw}"}
+def ingester(ingest_token) -> dict:
+    return bearer(ingest_token)

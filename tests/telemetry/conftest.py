@@ -11,16 +11,6 @@ from tests.telemetry.servers import Server
 
 
 @pytest.fixture
-def ingest_token(make_token) -> str:
-    return make_token("ingest", name="ingest")
-
-
-@pytest.fixture
-def read_token(make_token) -> str:
-    return make_token("read", name="reader")
-
-
-@pytest.fixture
 def post_traces(client, ingest_token):
     """POST /v1/traces with the ingest token; takes a request message or raw bytes."""
 
