@@ -253,3 +253,7 @@ def test_demo_services_are_labelled_as_demo_wherever_they_appear(viewer_client, 
     url = reverse("dashboard:traces-json")
     found = viewer_client.get(url, {"service": "demo-shop"}).json()["traces"]
     assert found and all(row["demo"] for row in found)
+    # The pickers that list services say which are the demo's.
+    picker = viewer_client.get(reverse("dashboard:traces")).content.decode()
+    assert '<option value="demo-shop">demo-shop (demo)</option>' in picker
+    assert '<option value="checkout">checkout</option>' in picker
