@@ -115,12 +115,14 @@ def stalled_database(transactional_db, settings):
     """Holds a lock every ingest transaction needs, until the returned event is set."""
     settings.MONOENV_INGEST_DB_TIMEOUT_SECONDS = 1
     release, locked = threading.Event(), threading.Event()
-    url = connection.settings_dict
+    # Django's own parameters: on the embedded default the host is a socket
+    # folder that settings keep in OPTIONS, not in HOST.
+    params = connection.get_connection_params()
 
     def hold():
         with psycopg.connect(
-            dbname=url["NAME"], user=url["USER"], host=url["HOST"], port=url["PORT"],
-            password=url["PASSWORD"],
+            dbname=params["dbname"], user=params.get("user"), host=params.get("host"),
+            port=params.get("port"), password=params.get("password"),
         ) as other:  # fmt: skip
             other.execute("LOCK TABLE telemetry_pendingminute IN ACCESS EXCLUSIVE MODE")
             locked.set()
