@@ -117,6 +117,9 @@ class OtherRanking:
     explains: float = 0.0
 
 
+# How a lives_in sentence begins, so a message can quote it from the evidence.
+LIVES_IN = "It lives in one cohort:"
+
 # Apps above deployments rank their own kinds of change; they register from ready().
 _other_kinds: dict[str, Callable[["Regression", "Onset"], OtherRanking]] = {}
 

@@ -155,7 +155,10 @@ def fail_message(deploy: Deployment) -> Message:
     )
     top = deploy.suspects.select_related("suspect").first()
     if top is not None and top.suspect_id != deploy.pk:
-        summary += f" Top suspect: {top.suspect.service} {top.suspect.version}. {top.evidence}"
+        summary += f" Top suspect: {top.label()}. {top.evidence}"
+    elif top is not None and suspects.LIVES_IN in top.evidence:
+        # Its own regression, in one flag's cohort: the message names the flag.
+        summary += " " + top.evidence[top.evidence.index(suspects.LIVES_IN):]
     return Message(
         event="deploy_verdict",
         # Deploy fails go to the targets that take pages.

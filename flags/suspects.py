@@ -210,7 +210,7 @@ def _lives_in(best: dict[str, CohortShare], began: set[str], regression: Regress
         return ""
     top = max(hosts, key=lambda c: c.share)
     where = regression.route or regression.service
-    return (f"It lives in one cohort: {top.share:.0%} of the extra errors on {where} are in "
+    return (f"{suspects.LIVES_IN} {top.share:.0%} of the extra errors on {where} are in "
             f"requests with {top.flag}={top.cohort}.")  # fmt: skip
 
 
