@@ -395,6 +395,14 @@ def for_change(kind: str, change_id: int, *, show_all: bool = False) -> SuspectL
     return _listed(Suspect.objects.filter(change_kind=kind, change_id=change_id), show_all)
 
 
+def lives_in(deploy: Deployment) -> str:
+    """The sentence naming the flag cohort a deploy's own regression lives in, or ''."""
+    top = Suspect.objects.filter(deployment=deploy).first()
+    if top is None or top.suspect_id != deploy.pk or LIVES_IN not in top.evidence:
+        return ""
+    return top.evidence[top.evidence.index(LIVES_IN) :]
+
+
 def blamed_elsewhere(deploy: Deployment) -> Suspect | None:
     """The top suspect of a deploy's regression when it is another change, with evidence.
 

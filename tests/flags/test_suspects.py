@@ -135,9 +135,10 @@ def test_a_regression_in_one_cohort_ranks_its_flag_change_first(t0, flag_breaks_
     assert "not explained by services below it or flag cohorts" in own.evidence
 
 
-def test_a_deploy_whose_regression_lives_in_one_cohort_names_the_flag(t0):
+@pytest.fixture
+def deploy_breaks_cohort(t0):
     """new-checkout=on has served 20% since 40 min before t0; shop v2 at t0 breaks it."""
-    start, end = t0 - timedelta(minutes=60), t0 + timedelta(minutes=12)
+    start, end = t0 - timedelta(minutes=60), t0 + timedelta(minutes=16)
     rows, cohorts = shop_traffic(
         start, end, version=lambda at: "v2" if at >= t0 else "v1",
         on_share=lambda at: 0.2 if at >= t0 - timedelta(minutes=40) else 0.0,
@@ -147,6 +148,11 @@ def test_a_deploy_whose_regression_lives_in_one_cohort_names_the_flag(t0):
     change = flag_change(t0 - timedelta(minutes=40))
     deploy = Deployment.objects.create(service="shop", version="v2", previous_version="v1",
                                        started_at=t0)  # fmt: skip
+    return deploy, change, rows, cohorts
+
+
+def test_a_deploy_whose_regression_lives_in_one_cohort_names_the_flag(t0, deploy_breaks_cohort):
+    deploy, change, rows, cohorts = deploy_breaks_cohort
     regression = suspects.Regression(
         service="shop", route=CHECKOUT, start=t0, end=t0 + timedelta(minutes=10),
         baseline_start=t0 - timedelta(minutes=60), began=t0,
@@ -160,6 +166,22 @@ def test_a_deploy_whose_regression_lives_in_one_cohort_names_the_flag(t0):
     assert flag.suspect_change_id == change.pk and flag.score <= 0.01
     assert "did not begin it" in flag.evidence
     assert suspects.blamed_elsewhere(deploy) is None
+
+
+def test_the_failed_deploys_reason_and_message_name_the_flag(t0, deploy_breaks_cohort):
+    from deployments import verdicts as deploy_verdicts
+    from notifications.models import Delivery, WebhookTarget
+
+    WebhookTarget.objects.create(name="ops", url="http://127.0.0.1:9/hook")
+    deploy, *_ = deploy_breaks_cohort
+    record = deploy_verdicts.run_checkpoint(deploy.pk, 15)
+    deploy.refresh_from_db()
+    assert record.verdict == "fail"
+    sentence = suspects.lives_in(deploy)
+    assert sentence.startswith(suspects.LIVES_IN) and f"{FLAG}=on." in sentence
+    assert deploy.verdict_reason.endswith(sentence) and record.reason.endswith(sentence)
+    [delivery] = Delivery.objects.filter(event="deploy_verdict")
+    assert f"{FLAG}=on" in str(delivery.payload)
 
 
 def test_a_regression_spread_over_every_cohort_leaves_the_flag_unblamed(t0):
