@@ -9,6 +9,7 @@ of the route; the route's extra errors are its errors minus its requests
 times its own rate before the onset.
 """
 
+import math
 import random
 import re
 from datetime import timedelta
@@ -32,10 +33,12 @@ pytestmark = pytest.mark.django_db
 FLAG = "new-checkout"
 CHECKOUT = "POST /checkout"
 BASE_ERRORS = 0.01
-START, ERROR, ROUTE = (SPAN_COLUMNS.index(c) for c in ("start_time", "is_error", "http_route"))
+START, ERROR, ROUTE, DURATION = (
+    SPAN_COLUMNS.index(c) for c in ("start_time", "is_error", "http_route", "duration_us")
+)
 
 
-def shop_traffic(start, end, *, version, on_share, on_error, seed=1):
+def shop_traffic(start, end, *, version, on_share, on_error, seed=1, on_slowdown=lambda at: 1.0):
     """4 requests/s; `version(at)`, `on_share(at)` and `on_error(at, version)` decide each one.
 
     Returns (span rows, cohort of each row) so the test can count by itself.
@@ -46,11 +49,11 @@ def shop_traffic(start, end, *, version, on_share, on_error, seed=1):
     while at < end:
         variant = "on" if rng.random() < on_share(at) else "off"
         route = (CHECKOUT, "GET /cart")[index % 2]
-        rate = BASE_ERRORS
+        rate, slowdown = BASE_ERRORS, 1.0
         if route == CHECKOUT and variant == "on":
-            rate = on_error(at, version(at))
+            rate, slowdown = on_error(at, version(at)), on_slowdown(at)
         row = span_row(service="shop", version=version(at), start=at, route=route,
-                       duration_ms=40 * rng.lognormvariate(0, 0.3),
+                       duration_ms=40 * rng.lognormvariate(0, 0.3) * slowdown,
                        error=rng.random() < rate, rng=rng)  # fmt: skip
         rows.append(with_events(row, [evaluation_event(FLAG, at, variant=variant)]))
         cohorts.append(variant)
@@ -79,8 +82,22 @@ def expected_share(rows, cohorts, onset, end, baseline_start, cohort="on"):
     return (e_in - n_in * others_rate) / route_extra
 
 
-def percent_in(evidence: str) -> int:
-    return int(re.search(r"(\d+)% of the extra errors", evidence).group(1))
+def expected_time_share(rows, cohorts, onset, end, baseline_start, cohort="on"):
+    """The same in ln(ms): the cohort's extra time over the route's, counted from the rows."""
+    def log_ms(pick):
+        return [math.log(r[DURATION] / 1000) for r, c in zip(rows, cohorts, strict=True)
+                if r[ROUTE] == CHECKOUT and pick(r, c)]  # fmt: skip
+
+    before = log_ms(lambda r, c: baseline_start <= r[START] < onset)
+    after = log_ms(lambda r, c: onset <= r[START] < end)
+    inside = log_ms(lambda r, c: onset <= r[START] < end and c == cohort)
+    others_mean = (sum(after) - sum(inside)) / (len(after) - len(inside))
+    route_extra = sum(after) - len(after) * sum(before) / len(before)
+    return (sum(inside) - len(inside) * others_mean) / route_extra
+
+
+def percent_in(evidence: str, extra: str = "extra errors") -> int:
+    return int(re.search(rf"(\d+)% of the {extra}", evidence).group(1))
 
 
 def flag_change(at, **fields) -> FlagChange:
@@ -182,6 +199,26 @@ def test_the_failed_deploys_reason_and_message_name_the_flag(t0, deploy_breaks_c
     assert deploy.verdict_reason.endswith(sentence) and record.reason.endswith(sentence)
     [delivery] = Delivery.objects.filter(event="deploy_verdict")
     assert f"{FLAG}=on" in str(delivery.payload)
+
+
+def test_a_slowdown_in_one_cohort_ranks_its_flag_change_first(t0):
+    """At t0 new-checkout=on (20%) makes POST /checkout three times slower; no errors change."""
+    start, end = t0 - timedelta(minutes=60), t0 + timedelta(minutes=12)
+    rows, cohorts = shop_traffic(
+        start, end, version=lambda at: "v1", on_share=lambda at: 0.2 if at >= t0 else 0.0,
+        on_error=lambda at, v: BASE_ERRORS, on_slowdown=lambda at: 3.0, seed=6,
+    )  # fmt: skip
+    store(rows)
+    change = flag_change(t0)
+    Deployment.objects.create(service="shop", version="v1", started_at=t0 - timedelta(minutes=90))
+    regression = checkout_regression(t0)
+    top, *_ = suspects.record_for_alert(3, regression)
+    assert top.suspect_change_id == change.pk and top.onset_at == t0
+    assert "(a change-point in its latency)" not in top.evidence  # the flag's sentence is its own
+    share = expected_time_share(rows, cohorts, t0, regression.end, regression.baseline_start)
+    # The cohort's ln(ms) are a sample of about MONOENV_DEPLOY_MAX_SAMPLES: within a point.
+    assert abs(percent_in(top.evidence, "extra time") - min(share, 1) * 100) <= 1.5
+    assert f"of the extra time on {CHECKOUT} is in requests with {FLAG}=on;" in top.evidence
 
 
 def test_a_regression_spread_over_every_cohort_leaves_the_flag_unblamed(t0):
@@ -294,8 +331,26 @@ def test_the_cohort_share_is_the_extra_errors_over_the_routes_extra():
     Others' rate 16/800 = 2%; the cohort's extra 40 − 200 × 0.02 = 36; the
     route's extra 56 − 1000 × 0.01 = 46; the share 36 / 46.
     """
-    share = flag_suspects.extra_share(flag_suspects.Counts(200, 40),
-                                      flag_suspects.Counts(1000, 56), 1000 * (56 / 1000 - 0.01))
+    share = flag_suspects.extra_share(flag_suspects.Side(200, 40),
+                                      flag_suspects.Side(1000, 56), 1000 * (56 / 1000 - 0.01))
     assert share == pytest.approx(36 / 46)
-    assert flag_suspects.extra_share(flag_suspects.Counts(100, 0),
-                                     flag_suspects.Counts(1000, 56), 46) == 0.0
+    assert flag_suspects.extra_share(flag_suspects.Side(100, 0),
+                                     flag_suspects.Side(1000, 56), 46) == 0.0
+
+
+def test_the_extra_time_is_counted_in_log_milliseconds():
+    """By hand: 100 requests at ln 80 ms in the cohort, 900 at ln 40 ms, all at ln 40 before.
+
+    Others' mean is ln 40; the cohort's extra 100 × ln 2; the route's the same: share 1.
+    A cohort at ln 40 with the others at ln 80 holds none of it.
+    """
+    ln40, ln80 = math.log(40), math.log(80)
+    route = flag_suspects.Side(1000, 0, 100 * ln80 + 900 * ln40)
+    route_extra = route.log_ms_sum - 1000 * ln40
+    assert route_extra == pytest.approx(100 * math.log(2))
+    cohort = flag_suspects.Side(100, 0, 100 * ln80)
+    assert flag_suspects.extra_share(cohort, route, route_extra, metric="latency") == \
+        pytest.approx(1.0)  # fmt: skip
+    fast = flag_suspects.Side(100, 0, 100 * ln40)
+    slow_route = flag_suspects.Side(1000, 0, 100 * ln40 + 900 * ln80)
+    assert flag_suspects.extra_share(fast, slow_route, 900 * math.log(2), metric="latency") == 0.0
