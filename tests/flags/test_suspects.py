@@ -260,6 +260,11 @@ def test_the_alert_api_lists_a_flag_change_as_a_suspect(t0, flag_breaks_checkout
     assert top["kind"] == "flag" and top["deployment"] is None
     assert top["change"]["id"] == change.pk and top["change"]["label"] == f"flag {FLAG}"
     assert f"in requests with {FLAG}=on" in top["evidence"]
+    # The SLO pages name the likely cause "flag new-checkout", linked to the change.
+    from dashboard import causes
+
+    cause = causes.of_alerts([alert.pk])[alert.pk]
+    assert (cause["service"], cause["version"], cause["url"]) == ("flag", FLAG, change.link())
 
 
 def test_a_route_shift_message_names_the_flag_change(t0, flag_breaks_checkout):
@@ -354,3 +359,27 @@ def test_the_extra_time_is_counted_in_log_milliseconds():
     fast = flag_suspects.Side(100, 0, 100 * ln40)
     slow_route = flag_suspects.Side(1000, 0, 100 * ln40 + 900 * ln80)
     assert flag_suspects.extra_share(fast, slow_route, 900 * math.log(2), metric="latency") == 0.0
+
+
+def test_the_pages_name_a_flag_suspect_as_they_name_a_deploy(t0, deploy_breaks_cohort, client):
+    from django.contrib.auth.models import User
+    from django.urls import reverse
+
+    from dashboard import causes
+
+    deploy, change, *_ = deploy_breaks_cohort
+    regression = suspects.Regression(
+        service="shop", route=CHECKOUT, start=t0, end=t0 + timedelta(minutes=10),
+        baseline_start=t0 - timedelta(minutes=60), began=t0,
+    )  # fmt: skip
+    suspects.record_for_deploy(deploy, regression)
+    suspects.record_for_alert(7, regression)
+    client.force_login(User.objects.create_user("viewer", password="a-long-test-password"))
+    data = client.get(reverse("dashboard:deploy-json", args=[deploy.pk])).json()
+    [own] = data["suspects"]
+    assert own["id"] == deploy.pk and suspects.LIVES_IN in own["evidence"]
+    [flag] = data["more_suspects"]
+    assert (flag["kind"], flag["service"], flag["version"]) == ("flag", "flag", FLAG)
+    assert flag["url"] == change.link() and flag["started_at"] == change.at.isoformat()
+    # The alert's likely cause, on the SLO pages, is the deploy.
+    assert causes.of_alerts([7])[7]["version"] == "v2"
