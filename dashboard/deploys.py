@@ -149,8 +149,14 @@ def _traces_link(deploy: Deployment, row: dict, start: datetime, end: datetime) 
 
 
 def _suspect_row(suspect) -> dict:
-    return {"rank": suspect.rank, "score": round(suspect.score, 3), "evidence": suspect.evidence,
-            **deploy_row(suspect.suspect)}  # fmt: skip
+    row = {"rank": suspect.rank, "score": round(suspect.score, 3), "evidence": suspect.evidence}
+    if suspect.is_deploy:
+        return {**row, **deploy_row(suspect.suspect)}
+    # A flag change, named as a deploy is ("flag new-checkout") so the table reads alike.
+    kind, _, name = suspect.suspect_label.partition(" ")
+    at = suspect.suspect_at.isoformat() if suspect.suspect_at else None
+    return {**row, "kind": suspect.suspect_kind, "service": kind, "version": name,
+            "url": suspect.suspect_link, "verdict": "", "started_at": at}  # fmt: skip
 
 
 def _suspect_rows(deploy: Deployment) -> tuple[list[dict], list[dict]]:
