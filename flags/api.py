@@ -13,7 +13,7 @@ from django.utils import timezone
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
-from flags import changes, webhooks
+from flags import changes, impact, webhooks
 from flags.models import ChangeSource, FlagChange, FlagSettings
 from telemetry import flag_store
 from telemetry.api_types import UtcDatetime
@@ -180,12 +180,12 @@ def get_change(request, change_id: int):
     change = get_object_or_404(FlagChange, pk=change_id)
     history = list(change.verdict_records.all())
     latest = history[-1] if history else None
-    # Budget impact per variant and flag suspects are not computed yet: empty lists.
+    # Flag suspects are not computed yet: an empty list.
     return {
         **FlagChangeOut.from_orm(change).dict(),
         "verdict_history": history,
         "findings": list(latest.findings.all()) if latest else [],
-        "budget_impact": [],
+        "budget_impact": impact.budget_impact(change, now=timezone.now()),
         "suspects": [],
     }
 

@@ -541,3 +541,39 @@ def cohort_request_minute_counts(cohort: CohortFilter) -> dict[datetime, tuple[i
         params,
     )
     return {minute: (requests, errors) for minute, requests, errors in rows}
+
+
+def _route_clause(route: str) -> tuple[str, list]:
+    """An SLO's route rule (telemetry.spans.SpanSelection) on the evaluations' request route."""
+    if route.endswith("*"):
+        return " AND starts_with(route, %s)", [route[:-1]]
+    if route:
+        return " AND route = %s", [route]
+    return "", []
+
+
+def cohort_bad_counts(
+    flag: str, selection: spans.SpanSelection, good: spans.GoodRule, start: datetime,
+    end: datetime,
+) -> dict[str, tuple[int, int]]:  # fmt: skip
+    """Requests and bad requests per cohort, as an SLO of this selection and rule counts them.
+
+    The flag's attributed requests of the selection's service and routes that
+    started in [start, end), each once per cohort, judged by the SLO's own
+    GoodRule. Evaluations keep no span kind: every attributed request is a
+    server or consumer span, so the selection's kind is not checked here.
+    """
+    condition, condition_params = good.condition()
+    route_sql, route_params = _route_clause(selection.route)
+    rows = _fetch(
+        f"SELECT cohort, count(*), count(*) FILTER (WHERE NOT ({condition})) FROM ("
+        "SELECT DISTINCT ON (trace_id, request_span_id, cohort) cohort, "
+        "request_is_error AS is_error, request_duration_us AS duration_us "
+        "FROM telemetry_flagevaluation WHERE flag = %s AND service = %s AND attribution = %s "
+        # An evaluation happens inside its request: at >= request_start, so the
+        # bound on `at` only lets the (flag, at) index do the work.
+        f"AND at >= %s AND request_start >= %s AND request_start < %s{route_sql}) r GROUP BY 1",
+        [*condition_params, flag, selection.service, int(Attribution.REQUEST), start, start, end,
+         *route_params],
+    )  # fmt: skip
+    return {cohort: (requests, bad) for cohort, requests, bad in rows}
