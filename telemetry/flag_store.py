@@ -577,3 +577,68 @@ def cohort_bad_counts(
          *route_params],
     )  # fmt: skip
     return {cohort: (requests, bad) for cohort, requests, bad in rows}
+
+
+# Reads for the dashboard's flag and trace pages.
+
+
+def cohort_latency_per_step(
+    cohort: CohortFilter, *, step: timedelta, origin: datetime
+) -> dict[datetime, tuple[float, float, float]]:
+    """p50, p95 and p99 request durations (ms, exact) per step of the request's start."""
+    sql, params = cohort.requests_sql()
+    rows = _fetch(
+        "SELECT date_bin(%s, request_start, %s), "
+        "percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY request_duration_us) "
+        f"FROM ({sql}) r GROUP BY 1",
+        [step, origin, *params],
+    )
+    return {bucket: tuple(value / 1000.0 for value in values) for bucket, values in rows}
+
+
+def cohort_example_traces(
+    flag: str, service: str, cohort: str, error_type: str, start: datetime, end: datetime, *,
+    limit: int,
+) -> list[bytes]:  # fmt: skip
+    """The newest traces whose request, in this cohort, failed with this error type."""
+    rows = _fetch(
+        "SELECT trace_id FROM telemetry_flagevaluation WHERE flag = %s AND service = %s "
+        "AND cohort = %s AND attribution = %s AND at >= %s AND at < %s AND request_is_error "
+        "AND request_error_type = %s GROUP BY trace_id ORDER BY max(request_start) DESC LIMIT %s",
+        [flag, service, cohort, int(Attribution.REQUEST), start, end, error_type, limit],
+    )
+    return [bytes(trace_id) for (trace_id,) in rows]
+
+
+@dataclass(frozen=True)
+class TraceEvaluation:
+    """One flag evaluation of a trace, with the request it was attributed to."""
+
+    span_id: bytes
+    request_span_id: bytes | None
+    service: str
+    flag: str
+    cohort: str
+    variant: str
+    value: str
+    reason: str
+    provider: str
+    error_type: str
+    carrier: str
+    at: datetime
+
+
+def trace_evaluations(trace_id: bytes, start: datetime, end: datetime) -> list[TraceEvaluation]:
+    """The flag evaluations of one trace made in [start, end), in time order."""
+    rows = (
+        FlagEvaluation.objects.filter(trace_id=trace_id, at__gte=start, at__lt=end)
+        .order_by("at", "flag")
+        .values_list(
+            "span_id", "request_span_id", "service", "flag", "cohort", "variant", "value",
+            "reason", "provider", "error_type", "carrier", "at",
+        )  # fmt: skip
+    )
+    return [
+        TraceEvaluation(bytes(span_id), bytes(request) if request else None, *rest)
+        for span_id, request, *rest in rows
+    ]
