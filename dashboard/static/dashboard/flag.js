@@ -127,9 +127,11 @@
 
   function renderCharts(data) {
     const colour = colours(data);
-    const x = data.shares.points.map((p) => plotTime(p.t));
+    /* Shares exist only where the flag was evaluated: a quiet step is left out, not drawn as 0 %. */
+    const evaluated = data.shares.points.filter((p) => p.evaluations > 0);
+    const x = evaluated.map((p) => plotTime(p.t));
     draw("chart-shares", data.shares.cohorts.map((cohort) => ({
-      name: plotText(cohort), x, y: data.shares.points.map((p) => p.shares[cohort]),
+      name: plotText(cohort), x, y: evaluated.map((p) => p.shares[cohort]),
       type: "scatter", mode: "lines", stackgroup: "shares", connectgaps: false,
       line: { width: 1, color: colour[cohort] }, hovertemplate: "%{y:.1f} %",
     })), "% of evaluations", data, { yaxis: { range: [0, 100], rangemode: "tozero" } });
