@@ -158,3 +158,22 @@ def test_a_hostile_flag_key_and_variant_never_reach_a_page_unescaped(
     assert "<script>alert(1)" not in body
     if page in ("flag", "trace"):
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+
+
+def test_the_flags_page_reads_in_queries_that_do_not_grow_with_the_flags(
+    viewer_client, world, flag_world
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from flags.models import FlagChange
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert viewer_client.get(reverse("dashboard:flags-json")).status_code == 200
+        return len(captured)
+
+    before = queries()
+    for name in ("a", "b", "c"):
+        FlagChange.objects.create(flag=name, services=["checkout"], at=world.now)
+    assert queries() == before

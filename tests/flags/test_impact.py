@@ -18,10 +18,10 @@ import pytest
 from django.utils import timezone
 
 from flags import changes, impact
-from flags.models import ChangeSource
+from flags.models import ChangeSource, FlagChange
 from slo import minutes as slo_minutes
 from slo.models import SLO
-from telemetry import flag_store, ingest
+from telemetry import flag_events, flag_store, ingest
 from tests.flags.factories import evaluation_event, span_row, with_events
 
 pytestmark = pytest.mark.django_db
@@ -63,7 +63,8 @@ def change(now):
                 [evaluation_event(FLAG, minute + timedelta(seconds=54), variant="off")],
             )  # fmt: skip
     ingest.store_rows(rows)
-    flag_store.store_from_span_rows(rows)
+    flag_store.store_evaluations(flag_events.from_span_rows(rows))
+    flag_store.attribute_pending(now=timezone.now() + timedelta(seconds=1))
     created, _ = changes.record_change(
         {"flag": FLAG, "at": change_at, "services": ["shop"]}, source=ChangeSource.API
     )
@@ -120,6 +121,19 @@ def test_timeslice_minutes_are_shared_by_each_cohorts_bad_requests(change, now):
     assert rows["on"]["bad"] == pytest.approx(13 * 15 / 16, abs=1e-3)
     assert rows["on"]["budget_consumed_pct"] == pytest.approx(243.75)
     assert rows["off"]["budget_consumed_pct"] == pytest.approx(56.25)
+
+
+def test_a_change_older_than_the_window_is_charged_from_the_windows_start(change, now):
+    slo(now, name="shop-availability", objective=95)
+    older = FlagChange.objects.create(flag=FLAG, services=["shop"], control="off",
+                                      at=now - timedelta(minutes=90))  # fmt: skip
+    rows = rows_by_variant(older, now, "shop-availability")
+    # From minute -59: `off` served the 475 of the 500 requests that are not `on`'s,
+    # 2 of them bad before the change and 3 after; `on` is charged as before.
+    assert rows["off"]["since"] == (now.replace(second=0) - timedelta(minutes=59)).isoformat()
+    assert (rows["off"]["requests"], rows["off"]["bad"]) == (475, 5)
+    assert rows["off"]["budget_consumed_pct"] == pytest.approx(20.0)
+    assert rows["on"]["budget_consumed_pct"] == pytest.approx(52.0)
 
 
 def test_only_the_changes_services_and_request_slos_count(change, now):
