@@ -40,7 +40,9 @@
       ? ["young: first span ", timeEl(data.serving_since)] : ["over the time it served"]));
     document.getElementById("tile-errors").textContent = fmt.pct(data.summary.error_pct);
     document.getElementById("tile-p95").textContent = fmt.ms(data.summary.p95_ms);
-    document.getElementById("tile-deploys").textContent = fmt.count(data.deploys.length);
+    /* Deploys and flag changes alike: both are changes to what users get. */
+    document.getElementById("tile-deploys").textContent =
+      fmt.count(data.deploys.length + (data.flag_changes || []).length);
   }
 
   function renderSlos(data) {
