@@ -255,6 +255,11 @@ def deploy_detail(deploy: Deployment, *, now: datetime) -> dict:
     for row in rows:
         row["traces_url"] = _traces_link(deploy, row, window_start, window_end)
     few_suspects, more_suspects = _suspect_rows(deploy)
+    charts = traffic.deploy_charts(
+        deploy.service, deploy.version, deploy.previous_version,
+        environment=deploy.environment, deployed_at=deploy.deployed_at,
+        window_end=latest.window_end if latest else None, now=now,
+    )  # fmt: skip
     return {
         **deploy_row(deploy),
         "commit_sha": deploy.commit_sha,
@@ -270,12 +275,19 @@ def deploy_detail(deploy: Deployment, *, now: datetime) -> dict:
         "budget_impact": _budget_rows(deploy, now=now),
         "suspects": few_suspects,
         "more_suspects": more_suspects,
-        "charts": traffic.deploy_charts(
-            deploy.service, deploy.version, deploy.previous_version,
-            environment=deploy.environment, deployed_at=deploy.deployed_at,
-            window_end=latest.window_end if latest else None, now=now,
-        ),
+        "charts": charts,
+        # Flag changes of the service around the deploy: a rollout may be the cause.
+        "flag_changes": _flag_changes_between(deploy.service, charts["start"], charts["end"]),
     }  # fmt: skip
+
+
+def _flag_changes_between(service: str, start: str, end: str) -> list[dict]:
+    rows = FlagChange.objects.filter(
+        services__contains=[service],
+        at__gte=datetime.fromisoformat(start),
+        at__lte=datetime.fromisoformat(end),
+    )
+    return [flag_change_row(change) for change in rows.order_by("at", "id")]
 
 
 def _budget_rows(deploy: Deployment, *, now: datetime) -> list[dict]:

@@ -52,9 +52,10 @@ def session(flag_browser_world, live_server):
         browser.close()
 
 
-def _pages(flag_world) -> dict[str, tuple[str, bool]]:
+def _pages(world, flag_world) -> dict[str, tuple[str, bool]]:
     """Screenshot name: (path, whether plotly draws on it)."""
     return {
+        "deploy-with-flags": (reverse("dashboard:deploy", args=[world.failed_deploy.pk]), True),
         "flags": (reverse("dashboard:flags"), False),
         "flag": (reverse("dashboard:flag", args=[FLAG]) + "?range=1h", True),
         "flag-hostile": (reverse("dashboard:flag", args=[XSS]), True),
@@ -66,10 +67,10 @@ def _pages(flag_world) -> dict[str, tuple[str, bool]]:
 
 
 def test_the_flag_pages_load_cleanly_on_desktop_and_phone(session, flag_browser_world):
-    _, flag_world = flag_browser_world
+    world, flag_world = flag_browser_world
     for viewport_name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         session.page.set_viewport_size(viewport)
-        for name, (path, has_charts) in _pages(flag_world).items():
+        for name, (path, has_charts) in _pages(world, flag_world).items():
             session.open(path)
             if has_charts:
                 session.page.wait_for_selector(".main-svg", state="attached")
@@ -82,9 +83,9 @@ def test_the_flag_pages_load_cleanly_on_desktop_and_phone(session, flag_browser_
 
 
 def test_on_a_phone_every_flag_tables_key_columns_stay_in_view(session, flag_browser_world):
-    _, flag_world = flag_browser_world
+    world, flag_world = flag_browser_world
     session.page.set_viewport_size(PHONE)
-    for name, (path, _) in _pages(flag_world).items():
+    for name, (path, _) in _pages(world, flag_world).items():
         session.open(path)
         hidden = session.page.evaluate(
             """(width) => [...document.querySelectorAll("table td.key")].filter((cell) => {
@@ -100,14 +101,20 @@ def test_on_a_phone_every_flag_tables_key_columns_stay_in_view(session, flag_bro
 
 
 def test_no_flag_chart_label_overlaps_another(session, flag_browser_world):
-    _, flag_world = flag_browser_world
+    world, flag_world = flag_browser_world
     for viewport in (DESKTOP, PHONE):
         session.page.set_viewport_size(viewport)
-        for name, (path, has_charts) in _pages(flag_world).items():
+        for name, (path, has_charts) in _pages(world, flag_world).items():
             if not has_charts:
                 continue
             session.open(path)
             session.page.wait_for_selector(".main-svg", state="attached")
+            # Folded charts (the deploy page's, on a phone) are measured unfolded.
+            session.page.evaluate(
+                "async () => { for (const d of document.querySelectorAll('details')) d.open = true;"
+                " await Promise.all([...document.querySelectorAll('.js-plotly-plot')]"
+                ".map((plot) => Plotly.Plots.resize(plot))); }"
+            )
             for plot_id, boxes in session.page.evaluate(_LABEL_BOXES):
                 assert boxes, (name, plot_id)
                 assert _overlaps(boxes) == [], (name, viewport["width"], plot_id)

@@ -177,3 +177,9 @@ def test_the_flags_page_reads_in_queries_that_do_not_grow_with_the_flags(
     for name in ("a", "b", "c"):
         FlagChange.objects.create(flag=name, services=["checkout"], at=world.now)
     assert queries() == before
+
+
+def test_the_deploy_page_marks_the_services_flag_changes_around_it(world, flag_world):
+    data = pages.deploy_page(world.failed_deploy, now=world.now)
+    # The deploy at -30, the new-checkout change at -32: inside the charts' hour before.
+    assert [c["id"] for c in data["flag_changes"]] == [flag_world.change.pk]
