@@ -14,7 +14,7 @@ from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
 from deployments.api import ALL_SUSPECTS, SuspectOut
-from flags import changes, suspects, webhooks
+from flags import changes, impact, suspects, webhooks
 from flags.models import ChangeSource, FlagChange, FlagSettings
 from telemetry import flag_store
 from telemetry.api_types import UtcDatetime
@@ -182,12 +182,11 @@ def get_change(request, change_id: int, show_all: bool = ALL_SUSPECTS):
     change = get_object_or_404(FlagChange, pk=change_id)
     history = list(change.verdict_records.all())
     latest = history[-1] if history else None
-    # Budget impact per variant is not computed yet: an empty list.
     return {
         **FlagChangeOut.from_orm(change).dict(),
         "verdict_history": history,
         "findings": list(latest.findings.all()) if latest else [],
-        "budget_impact": [],
+        "budget_impact": impact.budget_impact(change, now=timezone.now()),
         "suspects": suspects.for_change_listed(change, show_all=show_all),
     }
 
