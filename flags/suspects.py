@@ -141,11 +141,11 @@ def regression_window(regression: Regression, onset: Onset) -> Window:
     after = _route_side(regression.service, start, end, routes)
     before = _route_side(regression.service, regression.baseline_start, start, routes)
 
-    def extra(metric: str) -> float:
+    def excess(metric: str) -> float:
         return after.amount(metric) - after.requests * before.mean(metric)
 
-    metric = onset.metric or (ERRORS if extra(ERRORS) > 0 else LATENCY)
-    return Window(regression.service, routes, start, end, metric, after, extra(metric))
+    metric = onset.metric or (ERRORS if excess(ERRORS) > 0 else LATENCY)
+    return Window(regression.service, routes, start, end, metric, after, excess(metric))
 
 
 def _route_side(service: str, start: datetime, end: datetime, routes) -> Side:
