@@ -21,6 +21,13 @@ incident from its failed verdict, proposes mitigated at the rollback and
 resolved once the calm has lasted; the demo's Responder, standing in for the
 on-call person, confirms both and leaves a note and an action item, so a
 newcomer sees a whole incident, with its post-mortem draft, within minutes.
+
+Requests also evaluate feature flags through the OpenFeature SDK and its
+OpenTelemetry hook (demo/rollouts.py), for a user carried in W3C baggage
+from the front end down. The rollouts widen and narrow on an hourly
+schedule, posted to /api/v1/flags/changes as a flag system would (one flag
+is left for Monoenv to detect), and one variant, new-checkout=on, fails
+POST /checkout more often.
 """
 
 import random
@@ -28,13 +35,14 @@ import time
 from dataclasses import dataclass, field
 
 import requests
-from opentelemetry import propagate
+from opentelemetry import baggage, propagate, trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from demo import rollouts
 from telemetry.demo import DEMO_PREFIX, DEMO_RESOURCE_ATTRIBUTE
 
 NS = 1_000_000_000
@@ -80,6 +88,9 @@ SLOS = [
 ]
 ENTRY_ROUTES = [("GET /", 0.5), ("GET /product/{id}", 0.35), ("POST /checkout", 0.15)]
 BASE_ERROR_RATE = 0.003
+ENVIRONMENT = "production"
+# Users the front end serves; flags bucket them, so each keeps its variant.
+USERS = 5000
 # Cycles between payments regressions: long enough for an incident to calm and resolve.
 INCIDENT_EVERY = 3
 
@@ -116,11 +127,14 @@ SCHEDULE = [
 
 
 class Simulation:
-    """`token` sends the spans (ingest scope); `api_token` posts deploys and SLOs (deploy)."""
+    """`token` sends the spans (ingest scope); `api_token` posts deploys, SLOs and flag changes
+    (deploy). `exporter`, given a service name, makes its span exporter (default: OTLP/HTTP to
+    `endpoint`)."""
 
     def __init__(
-        self, *, endpoint: str, api: str, token: str, api_token: str, rate: float, seed: int, log
-    ):
+        self, *, endpoint: str, api: str, token: str, api_token: str, rate: float, seed: int, log,
+        exporter=None,
+    ):  # fmt: skip
         self.endpoint = endpoint.rstrip("/")
         self.api = api.rstrip("/")
         self.token = token
@@ -128,6 +142,8 @@ class Simulation:
         self.rate = rate
         self.rng = random.Random(seed)
         self.log = log
+        self.exporter = exporter or self._otlp_exporter
+        self.flags = rollouts.FlagSystem()
         self.services = {name: self._state(name, "1.0.0", Behaviour()) for name in TOPOLOGY}
         self.minor = dict.fromkeys(TOPOLOGY, 0)
 
@@ -136,19 +152,22 @@ class Simulation:
             {
                 "service.name": name,
                 "service.version": version,
-                "deployment.environment.name": "production",
+                "deployment.environment.name": ENVIRONMENT,
                 DEMO_RESOURCE_ATTRIBUTE: True,
             }
         )
         provider = TracerProvider(resource=resource)
-        exporter = OTLPSpanExporter(
+        processor = BatchSpanProcessor(
+            self.exporter(name), max_queue_size=50_000, schedule_delay_millis=1000
+        )
+        provider.add_span_processor(processor)
+        return ServiceState(name, version, provider, behaviour)
+
+    def _otlp_exporter(self, service: str) -> OTLPSpanExporter:
+        return OTLPSpanExporter(
             endpoint=f"{self.endpoint}/v1/traces",
             headers={"Authorization": f"Bearer {self.token}"},
         )
-        provider.add_span_processor(
-            BatchSpanProcessor(exporter, max_queue_size=50_000, schedule_delay_millis=1000)
-        )
-        return ServiceState(name, version, provider, behaviour)
 
     # SLOs.
 
@@ -209,6 +228,30 @@ class Simulation:
             # The version change alone still makes a detected deploy.
             self.log(f"posting the deploy failed ({exc}); it will be detected from spans")
 
+    # Flag rollouts.
+
+    def roll_out(self, step: rollouts.Step, *, at_ns: int) -> None:
+        self.flags.percents[step.flag] = step.percent
+        announced = "posted" if step.announce else "left for Monoenv to detect"
+        self.log(f"flag {step.flag}: {step.percent:g}% of users on ({announced})")
+        if step.announce:
+            self._post_flag_change(step, at_ns)
+
+    def _post_flag_change(self, step: rollouts.Step, at_ns: int) -> None:
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at_ns / NS))
+        body = rollouts.rollout_body(step, at=at, environment=ENVIRONMENT)
+        try:
+            response = requests.post(
+                f"{self.api}/api/v1/flags/changes",
+                json=body,
+                headers={"Authorization": f"Bearer {self.api_token}"},
+                timeout=10,
+            )
+            response.raise_for_status()
+        except requests.RequestException as exc:
+            # The shares still move: Monoenv's detection can still find the change.
+            self.log(f"posting the flag change failed ({exc}); it is left to detection")
+
     # Traffic.
 
     def traffic(self, start_ns: int, seconds: float) -> int:
@@ -217,7 +260,10 @@ class Simulation:
         for _ in range(count):
             at = start_ns + int(self.rng.uniform(0, seconds) * NS)
             route = self.rng.choices(routes, weights)[0]
-            self._serve(FRONTEND, route, at, headers={})
+            user = f"user-{self.rng.randrange(USERS)}"
+            headers: dict[str, str] = {}
+            propagate.inject(headers, context=baggage.set_baggage("user.id", user))
+            self._serve(FRONTEND, route, at, headers=headers)
         return count
 
     def _serve(self, name: str, route: str, at_ns: int, *, headers: dict) -> tuple[int, bool]:
@@ -227,25 +273,30 @@ class Simulation:
         median, calls = TOPOLOGY[name][route]
         behaviour = state.behaviour
         method, path = route.split(" ", 1)
+        context = propagate.extract(headers)
+        user = str(baggage.get_baggage("user.id", context) or "")
         span = tracer.start_span(
             route,
-            context=propagate.extract(headers),
+            context=context,
             kind=SpanKind.SERVER,
             start_time=at_ns,
-            attributes={"http.request.method": method, "http.route": path},
+            attributes={"http.request.method": method, "http.route": path, "user.id": user},
         )
+        variants = self.flags.evaluate(name, route, user=user, span=span, at_ns=at_ns)
         own_ms = median * self.rng.lognormvariate(0, 0.35)
         if route == behaviour.slow_route:
             own_ms *= behaviour.slowdown
+        own_ms *= _flag_speedup(variants, route)
         now = at_ns + int(own_ms * MS / 2)
         failed_below = False
         for callee, callee_route in calls:
-            now, failed = self._call(state, span, callee, callee_route, now)
+            now, failed = self._call(state, span, context, callee, callee_route, now)
             failed_below |= failed
         end = now + int(own_ms * MS / 2)
-        failed = failed_below or self.rng.random() < behaviour.error_rate
+        flag_error = self._flag_error(variants, route)
+        failed = failed_below or bool(flag_error) or self.rng.random() < behaviour.error_rate
         if failed:
-            error_type = behaviour.new_exception or _usual_error(name)
+            error_type = flag_error or behaviour.new_exception or _usual_error(name)
             span.add_event(
                 "exception",
                 {"exception.type": error_type, "exception.message": f"{route} failed"},
@@ -256,14 +307,22 @@ class Simulation:
         span.end(end_time=end)
         return end, failed
 
-    def _call(self, state: ServiceState, parent, callee: str, route: str, at_ns: int):
-        from opentelemetry import trace
+    def _flag_error(self, variants: dict, route: str) -> str:
+        """The error type a flag's variant raises on this request, if it does."""
+        for key, variant in variants.items():
+            flag = rollouts.FLAGS[key]
+            if variant == rollouts.ON and route == flag.regressed_route:
+                if self.rng.random() < flag.extra_error_rate:
+                    return flag.error_type
+        return ""
 
+    def _call(self, state: ServiceState, parent, context, callee: str, route: str, at_ns: int):
+        """A client span to `callee`, with trace context and baggage in its headers."""
         tracer = state.provider.get_tracer("monoenv.simulator")
-        context = trace.set_span_in_context(parent)
+        context = trace.set_span_in_context(parent, context)
         client = tracer.start_span(route, context=context, kind=SpanKind.CLIENT, start_time=at_ns)
         headers: dict[str, str] = {}
-        propagate.inject(headers, context=trace.set_span_in_context(client))
+        propagate.inject(headers, context=trace.set_span_in_context(client, context))
         network = int(self.rng.uniform(0.3, 1.5) * MS)
         end, failed = self._serve(callee, route, at_ns + network, headers=headers)
         if failed:
@@ -279,6 +338,15 @@ class Simulation:
     def shutdown(self):
         for state in self.services.values():
             state.provider.shutdown()
+
+
+def _flag_speedup(variants: dict, route: str) -> float:
+    speedup = 1.0
+    for key, variant in variants.items():
+        flag = rollouts.FLAGS[key]
+        if variant == rollouts.ON and route == flag.faster_route:
+            speedup *= flag.speedup
+    return speedup
 
 
 def _usual_error(service: str) -> str:
@@ -306,17 +374,21 @@ def _poisson(rng: random.Random, mean: float) -> int:
     return count
 
 
-def backfill(simulation: Simulation, minutes: int) -> int:
-    """Send the last `minutes` minutes at once; return the minute the stream goes on from."""
-    start = time.time_ns() - minutes * 60 * NS
-    for minute in range(minutes):
-        minute_start = start + minute * 60 * NS
+def backfill(
+    simulation: Simulation, minutes: int, *, first_minute: int = 0, until_ns: int | None = None
+) -> int:
+    """Send the `minutes` minutes before `until_ns` (default now) at once, as the demo's minutes
+    from `first_minute` on; return the minute the stream goes on from."""
+    start = (until_ns or time.time_ns()) - minutes * 60 * NS
+    simulation.flags.set_minute(first_minute)
+    for offset in range(minutes):
+        minute, minute_start = first_minute + offset, start + offset * 60 * NS
         _apply_schedule(simulation, minute, minute_start)
         simulation.traffic(minute_start, 60)
         simulation.flush()
     if minutes:
         simulation.log(f"backfilled {minutes} minute(s)")
-    return minutes
+    return first_minute + minutes
 
 
 def stream(
@@ -345,6 +417,8 @@ def _apply_schedule(simulation: Simulation, minute: int, at_ns: int) -> None:
             continue  # a quiet cycle: the last payments incident resolves
         if minute % CYCLE_MINUTES == at_minute:
             simulation.deploy(service, behaviour, announce=announce, at_ns=at_ns)
+    for step in rollouts.steps_at(minute):
+        simulation.roll_out(step, at_ns=at_ns)
 
 
 class Responder:
