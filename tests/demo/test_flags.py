@@ -80,41 +80,46 @@ def evaluations(start_ns: int) -> list[dict]:
     return found
 
 
-def test_the_demo_flags_reach_ingest_as_span_events_with_their_scheduled_shares(
-    live_server, make_token, until_ns
-):
+def test_the_demo_flags_reach_ingest_as_span_events_as_scheduled(live_server, make_token, until_ns):
     run_demo(live_server, make_token, until_ns, rate=3)
-    start_ns = until_ns - MINUTES * 60 * NS
-    found = evaluations(start_ns)
+    found = evaluations(until_ns - MINUTES * 60 * NS)
 
     assert {e["feature_flag.key"] for e in found} == set(ON_PERCENT_FROM)
     for e in found:
-        span, flag = e["span"], e["feature_flag.key"]
-        service, routes = EVALUATED_ON[flag]
-        # On the request's own server span, of the service and routes that use the flag.
-        assert (span.service, span.kind, span.http_route in routes) == (
-            service, SpanKind.SERVER, True
-        )  # fmt: skip
-        start_us = (span.start_time - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
-            microseconds=1
-        )
-        assert start_us * 1000 <= int(e["event"]["time_unix_nano"]) <= (
-            (start_us + span.duration_us) * 1000
-        )  # fmt: skip
-        assert e["feature_flag.context.id"] == span.attributes["user.id"]
-        assert e["feature_flag.provider.name"] == "In-Memory Provider"
-        # The Python hook JSON-encodes values.
-        assert e["feature_flag.result.value"] == json.dumps(
-            e["feature_flag.result.variant"] == "on"
-        )  # fmt: skip
-        percent = step_of(flag, e["minute"])[1]
-        assert e["feature_flag.result.reason"] == ("static" if percent in (0, 100) else "split")
+        check_attributes(e)
+    check_shares(found)
+    check_users_keep_their_variant(found)
+    check_regression_confined(found)
 
+
+def check_attributes(e: dict) -> None:
+    span, flag = e["span"], e["feature_flag.key"]
+    service, routes = EVALUATED_ON[flag]
+    # On the request's own server span, of the service and routes that use the flag.
+    assert (span.service, span.kind, span.http_route in routes) == (
+        service, SpanKind.SERVER, True
+    )  # fmt: skip
+    start_us = (span.start_time - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    assert start_us * 1000 <= int(e["event"]["time_unix_nano"]) <= (
+        (start_us + span.duration_us) * 1000
+    )  # fmt: skip
+    assert e["feature_flag.context.id"] == span.attributes["user.id"]
+    assert e["feature_flag.provider.name"] == "In-Memory Provider"
+    # The Python hook JSON-encodes values.
+    assert e["feature_flag.result.value"] == json.dumps(e["feature_flag.result.variant"] == "on")
+    percent = step_of(flag, e["minute"])[1]
+    assert e["feature_flag.result.reason"] == ("static" if percent in (0, 100) else "split")
+
+
+def check_shares(found: list[dict]) -> None:
     shares = defaultdict(Counter)
     for e in found:
-        shares[(e["feature_flag.key"], step_of(e["feature_flag.key"], e["minute"]))][
-            e["feature_flag.result.variant"]
-        ] += 1
+        step = step_of(e["feature_flag.key"], e["minute"])
+        shares[(e["feature_flag.key"], step)][e["feature_flag.result.variant"]] += 1
+    assert set(shares) == {
+        (flag, (first, percent)) for flag, steps in ON_PERCENT_FROM.items()
+        for first, percent in steps.items()
+    }  # fmt: skip
     for (flag, (first, percent)), counts in shares.items():
         total, share = sum(counts.values()), counts["on"] / sum(counts.values())
         p = percent / 100
@@ -124,26 +129,36 @@ def test_the_demo_flags_reach_ingest_as_span_events_with_their_scheduled_shares(
     assert shares[("recommendations", (14, 50))]["on"] > 100  # enough to mean something
 
 
-def test_a_user_keeps_its_variant_and_a_widened_rollout_keeps_its_users(
-    live_server, make_token, until_ns
-):
-    run_demo(live_server, make_token, until_ns, rate=3)
-    found = evaluations(until_ns - MINUTES * 60 * NS)
-
+def check_users_keep_their_variant(found: list[dict]) -> None:
+    """Within a step a user gets one variant; a user served `on` is still `on` once widened."""
     served = defaultdict(set)
     for e in found:
         step = step_of(e["feature_flag.key"], e["minute"])
-        served[(e["feature_flag.key"], step, e["feature_flag.context.id"])].add(
+        served[(e["feature_flag.key"], step[1], e["feature_flag.context.id"])].add(
             e["feature_flag.result.variant"]
         )
     assert all(len(variants) == 1 for variants in served.values())
-    on_at = defaultdict(set)
-    for (flag, (_, percent), user), variants in served.items():
-        if variants == {"on"}:
-            on_at[(flag, percent)].add(user)
     for narrow, wide in ((1, 10), (10, 50), (50, 100)):
-        seen_wide = {u for (f, s, u) in served if f == "recommendations" and s[1] == wide}
-        assert on_at[("recommendations", narrow)] & seen_wide <= on_at[("recommendations", wide)]
+        on_narrow = {u for (f, p, u), v in served.items() if (f, p, v) == (
+            "recommendations", narrow, {"on"})}  # fmt: skip
+        seen_wide = {u for (f, p, u) in served if (f, p) == ("recommendations", wide)}
+        # Of 5000 users at 3 requests a second few come back, except to the 100% step
+        # (about 380 on at 50% × 250 of 5000 users seen at 100% ≈ 19).
+        assert wide < 100 or len(on_narrow & seen_wide) >= 5, (narrow, wide)
+        assert all(served[("recommendations", wide, u)] == {"on"} for u in on_narrow & seen_wide)
+
+
+def check_regression_confined(found: list[dict]) -> None:
+    """Its new error type comes only from new-checkout=on requests on POST /checkout."""
+    new_checkout = {(bytes(e["span"].trace_id), bytes(e["span"].span_id)): e for e in found
+                    if e["feature_flag.key"] == "new-checkout"}  # fmt: skip
+    raised = Span.objects.filter(exception_type=REGRESSION_ERROR)
+    assert raised.exists()
+    for span in raised:
+        e = new_checkout[(bytes(span.trace_id), bytes(span.span_id))]
+        assert (span.service, span.http_route, e["feature_flag.result.variant"]) == (
+            "demo-frontend", "/checkout", "on"
+        )  # fmt: skip
 
 
 def test_the_rollouts_are_posted_as_flag_changes_and_one_is_left_to_detection(
@@ -162,24 +177,6 @@ def test_the_rollouts_are_posted_as_flag_changes_and_one_is_left_to_detection(
     assert not FlagChange.objects.filter(flag="stock-cache").exists()
 
 
-def test_the_new_checkout_regression_is_confined_to_its_cohort_and_route(
-    live_server, make_token, until_ns
-):
-    run_demo(live_server, make_token, until_ns, rate=3)
-    found = evaluations(until_ns - MINUTES * 60 * NS)
-
-    new_checkout = {(bytes(e["span"].trace_id), bytes(e["span"].span_id)): e for e in found
-                    if e["feature_flag.key"] == "new-checkout"}  # fmt: skip
-    raised = Span.objects.filter(exception_type=REGRESSION_ERROR)
-    assert raised.exists()
-    for span in raised:
-        e = new_checkout[(bytes(span.trace_id), bytes(span.span_id))]
-        assert (span.service, span.http_route, e["feature_flag.result.variant"]) == (
-            "demo-frontend", "/checkout", "on"
-        )  # fmt: skip
-        assert step_of("new-checkout", e["minute"])[1] > 0
-
-
 # The same requests in memory, at a volume where +5 pp stands out: the
 # simulator's own behaviour, with the SDK's in-memory exporter.
 
@@ -193,7 +190,7 @@ def test_new_checkout_on_fails_checkout_5_pp_more_and_nothing_else_moves():
 
     simulation = simulator.Simulation(
         endpoint="http://127.0.0.1:9", api="http://127.0.0.1:9", token="", api_token="",
-        rate=60, seed=5, log=lambda line: None, exporter=in_memory,
+        rate=50, seed=5, log=lambda line: None, exporter=in_memory,
     )  # fmt: skip
     simulation.flags.percents.update({"new-checkout": 50, "recommendations": 50, "stock-cache": 50})
     simulation.traffic(time.time_ns() - 600 * NS, 480)
@@ -222,7 +219,7 @@ def test_new_checkout_on_fails_checkout_5_pp_more_and_nothing_else_moves():
         return p_on - p_off, p_off, se, on["requests"]
 
     diff, p_off, se, n_on = difference("demo-frontend", "POST /checkout", "new-checkout")
-    assert n_on > 2000
+    assert n_on > 1500
     # Fails either way or by the new code's 5%: P(on) = 1 - (1 - p_off)(1 - 0.05).
     assert abs(diff - 0.05 * (1 - p_off)) <= 4 * se, (diff, p_off, se)
     for service, route, flag in (
