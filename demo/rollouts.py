@@ -14,7 +14,7 @@ served `on` at 10% is still `on` at 50%, since widening only adds buckets.
 The schedule (ROLLOUTS) repeats every hour and ends each hour where it
 began, every flag at 0%. The simulator posts the steps marked `announce` to
 Monoenv as a flag system's pipeline would; the others Monoenv must detect
-from the variant shares alone. docs/dashboard.md tells the story.
+from the variant shares alone. README.md's demo section tells the story.
 """
 
 import hashlib
@@ -87,8 +87,9 @@ ROLLOUTS = [
     Step(14, "recommendations", 50, True, "recommendations widened to 50%"),
     Step(20, "stock-cache", 50, False, ""),
     Step(22, "new-checkout", 10, True, "new checkout widened to 10%"),
-    Step(26, "recommendations", 100, True, "recommendations to everyone"),
     Step(36, "new-checkout", 0, True, "rollback: new checkout off, it fails on POST /checkout"),
+    # After the frontend's bad deploy (minutes 38-39), which both cohorts then shared.
+    Step(40, "recommendations", 100, True, "recommendations to everyone"),
     Step(45, "stock-cache", 0, False, ""),
     Step(58, "recommendations", 0, True, "recommendations off: the next hour tries again"),
 ]

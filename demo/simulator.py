@@ -13,15 +13,16 @@ so the budgets page has something to show.
 
 Every cycle (10 simulated minutes) brings deploys, some through the API and
 some only as a new service.version: a clean deploy (checkout) every cycle,
-and regressions once every INCIDENT_EVERY cycles: a downstream error spike
-(payments) and its rollback in the first of them, a slow route (inventory)
-and a new exception type (frontend) in the last.
+and regressions twice an hour: a downstream error spike (payments) and its
+rollback in minutes 3-5, a slow route (inventory) and a new exception type
+(frontend) in minutes 36-39.
 
 So Monoenv opens an incident from the payments deploy's failed verdict,
 proposes mitigated at the rollback and resolved once the calm has lasted
-MONOENV_INCIDENT_SUSTAIN_MINUTES (15): no other regression comes within the
-incident's grouping window before then, or it would join and keep it open.
-The demo's Responder, standing in for the on-call person, confirms both and
+MONOENV_INCIDENT_SUSTAIN_MINUTES (15); no other regression comes before
+then, or it would join the incident and keep it open. `make run` backfills
+minutes 0-29, so that incident is there, whole, when a newcomer arrives. The
+demo's Responder, standing in for the on-call person, confirms both and
 leaves a note and an action item, so a newcomer sees a whole incident, with
 its post-mortem draft, within minutes (tests/demo/test_incident.py).
 
@@ -94,9 +95,8 @@ ENTRY_ROUTES = [("GET /", 0.5), ("GET /product/{id}", 0.35), ("POST /checkout", 
 BASE_ERROR_RATE = 0.003
 ENVIRONMENT = "production"
 # Users the front end serves; flags bucket them, so each keeps its variant.
-USERS = 5000
-# Cycles between payments regressions: long enough for an incident to calm and resolve.
-INCIDENT_EVERY = 3
+USERS = 2000
+CYCLES_PER_HOUR = 60 // CYCLE_MINUTES
 
 
 @dataclass
@@ -118,17 +118,19 @@ class ServiceState:
     history: list[str] = field(default_factory=list)
 
 
-EVERY_CYCLE, FIRST, LAST = range(INCIDENT_EVERY), (0,), (INCIDENT_EVERY - 1,)
-# (minute in the cycle, service, behaviour, announce through the API,
-#  the cycles, counted modulo INCIDENT_EVERY, it comes in)
+# Each hour's first cycle (minutes 0-9) and fourth (30-39) regress, half an hour apart.
+EVERY_CYCLE, FIRST, FOURTH = range(CYCLES_PER_HOUR), (0,), (3,)
+# (minute in the cycle, service, behaviour, announce through the API, the cycles of the hour
+# it comes in). The slow route is one no flag is evaluated on: a slowdown while a flag's
+# cohorts are unequal would pass for the flag's own regression.
 SCHEDULE = [
     (1, CHECKOUT, Behaviour(), True, EVERY_CYCLE),
     (3, PAYMENTS, Behaviour(error_rate=0.08), True, FIRST),
     (5, PAYMENTS, None, True, FIRST),  # rollback to the version before
-    (6, INVENTORY, Behaviour(slow_route="GET /stock/{id}", slowdown=3.0), False, LAST),
-    (8, INVENTORY, None, False, LAST),
-    (8, FRONTEND, Behaviour(new_exception="CartSerializationError", error_rate=0.02), True, LAST),
-    (9, FRONTEND, None, True, LAST),
+    (6, INVENTORY, Behaviour(slow_route="POST /reserve", slowdown=3.0), False, FOURTH),
+    (8, INVENTORY, None, False, FOURTH),
+    (8, FRONTEND, Behaviour(new_exception="CartSerializationError", error_rate=0.02), True, FOURTH),
+    (9, FRONTEND, None, True, FOURTH),
 ]
 
 
@@ -150,6 +152,8 @@ class Simulation:
         self.log = log
         self.exporter = exporter or self._otlp_exporter
         self.flags = rollouts.FlagSystem()
+        # The end of the traffic sent so far, once a backfill has sent some.
+        self.sent_until_ns: int | None = None
         self.services = {name: self._state(name, "1.0.0", Behaviour()) for name in TOPOLOGY}
         self.minor = dict.fromkeys(TOPOLOGY, 0)
 
@@ -393,6 +397,7 @@ def backfill(
         simulation.traffic(minute_start, 60)
         simulation.flush()
     if minutes:
+        simulation.sent_until_ns = start + minutes * 60 * NS
         simulation.log(f"backfilled {minutes} minute(s)")
     return first_minute + minutes
 
@@ -400,16 +405,24 @@ def backfill(
 def stream(
     simulation: Simulation, minute: int, duration: float, responder: "Responder | None" = None
 ) -> None:
-    """Send live traffic for `duration` seconds (0: until interrupted); respond each minute."""
+    """Send live traffic for `duration` seconds (0: until interrupted); respond each minute.
+
+    It goes on from where the backfill stopped: sending the backfill takes a
+    while, and a hole in the traffic would look like an outage.
+    """
     began = time.monotonic()
-    tick_start = time.time_ns()
+    tick_start = simulation.sent_until_ns or time.time_ns()
     minute_mark = tick_start
+    # The backfill stopped before this minute: its changes come now.
+    _apply_schedule(simulation, minute, tick_start)
     while not duration or time.monotonic() - began < duration:
         time.sleep(1)
         now = time.time_ns()
-        if now - minute_mark >= 60 * NS:
-            minute, minute_mark = minute + 1, now
-            _apply_schedule(simulation, minute, now)
+        while now - minute_mark >= 60 * NS:
+            minute, minute_mark = minute + 1, minute_mark + 60 * NS
+            simulation.traffic(tick_start, (minute_mark - tick_start) / NS)
+            tick_start = minute_mark
+            _apply_schedule(simulation, minute, minute_mark)
             if responder is not None:
                 responder.act()
         simulation.traffic(tick_start, (now - tick_start) / NS)
@@ -419,7 +432,7 @@ def stream(
 def _apply_schedule(simulation: Simulation, minute: int, at_ns: int) -> None:
     cycle = minute // CYCLE_MINUTES
     for at_minute, service, behaviour, announce, cycles in SCHEDULE:
-        if minute % CYCLE_MINUTES == at_minute and cycle % INCIDENT_EVERY in cycles:
+        if minute % CYCLE_MINUTES == at_minute and cycle % CYCLES_PER_HOUR in cycles:
             simulation.deploy(service, behaviour, announce=announce, at_ns=at_ns)
     for step in rollouts.steps_at(minute):
         simulation.roll_out(step, at_ns=at_ns)
