@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -168,6 +169,11 @@ class Server:
             pass
         return total
 
+    def replayed_batches(self) -> int:
+        """Batches the server's replayers stored so far, as its log says."""
+        text = self.log.read_text(errors="replace")
+        return sum(int(count) for count in re.findall(r"Replayed (\d+) spooled batch", text))
+
     def cpu_seconds(self) -> float:
         """CPU seconds of the server's live processes so far."""
         try:
@@ -297,8 +303,11 @@ class CpuMeter:
     def _backends(self) -> dict[int, float]:
         query = ("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
                  "AND pid <> pg_backend_pid()")  # fmt: skip
-        with psycopg.connect(self.server.database_url) as conn:
-            pids = [row[0] for row in conn.execute(query)]
+        try:
+            with psycopg.connect(self.server.database_url) as conn:
+                pids = [row[0] for row in conn.execute(query)]
+        except psycopg.OperationalError:
+            return {}  # Stopped for the outage phase: its backends are gone.
         return {pid: _process_cpu(pid) for pid in pids}
 
     def per_span(self, spans: int) -> dict[str, float]:
@@ -418,17 +427,21 @@ def ceiling(args, database_url: str) -> float:
 
 def end_to_end(args, database: Database, work: Path, label: str, option: str, cwd: Path,
                seed: int) -> float:  # fmt: skip
-    env = server_env(database.fresh(), work / f"data-{label}", **args.server_env)
+    extra = args.server_env if label == "after" else {}  # The code before, as it ran.
+    env = server_env(database.fresh(), work / f"data-{label}", **extra)
     server = Server(option, env, work / f"{label}.log", cwd=cwd)
     try:
         server.warm_up(database.token, args.batch)
+        replayed_before = server.replayed_batches()
         figures = healthy_load(server, database.token, clients=args.clients,
                                seconds=args.seconds, batch=args.batch, seed=seed)  # fmt: skip
+        replayed = server.replayed_batches() - replayed_before
     finally:
         server.stop()
     print(f"end to end, {label:6} ({args.before_rev if label == 'before' else 'this tree'}): "
           f"{figures.line()}", flush=True)  # fmt: skip
-    print(f"end to end, {label:6}: {figures.cpu_line()}", flush=True)
+    print(f"end to end, {label:6}: {figures.cpu_line()}; {replayed} batches spooled as every "
+          "ingest slot was busy, then replayed", flush=True)  # fmt: skip
     return figures.stored_per_second
 
 
