@@ -19,6 +19,7 @@ import os
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -163,7 +164,17 @@ def ceiling_worker(args) -> tuple[float, float, float]:
     return elapsed, cpu, backend
 
 
+@dataclass(frozen=True)
+class Ceiling:
+    spans_per_second: float
+    cpu_us_per_span: float  # the loops' and their PostgreSQL backends'
+
+
 def run_ceiling(args, service: str) -> float:
+    return measure_ceiling(args, service).spans_per_second
+
+
+def measure_ceiling(args, service: str) -> Ceiling:
     """The same work with no HTTP in between, in --ceiling-processes loops: the ceiling.
 
     Also prints the CPU time per span, of the loops and of PostgreSQL's
@@ -194,7 +205,7 @@ def run_ceiling(args, service: str) -> float:
         f"ceiling CPU per span: {cpu + database_cpu:.1f} us "
         f"(decode and COPY {cpu:.1f}, PostgreSQL {database_cpu:.1f})"
     )
-    return rate
+    return Ceiling(rate, cpu + database_cpu)
 
 
 def read_token(args) -> str:

@@ -405,7 +405,7 @@ def ceiling_processes(args) -> int:
     return min(args.clients, WORKERS * concurrency)
 
 
-def ceiling(args, database_url: str) -> float:
+def ceiling(args, database_url: str):
     """bench/ingest.py's in-process ceiling: the same batches, decoded and COPYed, no HTTP."""
     from bench import ingest as ingest_bench
 
@@ -422,11 +422,11 @@ def ceiling(args, database_url: str) -> float:
         ceiling_processes=ceiling_processes(args), ceiling_batches=args.ceiling_batches,
         batch=args.batch,
     )  # fmt: skip
-    return ingest_bench.run_ceiling(ceiling_args, f"bench-servers-ceiling-{os.getpid()}")
+    return ingest_bench.measure_ceiling(ceiling_args, f"bench-servers-ceiling-{os.getpid()}")
 
 
 def end_to_end(args, database: Database, work: Path, label: str, option: str, cwd: Path,
-               seed: int) -> float:  # fmt: skip
+               seed: int) -> Figures:  # fmt: skip
     extra = args.server_env if label == "after" else {}  # The code before, as it ran.
     env = server_env(database.fresh(), work / f"data-{label}", **extra)
     server = Server(option, env, work / f"{label}.log", cwd=cwd)
@@ -442,7 +442,7 @@ def end_to_end(args, database: Database, work: Path, label: str, option: str, cw
           f"{figures.line()}", flush=True)  # fmt: skip
     print(f"end to end, {label:6}: {figures.cpu_line()}; {replayed} batches spooled as every "
           "ingest slot was busy, then replayed", flush=True)  # fmt: skip
-    return figures.stored_per_second
+    return figures
 
 
 def before_and_after(args, database: Database, work: Path) -> None:
@@ -458,7 +458,7 @@ def before_and_after(args, database: Database, work: Path) -> None:
                    cwd=REPO, check=True, capture_output=True)  # fmt: skip
     try:
         first = ceiling(args, database.fresh())
-        rates = {
+        runs = {
             "before": end_to_end(args, database, work, "before", "before", before_tree, 10),
             "after": end_to_end(args, database, work, "after", "uvicorn", REPO, 11),
         }
@@ -466,12 +466,21 @@ def before_and_after(args, database: Database, work: Path) -> None:
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(before_tree)], cwd=REPO,
                        capture_output=True)  # fmt: skip
-    top = (first + last) / 2
+    top = (first.spans_per_second + last.spans_per_second) / 2
     print(f"ceiling, {ceiling_processes(args)} processes as the {args.clients} clients: "
-          f"{first:,.0f} spans/s before the end-to-end runs, {last:,.0f} after, mean {top:,.0f}")
-    for label, rate in rates.items():
+          f"{first.spans_per_second:,.0f} spans/s before the end-to-end runs, "
+          f"{last.spans_per_second:,.0f} after, mean {top:,.0f}")  # fmt: skip
+    for label, figures in runs.items():
+        rate = figures.stored_per_second
         print(f"ratio end to end / ceiling, {label:6}: {rate / top:.2f} "
               f"({rate:,.0f} / {top:,.0f} spans/s)")  # fmt: skip
+    # Where CPU is the limit (a quiet machine's two cores), this is what the ratio tends to.
+    ceiling_cpu = (first.cpu_us_per_span + last.cpu_us_per_span) / 2
+    for label, figures in runs.items():
+        used = sum(figures.cpu_us_per_span.values())
+        print(f"CPU per span, ceiling / end to end, {label:6}: {ceiling_cpu / used:.2f} "
+              f"({ceiling_cpu:.1f} / {used:.1f} us)")  # fmt: skip
+    rates = {label: figures.stored_per_second for label, figures in runs.items()}
     print(f"after / before: {rates['after'] / rates['before']:.2f}", flush=True)
 
 
