@@ -124,6 +124,22 @@ def test_it_writes_last_use_at_most_once_a_minute(post_traces, ingest_token, set
     assert ApiToken.objects.get().last_used_at > long_ago
 
 
+def test_a_process_asks_about_last_use_at_most_once_an_interval(
+    post_traces, ingest_token, settings
+):
+    # The question was a database round trip on every batch, even when it wrote nothing.
+    settings.MONOENV_TOKEN_TOUCH_SECONDS = 60
+    post_traces(make_request())
+    ApiToken.objects.update(last_used_at=None)
+
+    post_traces(make_request())
+    assert ApiToken.objects.get().last_used_at is None
+
+    auth.forget_confirmations()  # The interval is over for this process.
+    post_traces(make_request())
+    assert ApiToken.objects.get().last_used_at is not None
+
+
 def test_it_stores_the_token_hash_not_the_token(ingest_token):
     token = ApiToken.objects.get()
 
