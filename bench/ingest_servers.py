@@ -491,8 +491,10 @@ def spool_outage(args, postgres: Postgres, database: Database, work: Path) -> No
     spool = data / "spool"
     try:
         server.warm_up(database.token, args.batch)
+        replayed_before = server.replayed_batches()
         steady = healthy_load(server, database.token, clients=args.clients,
                               seconds=args.seconds, batch=args.batch, seed=20)  # fmt: skip
+        steady_replayed = server.replayed_batches() - replayed_before
         postgres.stop()
         try:
             down = healthy_load(server, database.token, clients=args.clients,
@@ -509,6 +511,8 @@ def spool_outage(args, postgres: Postgres, database: Database, work: Path) -> No
     finally:
         server.stop()
     print(f"database up:   {steady.line()}")
+    print(f"database up:   {steady_replayed} batches went through the spool (every ingest slot "
+          "busy, or a store past MONOENV_INGEST_DB_TIMEOUT_SECONDS)")  # fmt: skip
     print(f"database down: {down.spans_per_second:9,.0f} spans/s answered, p99 "
           f"{down.p99_ms:,.0f} ms, {down.failures} failed, for {args.outage_seconds:.0f} s: "
           f"{len(spooled)} batches ({spooled_bytes / 2**20:,.0f} MiB) spooled")  # fmt: skip
