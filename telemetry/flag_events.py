@@ -210,11 +210,14 @@ def from_span_rows(rows: Iterable[tuple]) -> list[Evaluation]:
     """Evaluations in span rows as telemetry.otlp.spans_to_rows() makes them."""
     found = []
     for row in rows:
-        events_json = row[_ROW["events"]]
-        if _EVENTS_MARKER not in events_json:
-            continue
+        events = row[_ROW["events"]]
+        if isinstance(events, str):
+            if _EVENTS_MARKER not in events:
+                continue
+            events = orjson.loads(events)
+        # else: already decoded, as PostgreSQL returns the jsonb of a retried batch's rows.
         found += from_span_events(
-            orjson.loads(events_json),
+            events,
             trace_id=bytes(row[_ROW["trace_id"]]),
             span_id=bytes(row[_ROW["span_id"]]),
             service=row[_ROW["service"]],

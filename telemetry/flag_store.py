@@ -39,6 +39,11 @@ _COLUMNS = (
     "request_version", "request_duration_us", "request_is_error", "request_error_type",
 )  # fmt: skip
 _COLUMN_LIST = ", ".join(_COLUMNS)
+_COLUMN_TYPES = (
+    "bytea", "bytea", "text", "text", "timestamptz", "text", "text", "text", "text",
+    "text", "text", "text", "text", "text", "text", "varchar", "timestamptz", "int2",
+    "timestamptz", "bytea", "timestamptz", "text", "text", "int8", "bool", "text",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -48,9 +53,7 @@ class _Row:
     request: spans.LinkedSpan | None = None
 
 
-def store_evaluations(
-    evaluations: list[Evaluation], *, received_at: datetime | None = None
-) -> int:
+def store_evaluations(evaluations: list[Evaluation], *, received_at: datetime | None = None) -> int:
     """Store evaluations once each, to be attributed by attribute_pending(); return the new.
 
     Call it inside the transaction that stores what carried them, so a retried
@@ -59,23 +62,63 @@ def store_evaluations(
     return _store(evaluations, _TraceIndex(), received_at or timezone.now())
 
 
+def store_log_evaluations(evaluations: list[Evaluation], *, received_at: datetime) -> int:
+    """The logs receiver's hook: store once each, attributed at once if their spans are in.
+
+    A log usually comes after its spans (the SDKs batch logs as they batch
+    spans), so the trace's stored spans are looked up now; the rest wait for
+    attribute_pending(). A retried export stores nothing twice.
+    """
+    evaluations = _unique(evaluations)
+    traced = [e for e in evaluations if e.trace_id and e.span_id]
+    index = _TraceIndex()
+    if traced:
+        times = [e.at for e in traced]
+        index = _TraceIndex.of_linked(
+            spans.linked_spans([e.trace_id for e in traced], min(times), max(times))
+        )
+    return _store(evaluations, index, received_at)
+
+
 def store_from_span_rows(rows: list[tuple]) -> int:
-    """The ingest hook: the evaluations carried by freshly stored span rows.
+    """The evaluations carried by span rows, once each; return how many were new.
 
     Those whose request span is in the same rows are attributed at once.
+    Safe to call again with rows already seen (it skips what is stored).
     """
+    values = _span_row_values(rows)
+    if not values:
+        return 0
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            _copy(cursor.cursor, "telemetry_flagevaluation", values)
+        return len(values)
+    except psycopg.errors.UniqueViolation:
+        return _store_skipping_duplicates(values)
+
+
+def store_new_span_rows(rows: list[tuple]) -> int:
+    """The ingest hook: the evaluations carried by span rows stored just now.
+
+    Call it in the transaction that stored the rows. They are spans stored for
+    the first time (ingest skips a retried batch's), and duplicates within
+    them are gone: none can be stored yet, so no savepoint is needed, which
+    spares two round trips per batch.
+    """
+    values = _span_row_values(rows)
+    if values:
+        with connection.cursor() as cursor:
+            _copy(cursor.cursor, "telemetry_flagevaluation", values)
+    return len(values)
+
+
+def _span_row_values(rows: list[tuple]) -> list[tuple]:
     evaluations = _unique(flag_events.from_span_rows(rows))
     if not evaluations:
-        return 0
+        return []
     traces = {evaluation.trace_id for evaluation in evaluations}
     index = _TraceIndex.of_rows(rows, traces)
-    values = _values([_row_for(evaluation, index) for evaluation in evaluations], timezone.now())
-    # The rows are spans stored for the first time (ingest skips a retried
-    # batch's), and duplicates within them are gone: none can be stored yet,
-    # so no savepoint is needed, which spares two round trips per batch.
-    with connection.cursor() as cursor:
-        _copy(cursor.cursor, "telemetry_flagevaluation", values)
-    return len(values)
+    return _values([_row_for(evaluation, index) for evaluation in evaluations], timezone.now())
 
 
 def _unique(evaluations: list[Evaluation]) -> list[Evaluation]:
@@ -122,7 +165,9 @@ def _store_skipping_duplicates(rows: list[tuple]) -> int:
 
 
 def _copy(raw_cursor, table: str, rows: list[tuple]) -> None:
-    with raw_cursor.copy(f"COPY {table} ({_COLUMN_LIST}) FROM STDIN") as copy:
+    # Binary: half the time of text COPY for these bytea, timestamp and text columns.
+    with raw_cursor.copy(f"COPY {table} ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_COLUMN_TYPES)
         for row in rows:
             copy.write_row(row)
 
