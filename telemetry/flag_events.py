@@ -54,9 +54,9 @@ MAX_KEY_CHARS = 200  # flag keys, cohorts, variants, reasons: labels, not payloa
 MAX_VALUE_CHARS = 1000
 SPAN_EVENT = "span_event"
 LOG = "log"
-# Cheap test on a stored span's events JSON (telemetry.otlp writes it with
-# orjson, without spaces) before decoding it; matches both event names.
-_EVENTS_MARKER = '"name":"feature_flag'
+# Cheap test on a span's events JSON before decoding it; matches both event
+# names, whether orjson wrote it (no spaces) or PostgreSQL returned the jsonb.
+_EVENTS_MARKER = "feature_flag"
 
 
 @dataclass(frozen=True)
