@@ -16,6 +16,7 @@ which the hooks report with error.type flag_not_found.
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -104,8 +105,9 @@ def serve_requests(client, tracer_provider: TracerProvider) -> dict[str, tuple[b
     for index, user in enumerate(USERS):
         flag = "no-such-flag" if user.endswith("-missing") else "new-checkout"
         context = EvaluationContext(targeting_key=user)
-        with tracer.start_as_current_span("GET /checkout", kind=SpanKind.SERVER,
-                                          attributes={"http.route": "/checkout"}) as server:  # fmt: skip
+        with tracer.start_as_current_span(
+            "GET /checkout", kind=SpanKind.SERVER, attributes={"http.route": "/checkout"}
+        ) as server:
             if index < 2:
                 client.get_boolean_value(flag, False, context)
             else:
@@ -187,7 +189,7 @@ def test_javascript_event_hook_over_otlp_logs_round_trips(
     completed = subprocess.run(
         ["node", "flag_client.mjs", server.url, ingest_token, encoding, order, *USERS],
         cwd=js_project, capture_output=True, text=True, timeout=120,
-        env={"PATH": shutil.os.environ["PATH"], "OTEL_EXPORTER_OTLP_COMPRESSION": compression},
+        env={"PATH": os.environ["PATH"], "OTEL_EXPORTER_OTLP_COMPRESSION": compression},
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr + server.log()
     requests = {}
