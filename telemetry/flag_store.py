@@ -1,13 +1,24 @@
 """Stored flag evaluations: writing them, attributing them to requests, reading cohorts.
 
-Owner of telemetry_flagevaluation. The invariants:
-- each evaluation is stored once, however often its export is retried
-  (a unique key on service, trace, span, flag and time);
+Owner of telemetry_flagevaluation and telemetry_flagevaluationbatch. Two forms:
+- a batch row (FlagEvaluationBatch) holds the span-event evaluations of one
+  ingest batch that were attributed in that batch, nearly all of them: one row
+  per batch, inserted in ingest's own round trip, where a row each cost ingest
+  a third of its throughput;
+- a FlagEvaluation row holds each other one: those sent as logs, and span
+  events whose request span was not in their batch.
+Reads see both through _evaluations_sql(), with the same columns.
+
+The invariants:
+- each evaluation is stored once, however often its export is retried: log
+  rows by a unique key on service, trace, span, flag and time; span events
+  because ingest stores only the spans it had not stored yet;
 - attribution works whichever arrives first: an evaluation whose evaluating
-  span is a request span of the same ingest batch is attributed at once;
-  every other one is attributed by attribute_pending(), which retries while
-  the spans it needs may still come (MONOENV_ROLLUP_LATENESS_MINUTES), then
-  gives up and marks it unresolved;
+  span and request span come in one batch is attributed at once; a log is
+  attributed at once when its spans are stored already; every other one is
+  attributed by attribute_pending(), which retries while the spans it needs
+  may still come (MONOENV_ROLLUP_LATENESS_MINUTES), then gives up and marks
+  it unresolved;
 - a cohort's requests are counted once each, however many times a request
   evaluated the flag (cohort reads take DISTINCT request spans).
 
@@ -17,9 +28,10 @@ the end of this module.
 
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import orjson
 import psycopg
 from django.conf import settings
 from django.db import connection, transaction
@@ -27,7 +39,7 @@ from django.utils import timezone
 
 from telemetry import flag_events, otlp, spans
 from telemetry.flag_events import Evaluation, SpanNode
-from telemetry.models import Attribution, FlagEvaluation
+from telemetry.models import Attribution, FlagEvaluation, FlagEvaluationBatch
 
 ATTRIBUTION_BATCH = 5000
 RETRY_AFTER = timedelta(seconds=30)
@@ -83,42 +95,153 @@ def store_log_evaluations(evaluations: list[Evaluation], *, received_at: datetim
 def store_from_span_rows(rows: list[tuple]) -> int:
     """The evaluations carried by span rows, once each; return how many were new.
 
-    Those whose request span is in the same rows are attributed at once.
-    Safe to call again with rows already seen (it skips what is stored).
+    For callers that store span rows themselves: it skips the evaluations
+    already stored (ingest stores those of the spans it stores).
     """
-    values = _span_row_values(rows)
-    if not values:
+    found = span_evaluations(rows)
+    if not found.count:
         return 0
-    try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            _copy(cursor.cursor, "telemetry_flagevaluation", values)
-        return len(values)
-    except psycopg.errors.UniqueViolation:
-        return _store_skipping_duplicates(values)
+    found.drop(_stored_keys(found.keys()))
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            insert_batches(found, cursor)
+        store_pending(found)
+    return found.count
 
 
 def store_new_span_rows(rows: list[tuple]) -> int:
-    """The ingest hook: the evaluations carried by span rows stored just now.
-
-    Call it in the transaction that stored the rows. They are spans stored for
-    the first time (ingest skips a retried batch's), and duplicates within
-    them are gone: none can be stored yet, so no savepoint is needed, which
-    spares two round trips per batch.
-    """
-    values = _span_row_values(rows)
-    if values:
-        with connection.cursor() as cursor:
-            _copy(cursor.cursor, "telemetry_flagevaluation", values)
-    return len(values)
+    """The evaluations carried by span rows stored just now, in their transaction."""
+    found = span_evaluations(rows)
+    with connection.cursor() as cursor:
+        insert_batches(found, cursor)
+    store_pending(found)
+    return found.count
 
 
-def _span_row_values(rows: list[tuple]) -> list[tuple]:
+@dataclass
+class SpanEvaluations:
+    """A batch's span-event evaluations: batch rows to insert, and rows still pending."""
+
+    batches: list[tuple] = field(default_factory=list)  # FlagEvaluationBatch columns
+    pending: list[tuple] = field(default_factory=list)  # FlagEvaluation columns
+    key_lists: list[list] = field(default_factory=list)  # per batch: each evaluation's key
+
+    @property
+    def count(self) -> int:
+        return sum(len(keys) for keys in self.key_lists) + len(self.pending)
+
+    def keys(self) -> list[tuple]:
+        return [key for keys in self.key_lists for key in keys] + [
+            (row[4], row[0], row[1], row[5], row[2]) for row in self.pending
+        ]
+
+    def drop(self, stored: set[tuple]) -> None:
+        """Leave out the evaluations whose key is in stored."""
+        if not stored:
+            return
+        self.pending = [row for row in self.pending if (row[4], row[0], row[1], row[5], row[2])
+                        not in stored]  # fmt: skip
+        batches, key_lists = [], []
+        for batch, keys in zip(self.batches, self.key_lists, strict=True):
+            kept = [i for i, key in enumerate(keys) if key not in stored]
+            if kept:
+                evaluations = orjson.loads(batch[-1])
+                batches.append((*batch[:-1], orjson.dumps([evaluations[i] for i in kept]).decode()))
+                key_lists.append([keys[i] for i in kept])
+        self.batches, self.key_lists = batches, key_lists
+
+
+# The order of each evaluation's array in FlagEvaluationBatch.evaluations.
+BATCH_FIELDS = (
+    "trace_id", "span_id", "at", "flag", "cohort", "variant", "value", "provider", "reason",
+    "context_id", "set_id", "flag_version", "error_type", "attribution", "request_span_id",
+    "request_start", "route", "request_version", "request_duration_us", "request_is_error",
+    "request_error_type",
+)  # fmt: skip
+_INSERT_BATCH_SQL = (
+    "INSERT INTO telemetry_flagevaluationbatch "
+    "(service, environment, first_at, last_at, received_at, flags, evaluations) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def span_evaluations(rows: list[tuple]) -> SpanEvaluations:
+    """Read and attribute the evaluations of one batch of span rows, without the database."""
+    found = SpanEvaluations()
     evaluations = _unique(flag_events.from_span_rows(rows))
     if not evaluations:
-        return []
-    traces = {evaluation.trace_id for evaluation in evaluations}
-    index = _TraceIndex.of_rows(rows, traces)
-    return _values([_row_for(evaluation, index) for evaluation in evaluations], timezone.now())
+        return found
+    received_at = timezone.now()
+    index = _BatchIndex(rows)
+    groups: dict[tuple[str, str], list] = defaultdict(list)
+    pending: list[Evaluation] = []
+    for e in evaluations:
+        outcome, request = index.resolve(e)
+        if outcome == flag_events.MISSING:
+            pending.append(e)
+        else:
+            groups[(e.service, e.environment)].append(_batch_entry(e, outcome, request))
+    for (service, environment), entries in groups.items():
+        found.batches.append(_batch_row(service, environment, entries, received_at))
+        found.key_lists.append([(entry[2], *entry[-1]) for entry in entries])
+        for entry in entries:
+            del entry[-1]
+    found.pending = _values([_Row(e) for e in pending], received_at)
+    return found
+
+
+def _batch_entry(e: Evaluation, outcome: str, request) -> list:
+    attribution = Attribution.REQUEST if outcome == flag_events.FOUND else Attribution.NO_REQUEST
+    return [
+        e.trace_id.hex(), e.span_id.hex(), e.at, e.flag, e.cohort, e.variant, e.value,
+        e.provider, e.reason, e.context_id, e.set_id, e.flag_version, e.error_type,
+        int(attribution), *_request_entry(request),
+        # The key, for retry checks; taken off before the row is written.
+        (e.trace_id, e.span_id, e.flag, e.service),
+    ]  # fmt: skip
+
+
+def _request_entry(row: tuple | None) -> tuple:
+    if row is None:
+        return (None, None, "", "", None, None, "")
+    return (
+        bytes(row[_SPAN]).hex(), row[_START], row[_ROUTE], row[_VERSION], row[_DURATION],
+        row[_IS_ERROR], spans.error_type(row[_EXCEPTION], row[_STATUS_MESSAGE]),
+    )  # fmt: skip
+
+
+def _batch_row(service: str, environment: str, entries: list, received_at: datetime) -> tuple:
+    times = [entry[2] for entry in entries]
+    flags = sorted({entry[3] for entry in entries})
+    payload = orjson.dumps([entry[:-1] for entry in entries]).decode()
+    return (service, environment, min(times), max(times), received_at, flags, payload)
+
+
+def insert_batches(found: SpanEvaluations, cursor) -> None:
+    """Insert the batch rows; inside a pipeline this costs ingest no round trip of its own."""
+    for batch in found.batches:
+        cursor.execute(_INSERT_BATCH_SQL, batch)
+
+
+def store_pending(found: SpanEvaluations) -> None:
+    """COPY the evaluations still waiting for their request span (rare: no savepoint needed)."""
+    if found.pending:
+        with connection.cursor() as cursor:
+            _copy(cursor.cursor, "telemetry_flagevaluation", found.pending)
+
+
+def _stored_keys(keys: list[tuple]) -> set[tuple]:
+    """Which of these (at, trace, span, flag, service) keys are stored already."""
+    if not keys:
+        return set()
+    times = [key[0] for key in keys]
+    source, params = _evaluations_sql(min(times), max(times) + timedelta(microseconds=1))
+    rows = _fetch(
+        f"SELECT at, trace_id, span_id, flag, service FROM ({source}) e "
+        "WHERE trace_id = ANY(%s)",
+        [*params, list({key[1] for key in keys})],
+    )
+    return {(at, bytes(trace), bytes(span), flag, service) for at, trace, span, flag, service in rows}  # noqa: E501
 
 
 def _unique(evaluations: list[Evaluation]) -> list[Evaluation]:
@@ -173,35 +296,54 @@ def _copy(raw_cursor, table: str, rows: list[tuple]) -> None:
 
 
 _ROW_INDEX = {name: index for index, name in enumerate(otlp.SPAN_COLUMNS)}
-_TRACE, _SPAN, _PARENT, _SERVICE, _KIND = (
-    _ROW_INDEX[name] for name in ("trace_id", "span_id", "parent_span_id", "service", "kind")
-)
+_TRACE, _SPAN, _PARENT, _SERVICE, _KIND, _START, _ROUTE, _VERSION, _DURATION, _IS_ERROR = (
+    _ROW_INDEX[name] for name in ("trace_id", "span_id", "parent_span_id", "service", "kind",
+                                  "start_time", "http_route", "service_version", "duration_us",
+                                  "is_error")
+)  # fmt: skip
+_EXCEPTION, _STATUS_MESSAGE = _ROW_INDEX["exception_type"], _ROW_INDEX["status_message"]
+
+
+class _BatchIndex:
+    """Finds an evaluation's request span among one batch's span rows.
+
+    The hooks write on the current span, most often the request span itself,
+    which needs no index; parent links are indexed only when one is needed.
+    """
+
+    def __init__(self, rows: list[tuple]):
+        self.rows = rows
+        self.by_id: dict[tuple[bytes, bytes], tuple] | None = None
+        self.nodes: dict[bytes, dict[bytes, SpanNode]] = {}
+
+    def resolve(self, e: Evaluation) -> tuple[str, tuple | None]:
+        if self.by_id is None:
+            self.by_id = {(bytes(row[_TRACE]), bytes(row[_SPAN])): row for row in self.rows}
+        row = self.by_id.get((e.trace_id, e.span_id))
+        if row is not None and row[_KIND] in spans.REQUEST_KINDS and row[_SERVICE] == e.service:
+            return flag_events.FOUND, row
+        nodes = self._nodes(e.trace_id)
+        outcome, request_id = flag_events.find_request(e.span_id, e.service, nodes)
+        return outcome, self.by_id.get((e.trace_id, request_id))
+
+    def _nodes(self, trace_id: bytes) -> dict[bytes, SpanNode]:
+        if not self.nodes:
+            # All traces in one pass, the first time a parent link is needed.
+            self.nodes = defaultdict(dict)
+            for (trace, span_id), row in self.by_id.items():
+                self.nodes[trace][span_id] = SpanNode(
+                    bytes(row[_PARENT]) if row[_PARENT] else None, row[_SERVICE],
+                    row[_KIND] in spans.REQUEST_KINDS,
+                )  # fmt: skip
+        return self.nodes.get(trace_id, {})
 
 
 class _TraceIndex:
-    """The spans known of some traces: their parent links, and each one as a request.
-
-    Built from ingest's span rows, it makes a LinkedSpan only for the spans
-    found to be requests: most spans of a batch are never one.
-    """
+    """The stored spans of some traces: their parent links, and each one as a request."""
 
     def __init__(self):
         self.nodes: dict[bytes, dict[bytes, SpanNode]] = defaultdict(dict)
         self.sources: dict[tuple[bytes, bytes], object] = {}
-
-    @classmethod
-    def of_rows(cls, rows: list[tuple], traces: set[bytes]) -> "_TraceIndex":
-        index = cls()
-        for row in rows:
-            trace_id = bytes(row[_TRACE])
-            if trace_id in traces:
-                span_id, parent = bytes(row[_SPAN]), row[_PARENT]
-                index.nodes[trace_id][span_id] = SpanNode(
-                    bytes(parent) if parent else None, row[_SERVICE],
-                    row[_KIND] in spans.REQUEST_KINDS,
-                )  # fmt: skip
-                index.sources[(trace_id, span_id)] = row
-        return index
 
     @classmethod
     def of_linked(cls, linked: list[spans.LinkedSpan]) -> "_TraceIndex":
@@ -216,29 +358,7 @@ class _TraceIndex:
     def resolve(self, trace_id: bytes, span_id: bytes, service: str):
         """(outcome, request span) for an evaluating span."""
         outcome, request_id = flag_events.find_request(span_id, service, self.nodes[trace_id])
-        source = self.sources.get((trace_id, request_id))
-        if isinstance(source, tuple):  # an ingest row
-            source = _linked(source)
-        return outcome, source
-
-
-def _linked(row: tuple) -> spans.LinkedSpan:
-    def column(name):
-        return row[_ROW_INDEX[name]]
-
-    return spans.LinkedSpan(
-        trace_id=bytes(column("trace_id")),
-        span_id=bytes(column("span_id")),
-        parent_span_id=bytes(column("parent_span_id")) if column("parent_span_id") else None,
-        service=column("service"),
-        is_request=column("kind") in spans.REQUEST_KINDS,
-        start_time=column("start_time"),
-        route=column("http_route"),
-        version=column("service_version"),
-        duration_us=column("duration_us"),
-        is_error=column("is_error"),
-        error_type=spans.error_type(column("exception_type"), column("status_message")),
-    )
+        return outcome, self.sources.get((trace_id, request_id))
 
 
 def _row_for(evaluation: Evaluation, index: _TraceIndex) -> _Row:
@@ -386,10 +506,42 @@ def _settle(row: FlagEvaluation, index, now: datetime, give_up_before: datetime,
 def prune_evaluations(before: datetime) -> int:
     """Drop evaluations older than the span retention; they are judged on their spans."""
     deleted, _ = FlagEvaluation.objects.filter(at__lt=before).delete()
-    return deleted
+    batches, _ = FlagEvaluationBatch.objects.filter(last_at__lt=before).delete()
+    return deleted + batches
 
 
 # The read interface for the apps above telemetry (flags).
+
+# Every stored evaluation, with the columns of telemetry_flagevaluation, from
+# both forms; the batch rows are picked by their bounds before being unpacked.
+_ROW_COLUMNS = (
+    "trace_id, span_id, service, environment, at, flag, cohort, variant, value, provider, "
+    "reason, context_id, set_id, flag_version, error_type, carrier, attribution, "
+    "request_span_id, request_start, route, request_version, request_duration_us, "
+    "request_is_error, request_error_type"
+)
+_UNPACKED_COLUMNS = (
+    "decode(r->>0, 'hex'), decode(r->>1, 'hex'), b.service, b.environment, "
+    "(r->>2)::timestamptz, r->>3, r->>4, r->>5, r->>6, r->>7, r->>8, r->>9, r->>10, r->>11, "
+    "r->>12, 'span_event', (r->>13)::smallint, decode(r->>14, 'hex'), (r->>15)::timestamptz, "
+    "r->>16, r->>17, (r->>18)::bigint, (r->>19)::boolean, r->>20"
+)
+
+
+def _evaluations_sql(start: datetime, end: datetime, *, flag: str | None = None):
+    """(SQL, params): the evaluations at [start, end), of one flag or all, as one relation."""
+    row_flag, batch_flag = (" AND flag = %s", " AND %s = ANY(b.flags)") if flag else ("", "")
+    flag_params = [flag] if flag else []
+    sql = (
+        f"SELECT {_ROW_COLUMNS} FROM telemetry_flagevaluation "
+        f"WHERE at >= %s AND at < %s{row_flag} "
+        f"UNION ALL SELECT * FROM (SELECT {_UNPACKED_COLUMNS} "
+        "FROM telemetry_flagevaluationbatch b, json_array_elements(b.evaluations::json) r "
+        f"WHERE b.last_at >= %s AND b.first_at < %s{batch_flag}) unpacked ({_ROW_COLUMNS}) "
+        "WHERE at >= %s AND at < %s"
+    )
+    return sql, [start, end, *flag_params, start, end, *flag_params, start, end]
+
 
 # An evaluating span counts once per flag; evaluations without trace context each once.
 _UNITS_SQL = (
@@ -405,6 +557,53 @@ def _fetch(sql: str, params: list) -> list[tuple]:
 
 
 @dataclass(frozen=True)
+class StoredEvaluation:
+    """One stored evaluation, whichever form holds it (for trace pages and tests)."""
+
+    trace_id: bytes
+    span_id: bytes
+    service: str
+    environment: str
+    at: datetime
+    flag: str
+    cohort: str
+    variant: str
+    value: str
+    provider: str
+    reason: str
+    context_id: str
+    set_id: str
+    flag_version: str
+    error_type: str
+    carrier: str
+    attribution: int
+    request_span_id: bytes | None
+    request_start: datetime | None
+    route: str
+    request_version: str
+    request_duration_us: int | None
+    request_is_error: bool | None
+    request_error_type: str
+
+
+def evaluations_in(
+    start: datetime, end: datetime, *, flag: str | None = None, trace_id: bytes | None = None
+) -> list[StoredEvaluation]:
+    """The evaluations at [start, end), of one flag or trace if named, by time."""
+    source, params = _evaluations_sql(start, end, flag=flag)
+    trace_sql = " WHERE trace_id = %s" if trace_id is not None else ""
+    rows = _fetch(
+        f"SELECT * FROM ({source}) e{trace_sql} ORDER BY at, flag, trace_id, span_id",
+        [*params, *([trace_id] if trace_id is not None else [])],
+    )
+    return [
+        StoredEvaluation(bytes(row[0]), bytes(row[1]), *row[2:17],
+                         bytes(row[17]) if row[17] is not None else None, *row[18:])  # fmt: skip
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True)
 class FlagSeen:
     flag: str
     services: tuple[str, ...]
@@ -414,10 +613,11 @@ class FlagSeen:
 
 def flags_seen(start: datetime, end: datetime) -> list[FlagSeen]:
     """Every flag evaluated in [start, end), with its services and cohort counts."""
+    source, params = _evaluations_sql(start, end)
     rows = _fetch(
-        f"SELECT flag, service, cohort, {_UNITS_SQL}, max(at) FROM telemetry_flagevaluation "
-        "WHERE at >= %s AND at < %s GROUP BY 1, 2, 3 ORDER BY 1",
-        [start, end],
+        f"SELECT flag, service, cohort, {_UNITS_SQL}, max(at) FROM ({source}) e "
+        "GROUP BY 1, 2, 3 ORDER BY 1",
+        params,
     )
     services, cohorts, last = defaultdict(set), defaultdict(lambda: defaultdict(int)), {}
     for flag, service, cohort, count, last_at in rows:
@@ -435,10 +635,10 @@ def cohort_counts(
 ) -> dict[str, int]:
     """Evaluations of the flag per cohort in [start, end), of these services (all if empty)."""
     service_sql, params = _services_clause(services)
+    source, source_params = _evaluations_sql(start, end, flag=flag)
     rows = _fetch(
-        f"SELECT cohort, {_UNITS_SQL} FROM telemetry_flagevaluation "
-        f"WHERE flag = %s AND at >= %s AND at < %s{service_sql} GROUP BY 1",
-        [flag, start, end, *params],
+        f"SELECT cohort, {_UNITS_SQL} FROM ({source}) e WHERE true{service_sql} GROUP BY 1",
+        [*source_params, *params],
     )
     return dict(rows)
 
@@ -448,10 +648,11 @@ def cohort_minute_counts(
 ) -> dict[datetime, dict[str, int]]:
     """Evaluations per minute and cohort: the flag's shares over time."""
     service_sql, params = _services_clause(services)
+    source, source_params = _evaluations_sql(start, end, flag=flag)
     rows = _fetch(
-        f"SELECT date_trunc('minute', at), cohort, {_UNITS_SQL} FROM telemetry_flagevaluation "
-        f"WHERE flag = %s AND at >= %s AND at < %s{service_sql} GROUP BY 1, 2",
-        [flag, start, end, *params],
+        f"SELECT date_trunc('minute', at), cohort, {_UNITS_SQL} FROM ({source}) e "
+        f"WHERE true{service_sql} GROUP BY 1, 2",
+        [*source_params, *params],
     )
     by_minute: dict[datetime, dict[str, int]] = defaultdict(dict)
     for minute, cohort, count in rows:
@@ -461,36 +662,37 @@ def cohort_minute_counts(
 
 def default_cohorts(flag: str, start: datetime, end: datetime) -> dict[str, int]:
     """Cohorts the provider served for the reason `default`, with their counts."""
+    source, params = _evaluations_sql(start, end, flag=flag)
     return dict(
         _fetch(
-            f"SELECT cohort, {_UNITS_SQL} FROM telemetry_flagevaluation WHERE flag = %s "
-            "AND reason = 'default' AND error_type = '' AND at >= %s AND at < %s GROUP BY 1",
-            [flag, start, end],
+            f"SELECT cohort, {_UNITS_SQL} FROM ({source}) e "
+            "WHERE reason = 'default' AND error_type = '' GROUP BY 1",
+            params,
         )
     )
 
 
 def flag_evaluated(flag: str, *, since: datetime) -> bool:
     """Whether the flag has an evaluation stored since `since`."""
-    return FlagEvaluation.objects.filter(flag=flag, at__gte=since).exists()
+    if FlagEvaluation.objects.filter(flag=flag, at__gte=since).exists():
+        return True
+    return FlagEvaluationBatch.objects.filter(flags__contains=[flag], last_at__gte=since).exists()
 
 
 def services_of_flag(flag: str, start: datetime, end: datetime) -> list[str]:
     """The services that evaluated the flag in [start, end), by name."""
-    rows = _fetch(
-        "SELECT DISTINCT service FROM telemetry_flagevaluation WHERE flag = %s "
-        "AND at >= %s AND at < %s ORDER BY 1",
-        [flag, start, end],
-    )
+    source, params = _evaluations_sql(start, end, flag=flag)
+    rows = _fetch(f"SELECT DISTINCT service FROM ({source}) e ORDER BY 1", params)
     return [service for (service,) in rows]
 
 
 def environment_of_flag(flag: str, start: datetime, end: datetime) -> str:
     """The environment the flag's evaluations name in [start, end), '' if none does."""
+    source, params = _evaluations_sql(start, end, flag=flag)
     rows = _fetch(
-        "SELECT environment FROM telemetry_flagevaluation WHERE flag = %s AND at >= %s "
-        "AND at < %s AND environment <> '' GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
-        [flag, start, end],
+        f"SELECT environment FROM ({source}) e WHERE environment <> '' "
+        "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+        params,
     )
     return rows[0][0] if rows else ""
 
@@ -517,13 +719,13 @@ class CohortFilter:
     routes: tuple[str, ...] = ()
 
     def requests_sql(self) -> tuple[str, list]:
+        source, params = _evaluations_sql(self.start, self.end, flag=self.flag)
         sql = (
             "SELECT DISTINCT ON (trace_id, request_span_id) route, request_is_error, "
             "request_duration_us, request_error_type, request_start, request_span_id "
-            "FROM telemetry_flagevaluation WHERE flag = %s AND service = %s "
-            "AND attribution = %s AND at >= %s AND at < %s"
+            f"FROM ({source}) e WHERE service = %s AND attribution = %s"
         )
-        params: list = [self.flag, self.service, int(Attribution.REQUEST), self.start, self.end]
+        params += [self.service, int(Attribution.REQUEST)]
         for clause, value in (
             (" AND cohort = %s", self.cohort),
             (" AND cohort <> %s", self.exclude_cohort),

@@ -325,11 +325,15 @@ def store_rows(rows: list[tuple]) -> int:
         with transaction.atomic():
             _limit_waiting(settings.MONOENV_INGEST_DB_TIMEOUT_SECONDS)
             stored = _copy_new_rows(rows)
-            _count_service_days(stored)
-            _mark_pending_minutes(stored)
-            # In the spans' transaction: a retried batch's spans are skipped
-            # above, and their evaluations with them, so neither is doubled.
-            flag_store.store_new_span_rows(stored)
+            # A retried batch's spans are skipped above, and their flag
+            # evaluations with them, so neither is doubled.
+            evaluations = flag_store.span_evaluations(stored)
+            # One round trip for the statements that follow the COPY.
+            with connection.cursor() as cursor, connection.connection.pipeline():
+                _count_service_days(stored)
+                _mark_pending_minutes(stored)
+                flag_store.insert_batches(evaluations, cursor)
+            flag_store.store_pending(evaluations)
         return len(stored)
     except (DatabaseError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
         # A broken connection is useless to the next request: reconnect then.

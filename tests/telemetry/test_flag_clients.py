@@ -19,13 +19,14 @@ import json
 import os
 import shutil
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
 from telemetry import flag_store
-from telemetry.models import Attribution, FlagEvaluation
+from telemetry.models import Attribution
 from tests.reliability.harness import wait_for
 
 openfeature_api = pytest.importorskip("openfeature.api")
@@ -46,10 +47,14 @@ EXPECTED_COHORTS = {"ana-on": "on", "bo-off": "off", "cy-on": "on",
                     "di-missing": "error:flag_not_found"}  # fmt: skip
 
 
-def wait_for_evaluations(count: int) -> list[FlagEvaluation]:
-    wait_for(lambda: FlagEvaluation.objects.count() >= count, timeout=30,
-             what=f"{count} flag evaluations")  # fmt: skip
-    return list(FlagEvaluation.objects.all())
+def stored() -> list[flag_store.StoredEvaluation]:
+    now = timezone.now()
+    return flag_store.evaluations_in(now - timedelta(hours=1), now + timedelta(hours=1))
+
+
+def wait_for_evaluations(count: int) -> list[flag_store.StoredEvaluation]:
+    return wait_for(lambda: len(rows := stored()) >= count and rows, timeout=30,
+                    what=f"{count} flag evaluations")  # fmt: skip
 
 
 def attribute_until_settled() -> None:
@@ -57,7 +62,7 @@ def attribute_until_settled() -> None:
     wait_for(
         lambda: (
             flag_store.attribute_pending(now=timezone.now() + flag_store.RETRY_AFTER) is not None
-            and not FlagEvaluation.objects.filter(attribution=Attribution.PENDING).exists()
+            and all(row.attribution != Attribution.PENDING for row in stored())
         ),
         timeout=30,
         what="every evaluation attributed",
@@ -66,7 +71,7 @@ def attribute_until_settled() -> None:
 
 def assert_each_request_got_its_variant(requests: dict[str, tuple[bytes, bytes]]) -> None:
     """requests: user -> (trace id, server span id), as the client recorded them."""
-    rows = {row.context_id: row for row in FlagEvaluation.objects.all()}
+    rows = {row.context_id: row for row in stored()}
     assert set(rows) == set(requests)
     for user, (trace_id, server_span_id) in requests.items():
         row = rows[user]
@@ -205,7 +210,7 @@ def test_javascript_event_hook_over_otlp_logs_round_trips(
         assert {row.attribution for row in rows} == {Attribution.REQUEST}
     attribute_until_settled()
     assert_each_request_got_its_variant(requests)
-    by_user = {row.context_id: row for row in FlagEvaluation.objects.all()}
+    by_user = {row.context_id: row for row in stored()}
     assert (by_user["ana-on"].provider, by_user["ana-on"].reason) == (
         "in-memory",
         "targeting_match",

@@ -27,7 +27,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from telemetry import flag_store, ingest, receiver
-from telemetry.models import Attribution, FlagEvaluation
+from telemetry.models import Attribution
 from telemetry.views import JSON, PROTOBUF
 from tests.helpers import bearer
 from tests.telemetry.otlp_payloads import unix_nano
@@ -148,7 +148,9 @@ def lock_table(transactional_db, settings):
 
 
 def evaluations():
-    return list(FlagEvaluation.objects.order_by("at", "flag"))
+    """Every stored evaluation, in either form, by time."""
+    now = timezone.now()
+    return flag_store.evaluations_in(now - timedelta(days=30), now + timedelta(days=1))
 
 
 def assert_attributed_to_the_server_span(row, cohort):
