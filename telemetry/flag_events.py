@@ -86,10 +86,11 @@ class Evaluation(NamedTuple):
 
 
 def _label(value, limit: int = MAX_KEY_CHARS) -> str:
+    if value.__class__ is str:  # the common case first: this runs per attribute
+        return value[:limit]
     if value is None:
         return ""
-    text = value if isinstance(value, str) else canonical_value(value)
-    return text[:limit]
+    return canonical_value(value)[:limit]
 
 
 def canonical_value(value) -> str:

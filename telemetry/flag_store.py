@@ -124,16 +124,14 @@ class SpanEvaluations:
 
     batches: list[tuple] = field(default_factory=list)  # FlagEvaluationBatch columns
     pending: list[tuple] = field(default_factory=list)  # FlagEvaluation columns
-    key_lists: list[list] = field(default_factory=list)  # per batch: each evaluation's key
-
-    @property
-    def count(self) -> int:
-        return sum(len(keys) for keys in self.key_lists) + len(self.pending)
+    count: int = 0
 
     def keys(self) -> list[tuple]:
-        return [key for keys in self.key_lists for key in keys] + [
+        """Each evaluation's (at, trace, span, flag, service); for retry checks, not ingest."""
+        return [_batch_key(batch, entry) for batch in self.batches
+                for entry in orjson.loads(batch[-1])] + [
             (row[4], row[0], row[1], row[5], row[2]) for row in self.pending
-        ]
+        ]  # fmt: skip
 
     def drop(self, stored: set[tuple]) -> None:
         """Leave out the evaluations whose key is in stored."""
@@ -141,14 +139,18 @@ class SpanEvaluations:
             return
         self.pending = [row for row in self.pending if (row[4], row[0], row[1], row[5], row[2])
                         not in stored]  # fmt: skip
-        batches, key_lists = [], []
-        for batch, keys in zip(self.batches, self.key_lists, strict=True):
-            kept = [i for i, key in enumerate(keys) if key not in stored]
+        batches = []
+        for batch in self.batches:
+            kept = [e for e in orjson.loads(batch[-1]) if _batch_key(batch, e) not in stored]
             if kept:
-                evaluations = orjson.loads(batch[-1])
-                batches.append((*batch[:-1], orjson.dumps([evaluations[i] for i in kept]).decode()))
-                key_lists.append([keys[i] for i in kept])
-        self.batches, self.key_lists = batches, key_lists
+                batches.append((*batch[:-1], orjson.dumps(kept).decode()))
+        self.batches = batches
+        self.count = sum(len(orjson.loads(batch[-1])) for batch in batches) + len(self.pending)
+
+
+def _batch_key(batch: tuple, entry: list) -> tuple:
+    at = datetime.fromisoformat(entry[2])
+    return (at, bytes.fromhex(entry[0]), bytes.fromhex(entry[1]), entry[3], batch[0])
 
 
 # The order of each evaluation's array in FlagEvaluationBatch.evaluations.
@@ -183,10 +185,8 @@ def span_evaluations(rows: list[tuple]) -> SpanEvaluations:
             groups[(e.service, e.environment)].append(_batch_entry(e, outcome, request))
     for (service, environment), entries in groups.items():
         found.batches.append(_batch_row(service, environment, entries, received_at))
-        found.key_lists.append([(entry[2], *entry[-1]) for entry in entries])
-        for entry in entries:
-            del entry[-1]
     found.pending = _values([_Row(e) for e in pending], received_at)
+    found.count = len(evaluations)
     return found
 
 
@@ -196,8 +196,6 @@ def _batch_entry(e: Evaluation, outcome: str, request) -> list:
         e.trace_id.hex(), e.span_id.hex(), e.at, e.flag, e.cohort, e.variant, e.value,
         e.provider, e.reason, e.context_id, e.set_id, e.flag_version, e.error_type,
         int(attribution), *_request_entry(request),
-        # The key, for retry checks; taken off before the row is written.
-        (e.trace_id, e.span_id, e.flag, e.service),
     ]  # fmt: skip
 
 
@@ -213,7 +211,7 @@ def _request_entry(row: tuple | None) -> tuple:
 def _batch_row(service: str, environment: str, entries: list, received_at: datetime) -> tuple:
     times = [entry[2] for entry in entries]
     flags = sorted({entry[3] for entry in entries})
-    payload = orjson.dumps([entry[:-1] for entry in entries]).decode()
+    payload = orjson.dumps(entries).decode()
     return (service, environment, min(times), max(times), received_at, flags, payload)
 
 
