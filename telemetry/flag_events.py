@@ -111,6 +111,10 @@ def canonical_value(value) -> str:
 
 
 def cohort_of(*, variant: str, value: str, error_type: str) -> str:
+    return _cohort(variant, value, error_type)
+
+
+def _cohort(variant: str, value: str, error_type: str) -> str:
     if error_type:
         return (ERROR_COHORT_PREFIX + error_type)[:MAX_KEY_CHARS]
     if variant:
@@ -162,6 +166,13 @@ def evaluation_from_attributes(
     body_value=None,
 ) -> Evaluation | None:
     """An Evaluation from an event's attributes; None when no flag key is named."""
+    return _evaluation(
+        attributes, trace_id, span_id, service, environment, at, carrier, body_value
+    )
+
+
+def _evaluation(attributes, trace_id, span_id, service, environment, at, carrier, body_value):
+    # Positional: ingest calls this once per evaluation.
     picked = _pick(attributes)
     flag = _label(picked.get("flag"))
     if not flag:
@@ -172,7 +183,7 @@ def evaluation_from_attributes(
     error_type = _label(picked.get("error_type"))
     return Evaluation(
         trace_id, span_id, service, environment, at, flag,
-        cohort_of(variant=variant, value=value, error_type=error_type), variant, value,
+        _cohort(variant, value, error_type), variant, value,
         _label(picked.get("provider")), _label(picked.get("reason")).lower(),
         _label(picked.get("context_id")), _label(picked.get("set_id")),
         _label(picked.get("flag_version")), error_type,
@@ -203,41 +214,34 @@ def from_span_events(
     for event in events:
         if event.get("name") not in EVENT_NAMES:
             continue
-        evaluation = evaluation_from_attributes(
-            event.get("attributes") or {},
-            trace_id=trace_id,
-            span_id=span_id,
-            service=service,
-            environment=environment,
-            at=time_of(int(event.get("time_unix_nano") or 0), span_start),
-            carrier=SPAN_EVENT,
-        )
+        at = time_of(int(event.get("time_unix_nano") or 0), span_start)
+        evaluation = _evaluation(event.get("attributes") or {}, trace_id, span_id, service,
+                                 environment, at, SPAN_EVENT, None)  # fmt: skip
         if evaluation is not None:
             found.append(evaluation)
     return found
 
 
 _ROW = {name: index for index, name in enumerate(otlp.SPAN_COLUMNS)}
+_EVENTS, _TRACE, _SPAN, _SERVICE, _ENVIRONMENT, _START = (
+    _ROW[name] for name in ("events", "trace_id", "span_id", "service", "environment", "start_time")
+)
 
 
 def from_span_rows(rows: Iterable[tuple]) -> list[Evaluation]:
     """Evaluations in span rows as telemetry.otlp.spans_to_rows() makes them."""
     found = []
     for row in rows:
-        events = row[_ROW["events"]]
+        events = row[_EVENTS]
         if isinstance(events, str):
             if _EVENTS_MARKER not in events:
                 continue
             events = orjson.loads(events)
         # else: already decoded, as PostgreSQL returns the jsonb of a retried batch's rows.
         found += from_span_events(
-            events,
-            trace_id=bytes(row[_ROW["trace_id"]]),
-            span_id=bytes(row[_ROW["span_id"]]),
-            service=row[_ROW["service"]],
-            environment=row[_ROW["environment"]],
-            span_start=row[_ROW["start_time"]],
-        )
+            events, trace_id=bytes(row[_TRACE]), span_id=bytes(row[_SPAN]),
+            service=row[_SERVICE], environment=row[_ENVIRONMENT], span_start=row[_START],
+        )  # fmt: skip
     return found
 
 

@@ -190,13 +190,14 @@ def span_evaluations(rows: list[tuple]) -> SpanEvaluations:
     return found
 
 
+_REQUEST, _NO_REQUEST = int(Attribution.REQUEST), int(Attribution.NO_REQUEST)
+# Evaluation's fields from flag to error_type, in BATCH_FIELDS order.
+_LABELS = slice(Evaluation._fields.index("flag"), Evaluation._fields.index("error_type") + 1)
+
+
 def _batch_entry(e: Evaluation, outcome: str, request) -> list:
-    attribution = Attribution.REQUEST if outcome == flag_events.FOUND else Attribution.NO_REQUEST
-    return [
-        e.trace_id.hex(), e.span_id.hex(), e.at, e.flag, e.cohort, e.variant, e.value,
-        e.provider, e.reason, e.context_id, e.set_id, e.flag_version, e.error_type,
-        int(attribution), *_request_entry(request),
-    ]  # fmt: skip
+    attribution = _REQUEST if outcome == flag_events.FOUND else _NO_REQUEST
+    return [e[0].hex(), e[1].hex(), e[4], *e[_LABELS], attribution, *_request_entry(request)]
 
 
 def _request_entry(row: tuple | None) -> tuple:
@@ -303,37 +304,29 @@ _EXCEPTION, _STATUS_MESSAGE = _ROW_INDEX["exception_type"], _ROW_INDEX["status_m
 
 
 class _BatchIndex:
-    """Finds an evaluation's request span among one batch's span rows.
-
-    The hooks write on the current span, most often the request span itself,
-    which needs no index; parent links are indexed only when one is needed.
-    """
+    """Finds an evaluation's request span among one batch's span rows, by their ids."""
 
     def __init__(self, rows: list[tuple]):
         self.rows = rows
         self.by_id: dict[tuple[bytes, bytes], tuple] | None = None
-        self.nodes: dict[bytes, dict[bytes, SpanNode]] = {}
 
     def resolve(self, e: Evaluation) -> tuple[str, tuple | None]:
+        """(outcome, request span row): flag_events.find_request's walk, over the rows."""
         if self.by_id is None:
             self.by_id = {(bytes(row[_TRACE]), bytes(row[_SPAN])): row for row in self.rows}
-        row = self.by_id.get((e.trace_id, e.span_id))
-        if row is not None and row[_KIND] in spans.REQUEST_KINDS and row[_SERVICE] == e.service:
-            return flag_events.FOUND, row
-        nodes = self._nodes(e.trace_id)
-        outcome, request_id = flag_events.find_request(e.span_id, e.service, nodes)
-        return outcome, self.by_id.get((e.trace_id, request_id))
-
-    def _nodes(self, trace_id: bytes) -> dict[bytes, SpanNode]:
-        if not self.nodes:
-            # All traces in one pass, the first time a parent link is needed.
-            self.nodes = defaultdict(dict)
-            for (trace, span_id), row in self.by_id.items():
-                self.nodes[trace][span_id] = SpanNode(
-                    bytes(row[_PARENT]) if row[_PARENT] else None, row[_SERVICE],
-                    row[_KIND] in spans.REQUEST_KINDS,
-                )  # fmt: skip
-        return self.nodes.get(trace_id, {})
+        current = e.span_id
+        for _ in range(flag_events.MAX_DEPTH):
+            row = self.by_id.get((e.trace_id, current))
+            if row is None:
+                return flag_events.MISSING, None
+            if row[_SERVICE] != e.service:
+                return flag_events.NO_REQUEST, None
+            if row[_KIND] in spans.REQUEST_KINDS:
+                return flag_events.FOUND, row
+            if not row[_PARENT]:
+                return flag_events.NO_REQUEST, None
+            current = bytes(row[_PARENT])
+        return flag_events.NO_REQUEST, None
 
 
 class _TraceIndex:
