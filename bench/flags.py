@@ -24,6 +24,8 @@ Run from the repo root with a migrated database:
    Logs that come after their spans are attributed as they are stored
    (flag_store.store_log_evaluations looks the spans up); this measures the
    job that attributes the rest, the worst case being all of them.
+   Then reads: the verdicts' two cohort reads over the same number of
+   evaluations stored as batch rows (by ingest) and as single rows (as logs).
 
 3. Verdicts, in memory. Rollouts at 10 requests/s where a 10% cohort gets
    errors +2 pp (1% to 3%) or latency x2, and clean ones; each minute's
@@ -219,6 +221,53 @@ def measure_lazy(args) -> None:
     )
 
 
+def measure_reads(args) -> None:
+    """What the packing costs reads: the same evaluations as batch rows and as single rows.
+
+    One service's evaluations are stored by ingest (batch rows), another's as
+    logs (single rows); the two cohort reads the verdicts make run on each,
+    best of five.
+    """
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from telemetry import flag_events, flag_store, ingest, otlp
+
+    events = otlp.SPAN_COLUMNS.index("events")
+    start = timezone.now() - timedelta(minutes=2)
+    for service, seed in (("bench-reads-batch", 700), ("bench-reads-rows", 800)):
+        for body in build_payloads(service, args.batches, args.traces, seed):
+            rows = otlp.spans_to_rows(otlp.decode_protobuf(body), ingest.current_limits()).rows
+            with transaction.atomic():
+                if service.endswith("batch"):
+                    ingest.store_rows(rows)
+                    continue
+                logged = [e._replace(carrier="log") for e in flag_events.from_span_rows(rows)]
+                ingest.store_rows([row[:events] + ("[]",) + row[events + 1 :] for row in rows])
+                flag_store.store_log_evaluations(logged, received_at=timezone.now())
+    end = timezone.now() + timedelta(minutes=1)
+    for service, form in (("bench-reads-batch", "batch rows"), ("bench-reads-rows", "single rows")):
+        cohort = flag_store.CohortFilter(flag="new-checkout", service=service, cohort="on",
+                                         start=start, end=end)  # fmt: skip
+        counts = _best_of(5, flag_store.cohort_counts, "new-checkout", start, end,
+                          services=(service,))  # fmt: skip
+        routes = _best_of(5, flag_store.cohort_route_counts, cohort)
+        total = args.batches * args.traces
+        print(f"reads of {total} evaluations as {form}: cohort_counts {counts * 1000:.0f} ms, "
+              f"cohort_route_counts {routes * 1000:.0f} ms (best of 5)")  # fmt: skip
+
+
+def _best_of(times: int, read, *args, **kwargs) -> float:
+    best = float("inf")
+    for _ in range(times):
+        started = time.perf_counter()
+        read(*args, **kwargs)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 VERDICT_ROUTES = ("GET /cart", "POST /checkout")
 
 
@@ -303,6 +352,7 @@ def main() -> None:
     if not args.only_verdicts:
         measure_ingest(args)
         measure_lazy(args)
+        measure_reads(args)
     if not args.no_verdicts:
         measure_verdicts(args)
     print(f"load average after: {os.getloadavg()[0]:.2f}")

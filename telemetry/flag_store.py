@@ -519,19 +519,30 @@ _UNPACKED_COLUMNS = (
 )
 
 
-def _evaluations_sql(start: datetime, end: datetime, *, flag: str | None = None):
-    """(SQL, params): the evaluations at [start, end), of one flag or all, as one relation."""
-    row_flag, batch_flag = (" AND flag = %s", " AND %s = ANY(b.flags)") if flag else ("", "")
-    flag_params = [flag] if flag else []
+def _evaluations_sql(
+    start: datetime, end: datetime, *, flag: str | None = None, services: tuple[str, ...] = ()
+):
+    """(SQL, params): the evaluations at [start, end), of one flag or all, as one relation.
+
+    The flag and services are filtered before batch rows are unpacked: that
+    JSON is parsed on every read (as jsonb: once per row, then indexed).
+    """
+    row_where, batch_where, extra = "", "", []
+    if flag:
+        row_where, batch_where, extra = " AND flag = %s", " AND %s = ANY(b.flags)", [flag]
+    if services:
+        row_where += " AND service = ANY(%s)"
+        batch_where += " AND b.service = ANY(%s)"
+        extra.append(list(services))
     sql = (
         f"SELECT {_ROW_COLUMNS} FROM telemetry_flagevaluation "
-        f"WHERE at >= %s AND at < %s{row_flag} "
+        f"WHERE at >= %s AND at < %s{row_where} "
         f"UNION ALL SELECT * FROM (SELECT {_UNPACKED_COLUMNS} "
-        "FROM telemetry_flagevaluationbatch b, json_array_elements(b.evaluations::json) r "
-        f"WHERE b.last_at >= %s AND b.first_at < %s{batch_flag}) unpacked ({_ROW_COLUMNS}) "
+        "FROM telemetry_flagevaluationbatch b, jsonb_array_elements(b.evaluations::jsonb) r "
+        f"WHERE b.last_at >= %s AND b.first_at < %s{batch_where}) unpacked ({_ROW_COLUMNS}) "
         "WHERE at >= %s AND at < %s"
     )
-    return sql, [start, end, *flag_params, start, end, *flag_params, start, end]
+    return sql, [start, end, *extra, start, end, *extra, start, end]
 
 
 # An evaluating span counts once per flag; evaluations without trace context each once.
@@ -625,25 +636,18 @@ def cohort_counts(
     flag: str, start: datetime, end: datetime, *, services: tuple[str, ...] = ()
 ) -> dict[str, int]:
     """Evaluations of the flag per cohort in [start, end), of these services (all if empty)."""
-    service_sql, params = _services_clause(services)
-    source, source_params = _evaluations_sql(start, end, flag=flag)
-    rows = _fetch(
-        f"SELECT cohort, {_UNITS_SQL} FROM ({source}) e WHERE true{service_sql} GROUP BY 1",
-        [*source_params, *params],
-    )
-    return dict(rows)
+    source, params = _evaluations_sql(start, end, flag=flag, services=services)
+    return dict(_fetch(f"SELECT cohort, {_UNITS_SQL} FROM ({source}) e GROUP BY 1", params))
 
 
 def cohort_minute_counts(
     flag: str, start: datetime, end: datetime, *, services: tuple[str, ...] = ()
 ) -> dict[datetime, dict[str, int]]:
     """Evaluations per minute and cohort: the flag's shares over time."""
-    service_sql, params = _services_clause(services)
-    source, source_params = _evaluations_sql(start, end, flag=flag)
+    source, params = _evaluations_sql(start, end, flag=flag, services=services)
     rows = _fetch(
-        f"SELECT date_trunc('minute', at), cohort, {_UNITS_SQL} FROM ({source}) e "
-        f"WHERE true{service_sql} GROUP BY 1, 2",
-        [*source_params, *params],
+        f"SELECT date_trunc('minute', at), cohort, {_UNITS_SQL} FROM ({source}) e GROUP BY 1, 2",
+        params,
     )
     by_minute: dict[datetime, dict[str, int]] = defaultdict(dict)
     for minute, cohort, count in rows:
@@ -688,10 +692,6 @@ def environment_of_flag(flag: str, start: datetime, end: datetime) -> str:
     return rows[0][0] if rows else ""
 
 
-def _services_clause(services: tuple[str, ...]) -> tuple[str, list]:
-    return (" AND service = ANY(%s)", [list(services)]) if services else ("", [])
-
-
 @dataclass(frozen=True)
 class CohortFilter:
     """The attributed requests of one service that evaluated a flag, over [start, end).
@@ -710,13 +710,15 @@ class CohortFilter:
     routes: tuple[str, ...] = ()
 
     def requests_sql(self) -> tuple[str, list]:
-        source, params = _evaluations_sql(self.start, self.end, flag=self.flag)
+        source, params = _evaluations_sql(
+            self.start, self.end, flag=self.flag, services=(self.service,)
+        )
         sql = (
             "SELECT DISTINCT ON (trace_id, request_span_id) route, request_is_error, "
             "request_duration_us, request_error_type, request_start, request_span_id "
-            f"FROM ({source}) e WHERE service = %s AND attribution = %s"
+            f"FROM ({source}) e WHERE attribution = %s"
         )
-        params += [self.service, int(Attribution.REQUEST)]
+        params.append(int(Attribution.REQUEST))
         for clause, value in (
             (" AND cohort = %s", self.cohort),
             (" AND cohort <> %s", self.exclude_cohort),

@@ -406,3 +406,28 @@ class TestGrpcLogs:
                 timeout=10,
             )
         assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.usefixtures("transactional_db")
+class TestBothForms:
+    def test_reads_and_retention_see_batch_rows_and_single_rows_alike(self, post, now):
+        # On the server span: stored with its batch. As a log of another trace: a row.
+        assert (
+            post("/v1/traces", traces(now, event=("feature_flag.evaluation", CURRENT))).status_code
+            == 200
+        )
+        assert (
+            post("/v1/logs", logs(log_record(now, CURRENT, trace_id=OTHER_TRACE))).status_code
+            == 200
+        )
+        window = {"start": now - timedelta(minutes=1), "end": now + timedelta(minutes=1)}
+        assert flag_store.cohort_counts("new-checkout", **window) == {"on": 2}
+        [seen] = flag_store.flags_seen(**window)
+        assert (seen.flag, seen.services, seen.cohorts) == ("new-checkout", ("shop",), {"on": 2})
+        assert flag_store.services_of_flag("new-checkout", **window) == ["shop"]
+        assert flag_store.flag_evaluated("new-checkout", since=now - timedelta(minutes=1))
+        on = flag_store.CohortFilter(flag="new-checkout", service="shop", cohort="on", **window)
+        # Only the span event has its request: the log's trace has no spans.
+        assert flag_store.cohort_route_counts(on) == {"/checkout": (1, 0)}
+        assert flag_store.prune_evaluations(now + timedelta(minutes=1)) == 2
+        assert evaluations() == []
