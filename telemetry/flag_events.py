@@ -106,7 +106,8 @@ def canonical_value(value) -> str:
         except ValueError:
             return value
         if isinstance(value, str):
-            return value
+            # JSON can spell a NUL ("\u0000"), which PostgreSQL text and jsonb refuse.
+            return value.replace("\x00", "\ufffd")
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 

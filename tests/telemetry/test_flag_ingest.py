@@ -250,6 +250,15 @@ class TestSpanEvents:
         assert {field: getattr(row, field) for field in expected} == expected
         assert_attributed_to_the_server_span(row, expected["cohort"])
 
+    def test_a_nul_spelled_in_a_json_value_is_replaced_not_fatal(self, post, now):
+        attributes = {"feature_flag.key": "f", "feature_flag.result.value": '"a\\u0000b"'}
+        event = ("feature_flag", attributes)
+        assert post("/v1/traces", traces(now, event=event)).status_code == 200
+        assert post("/v1/logs", logs(log_record(now, attributes))).status_code == 200
+        assert [row.value for row in evaluations()] == ["a\ufffdb", "a\ufffdb"]
+        window = {"start": now - timedelta(minutes=1), "end": now + timedelta(minutes=1)}
+        assert flag_store.cohort_counts("f", **window) == {"a\ufffdb": 2}
+
     def test_other_events_store_no_evaluation(self, post, now):
         event = ("exception", {"exception.type": "Boom", "feature_flag.key": "f"})
         assert post("/v1/traces", traces(now, event=event)).status_code == 200
