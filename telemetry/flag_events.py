@@ -19,7 +19,7 @@ Both become one Evaluation. The invariants kept here:
 """
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -125,34 +125,18 @@ def _cohort(variant: str, value: str, error_type: str) -> str:
     return NO_VALUE_COHORT
 
 
-_FIELDS_BY_NAME = {
-    name: (field_name, rank)
-    for field_name, names in (
-        ("flag", (KEY,)), ("variant", VARIANT_NAMES), ("value", VALUE_NAMES),
-        ("provider", PROVIDER_NAMES), ("reason", REASON_NAMES),
-        ("context_id", CONTEXT_ID_NAMES), ("set_id", SET_ID_NAMES),
-        ("flag_version", VERSION_NAMES), ("error_type", ERROR_TYPE_NAMES),
-        ("error_message", ERROR_MESSAGE_NAMES),
+# Where each attribute name goes in evaluation_fields()'s result, and its rank
+# among the names of that field (0 for the current name).
+_SLOTS = {
+    name: (position, rank)
+    for position, names in (
+        (0, (KEY,)), (2, VARIANT_NAMES), (3, VALUE_NAMES), (4, PROVIDER_NAMES),
+        (5, REASON_NAMES), (6, CONTEXT_ID_NAMES), (7, SET_ID_NAMES), (8, VERSION_NAMES),
+        (9, ERROR_TYPE_NAMES), (10, ERROR_MESSAGE_NAMES),
     )
     for rank, name in enumerate(names)
 }  # fmt: skip
-
-
-def _pick(attributes: dict) -> dict:
-    """Each field's value under its best-ranked name that is set (not None, not empty).
-
-    One pass over the attributes, not one per field: this runs for every
-    evaluation ingest sees.
-    """
-    picked, ranks = {}, {}
-    for name, value in attributes.items():
-        slot = _FIELDS_BY_NAME.get(name)
-        if slot is None or value is None or value == "":
-            continue
-        field_name, rank = slot
-        if rank < ranks.get(field_name, len(_FIELDS_BY_NAME)):
-            picked[field_name], ranks[field_name] = value, rank
-    return picked
+_UNSET_RANK = len(_SLOTS)
 
 
 def evaluation_from_attributes(
@@ -173,22 +157,42 @@ def evaluation_from_attributes(
 
 
 def _evaluation(attributes, trace_id, span_id, service, environment, at, carrier, body_value):
-    # Positional: ingest calls this once per evaluation.
-    picked = _pick(attributes)
-    flag = _label(picked.get("flag"))
+    fields = evaluation_fields(attributes, body_value)
+    if fields is None:
+        return None
+    return Evaluation(trace_id, span_id, service, environment, at, *fields, carrier)
+
+
+# What evaluation_fields() returns, in Evaluation's order.
+FIELDS = Evaluation._fields[Evaluation._fields.index("flag") : Evaluation._fields.index("carrier")]
+
+
+def evaluation_fields(attributes: dict, body_value=None) -> tuple | None:
+    """The evaluation's FIELDS from an event's attributes; None when no flag key is named.
+
+    One pass over the attributes, keeping for each field its best-ranked name
+    that is set (not None, not empty): ingest calls this once per evaluation.
+    """
+    found = [None] * 11
+    ranks = [_UNSET_RANK] * 11
+    for name, raw in attributes.items():
+        slot = _SLOTS.get(name)
+        if slot is None or raw is None or raw == "":
+            continue
+        position, rank = slot
+        if rank < ranks[position]:
+            found[position], ranks[position] = raw, rank
+    if found[0] is None:
+        return None
+    raw_value = found[3] if found[3] is not None else body_value
+    value = "" if raw_value is None else canonical_value(raw_value)[:MAX_VALUE_CHARS]
+    flag, variant, error_type = _label(found[0]), _label(found[2]), _label(found[9])
     if not flag:
         return None
-    raw_value = picked.get("value", body_value)
-    value = "" if raw_value is None else canonical_value(raw_value)[:MAX_VALUE_CHARS]
-    variant = _label(picked.get("variant"))
-    error_type = _label(picked.get("error_type"))
-    return Evaluation(
-        trace_id, span_id, service, environment, at, flag,
-        _cohort(variant, value, error_type), variant, value,
-        _label(picked.get("provider")), _label(picked.get("reason")).lower(),
-        _label(picked.get("context_id")), _label(picked.get("set_id")),
-        _label(picked.get("flag_version")), error_type,
-        _label(picked.get("error_message"), MAX_VALUE_CHARS), carrier,
+    return (
+        flag, _cohort(variant, value, error_type), variant, value, _label(found[4]),
+        _label(found[5]).lower(), _label(found[6]), _label(found[7]), _label(found[8]),
+        error_type, _label(found[10], MAX_VALUE_CHARS),
     )  # fmt: skip
 
 
@@ -231,7 +235,15 @@ _EVENTS, _TRACE, _SPAN, _SERVICE, _ENVIRONMENT, _START = (
 
 def from_span_rows(rows: Iterable[tuple]) -> list[Evaluation]:
     """Evaluations in span rows as telemetry.otlp.spans_to_rows() makes them."""
-    found = []
+    return [
+        Evaluation(bytes(row[_TRACE]), bytes(row[_SPAN]), row[_SERVICE], row[_ENVIRONMENT], at,
+                   *fields, SPAN_EVENT)  # fmt: skip
+        for row, at, fields in span_row_evaluations(rows)
+    ]
+
+
+def span_row_evaluations(rows: Iterable[tuple]) -> Iterator[tuple[tuple, datetime, tuple]]:
+    """(row, time, evaluation_fields()) of each evaluation event in span rows, in order."""
     for row in rows:
         events = row[_EVENTS]
         if isinstance(events, str):
@@ -239,11 +251,12 @@ def from_span_rows(rows: Iterable[tuple]) -> list[Evaluation]:
                 continue
             events = orjson.loads(events)
         # else: already decoded, as PostgreSQL returns the jsonb of a retried batch's rows.
-        found += from_span_events(
-            events, trace_id=bytes(row[_TRACE]), span_id=bytes(row[_SPAN]),
-            service=row[_SERVICE], environment=row[_ENVIRONMENT], span_start=row[_START],
-        )  # fmt: skip
-    return found
+        for event in events:
+            if event.get("name") not in EVENT_NAMES:
+                continue
+            fields = evaluation_fields(event.get("attributes") or {})
+            if fields is not None:
+                yield row, time_of(int(event.get("time_unix_nano") or 0), row[_START]), fields
 
 
 # Log records.

@@ -168,36 +168,46 @@ _INSERT_BATCH_SQL = (
 
 
 def span_evaluations(rows: list[tuple]) -> SpanEvaluations:
-    """Read and attribute the evaluations of one batch of span rows, without the database."""
+    """Read and attribute the evaluations of one batch of span rows, without the database.
+
+    Straight from each event's fields to its stored entry, with the request
+    found once per evaluating span: this runs for every evaluation ingested.
+    """
     found = SpanEvaluations()
-    evaluations = _unique(flag_events.from_span_rows(rows))
-    if not evaluations:
-        return found
-    received_at = timezone.now()
     index = _BatchIndex(rows)
     groups: dict[tuple[str, str], list] = defaultdict(list)
     pending: list[Evaluation] = []
-    for e in evaluations:
-        outcome, request = index.resolve(e)
+    span_row, seen = None, set()
+    for row, at, fields in flag_events.span_row_evaluations(rows):
+        if row is not span_row:
+            span_row, seen = row, set()
+            outcome, request = index.resolve_row(row)
+            ids = (bytes(row[_TRACE]).hex(), bytes(row[_SPAN]).hex())
+            attribution = _REQUEST if outcome == flag_events.FOUND else _NO_REQUEST
+            request_entry = _request_entry(request)
+        # One per time and flag on a span: two with neither time take the span's start.
+        if (at, fields[0]) in seen:
+            continue
+        seen.add((at, fields[0]))
         if outcome == flag_events.MISSING:
-            pending.append(e)
+            trace_id, span_id = bytes(row[_TRACE]), bytes(row[_SPAN])
+            pending.append(Evaluation(trace_id, span_id, row[_SERVICE], row[_ENVIRONMENT], at,
+                                      *fields, flag_events.SPAN_EVENT))  # fmt: skip
         else:
-            groups[(e.service, e.environment)].append(_batch_entry(e, outcome, request))
+            groups[(row[_SERVICE], row[_ENVIRONMENT])].append(
+                [*ids, at, *fields[:_STORED_FIELDS], attribution, *request_entry]
+            )
+        found.count += 1
+    received_at = timezone.now()
     for (service, environment), entries in groups.items():
         found.batches.append(_batch_row(service, environment, entries, received_at))
     found.pending = _values([_Row(e) for e in pending], received_at)
-    found.count = len(evaluations)
     return found
 
 
 _REQUEST, _NO_REQUEST = int(Attribution.REQUEST), int(Attribution.NO_REQUEST)
-# Evaluation's fields from flag to error_type, in BATCH_FIELDS order.
-_LABELS = slice(Evaluation._fields.index("flag"), Evaluation._fields.index("error_type") + 1)
-
-
-def _batch_entry(e: Evaluation, outcome: str, request) -> list:
-    attribution = _REQUEST if outcome == flag_events.FOUND else _NO_REQUEST
-    return [e[0].hex(), e[1].hex(), e[4], *e[_LABELS], attribution, *_request_entry(request)]
+# evaluation_fields() from flag to error_type, as BATCH_FIELDS has them (not the message).
+_STORED_FIELDS = flag_events.FIELDS.index("error_type") + 1
 
 
 def _request_entry(row: tuple | None) -> tuple:
@@ -301,31 +311,35 @@ _TRACE, _SPAN, _PARENT, _SERVICE, _KIND, _START, _ROUTE, _VERSION, _DURATION, _I
                                   "is_error")
 )  # fmt: skip
 _EXCEPTION, _STATUS_MESSAGE = _ROW_INDEX["exception_type"], _ROW_INDEX["status_message"]
+_ENVIRONMENT = _ROW_INDEX["environment"]
 
 
 class _BatchIndex:
-    """Finds an evaluation's request span among one batch's span rows, by their ids."""
+    """Finds an evaluation's request span among one batch's span rows."""
 
     def __init__(self, rows: list[tuple]):
         self.rows = rows
         self.by_id: dict[tuple[bytes, bytes], tuple] | None = None
 
-    def resolve(self, e: Evaluation) -> tuple[str, tuple | None]:
-        """(outcome, request span row): flag_events.find_request's walk, over the rows."""
-        if self.by_id is None:
-            self.by_id = {(bytes(row[_TRACE]), bytes(row[_SPAN])): row for row in self.rows}
-        current = e.span_id
+    def resolve_row(self, row: tuple) -> tuple[str, tuple | None]:
+        """(outcome, request span row) for an evaluation on this row's span.
+
+        flag_events.find_request's walk, over the rows: the hooks write on the
+        current span, most often the request span itself, which needs no index.
+        """
+        service, trace_id = row[_SERVICE], bytes(row[_TRACE])
         for _ in range(flag_events.MAX_DEPTH):
-            row = self.by_id.get((e.trace_id, current))
-            if row is None:
-                return flag_events.MISSING, None
-            if row[_SERVICE] != e.service:
+            if row[_SERVICE] != service:
                 return flag_events.NO_REQUEST, None
             if row[_KIND] in spans.REQUEST_KINDS:
                 return flag_events.FOUND, row
             if not row[_PARENT]:
                 return flag_events.NO_REQUEST, None
-            current = bytes(row[_PARENT])
+            if self.by_id is None:
+                self.by_id = {(bytes(r[_TRACE]), bytes(r[_SPAN])): r for r in self.rows}
+            row = self.by_id.get((trace_id, bytes(row[_PARENT])))
+            if row is None:
+                return flag_events.MISSING, None
         return flag_events.NO_REQUEST, None
 
 
