@@ -228,8 +228,13 @@ def _batch_row(service: str, environment: str, entries: list, received_at: datet
 
 def insert_batches(found: SpanEvaluations, cursor) -> None:
     """Insert the batch rows; inside a pipeline this costs ingest no round trip of its own."""
-    for batch in found.batches:
-        cursor.execute(_INSERT_BATCH_SQL, batch)
+    if not found.batches:
+        return
+    # Parameters bound by the server: Django's client-side binding would quote
+    # the whole JSON into the statement, and the server parse it back.
+    with psycopg.Cursor(cursor.connection) as raw:
+        for batch in found.batches:
+            raw.execute(_INSERT_BATCH_SQL, batch)
 
 
 def store_pending(found: SpanEvaluations) -> None:
