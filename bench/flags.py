@@ -8,13 +8,24 @@ Run from the repo root with a migrated database:
    ingest ceiling in bench/ingest.py) runs on OTLP batches in which every
    request evaluates a flag: each trace is a server span and a child span,
    the evaluation event sits on the server span in two traces of three and
-   on the child in the third. The same loop runs with and without
-   flag_store.store_from_span_rows (decoding the events, attributing in the
-   batch, storing), alternating, and the cost is the share of throughput lost.
+   on the child in the third. Batches whose event is a flag evaluation
+   alternate with batches carrying the same event under another name (spans
+   of the same size), through the whole ingest path: store_rows reads,
+   attributes and stores the evaluations itself. After each round the
+   attribution job (flag_store.attribute_pending) runs for whatever the
+   batches left pending, counted with the flagged side: work moved to the
+   background is still work on the same cores. The cost is the share of
+   throughput lost, by wall clock and by CPU (this process plus its
+   PostgreSQL backend, read from /proc when the database is on this host).
 2. Lazy attribution. Evaluations that arrive as logs after their spans are
    attributed by flag_store.attribute_pending; its rate in evaluations per
    second, and how many such processes 20,000 spans/s of ingest would need
    (10,000 requests/s, one evaluation each, all as logs: the worst case).
+   Logs that come after their spans are attributed as they are stored
+   (flag_store.store_log_evaluations looks the spans up); this measures the
+   job that attributes the rest, the worst case being all of them.
+   Then reads: the verdicts' two cohort reads over the same number of
+   evaluations stored as batch rows (by ingest) and as single rows (as logs).
 
 3. Verdicts, in memory. Rollouts at 10 requests/s where a 10% cohort gets
    errors +2 pp (1% to 3%) or latency x2, and clean ones; each minute's
@@ -31,7 +42,6 @@ import os
 import random
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,42 +100,89 @@ def build_payloads(
     return payloads
 
 
-def ingest_seconds(payloads: list[bytes]) -> float:
+class Clock:
+    """Wall time and CPU time: this process's, and its PostgreSQL backend's.
+
+    On a loaded machine wall time mostly measures waiting for a core; CPU
+    time is what the work costs. The backend's is read from
+    /proc/<pid>/schedstat, so only when PostgreSQL runs on this host (else nan).
+    """
+
+    def __init__(self):
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            self.schedstat = Path(f"/proc/{cursor.fetchone()[0]}/schedstat")
+
+    def now(self) -> tuple[float, float, float]:
+        try:
+            backend = int(self.schedstat.read_text().split()[0]) / 1e9
+        except OSError:
+            backend = float("nan")
+        return time.perf_counter(), time.process_time(), backend
+
+
+def ingest_costs(clock: Clock, payloads: list[bytes]) -> list[float]:
+    """[wall, CPU of this process + its backend] seconds to decode and store the batches."""
     from django.db import transaction
 
-    from telemetry import flag_store, ingest, otlp
+    from telemetry import ingest, otlp
 
-    # Once telemetry/ingest.py calls flag_store itself, store_rows is the whole
-    # path; until then the call is made here, in the same transaction, as it will be.
-    wired = getattr(ingest, "flag_store", None) is flag_store
-    started = time.perf_counter()
+    started = clock.now()
     for body in payloads:
         rows = otlp.spans_to_rows(otlp.decode_protobuf(body), ingest.current_limits()).rows
         with transaction.atomic():
             ingest.store_rows(rows)
-            if not wired:
-                flag_store.store_from_span_rows(rows)
-    return time.perf_counter() - started
+    return _elapsed(clock, started)
+
+
+def attribution_costs(clock: Clock) -> list[float]:
+    """What the periodic attribution job costs for what the batches left pending."""
+    from django.utils import timezone
+
+    from telemetry import flag_store
+
+    started = clock.now()
+    while sum(flag_store.attribute_pending(now=timezone.now()).values()):
+        pass
+    return _elapsed(clock, started)
+
+
+def _elapsed(clock: Clock, started: tuple) -> list[float]:
+    wall, own, backend = (b - a for a, b in zip(started, clock.now(), strict=True))
+    return [wall, own + backend]
 
 
 def measure_ingest(args) -> None:
-    plain_seconds = flagged_seconds = 0.0
+    """The cost of flag evaluations to ingest: wall-clock throughput and CPU per span."""
+    clock = Clock()
+    plain, flagged = [0.0, 0.0], [0.0, 0.0]
     spans = 0
     for round_index in range(args.rounds):
         # Fresh payloads each time: a retried batch would be skipped, not stored.
-        plain = build_payloads("bench-flags", args.batches, args.traces, 10 + round_index,
-                               evaluations=False)  # fmt: skip
-        flagged = build_payloads("bench-flags", args.batches, args.traces, 90 + round_index)
+        plain_batches = build_payloads("bench-flags", args.batches, args.traces,
+                                       10 + round_index, evaluations=False)  # fmt: skip
+        flagged_batches = build_payloads("bench-flags", args.batches, args.traces, 90 + round_index)
         # Batch by batch in turn, so a load change on the machine hits both alike.
-        for plain_batch, flagged_batch in zip(plain, flagged, strict=True):
-            plain_seconds += ingest_seconds([plain_batch])
-            flagged_seconds += ingest_seconds([flagged_batch])
+        for plain_batch, flagged_batch in zip(plain_batches, flagged_batches, strict=True):
+            _accumulate(plain, ingest_costs(clock, [plain_batch]))
+            _accumulate(flagged, ingest_costs(clock, [flagged_batch]))
+        # Counted with the flagged side: work left to the background is still work.
+        _accumulate(flagged, attribution_costs(clock))
         spans += args.batches * args.traces * 2
-    plain_rate, flagged_rate = spans / plain_seconds, spans / flagged_seconds
-    print(f"ingest of spans without evaluations: {plain_rate:,.0f} spans/s ({spans} spans)")
-    print(f"ingest of spans with evaluations, read and attributed in the batch: "
-          f"{flagged_rate:,.0f} spans/s ({spans // 2} evaluations)")  # fmt: skip
-    print(f"attribution cost: {1 - flagged_rate / plain_rate:.1%} of ingest throughput")
+    print(f"ingest of spans without evaluations: {spans / plain[0]:,.0f} spans/s, "
+          f"{plain[1] / spans * 1e6:.1f} us CPU per span ({spans} spans)")  # fmt: skip
+    print(f"ingest of spans with evaluations, stored and attributed: {spans / flagged[0]:,.0f} "
+          f"spans/s, {flagged[1] / spans * 1e6:.1f} us CPU per span "
+          f"({spans // 2} evaluations)")  # fmt: skip
+    print(f"attribution cost: {1 - plain[0] / flagged[0]:.1%} of ingest throughput (wall clock), "
+          f"{1 - plain[1] / flagged[1]:.1%} of its CPU (this process and its PostgreSQL backend)")
+
+
+def _accumulate(total: list[float], costs: list[float]) -> None:
+    for index, cost in enumerate(costs):
+        total[index] += cost
 
 
 def measure_lazy(args) -> None:
@@ -141,24 +198,74 @@ def measure_lazy(args) -> None:
     for body in payloads:
         rows = otlp.spans_to_rows(otlp.decode_protobuf(body), current_limits()).rows
         # As if each evaluation had come as a log record: the spans carry none.
-        evaluations += [replace(e, carrier="log") for e in flag_events.from_span_rows(rows)]
+        evaluations += [e._replace(carrier="log") for e in flag_events.from_span_rows(rows)]
         store_rows([row[:EVENTS] + ("[]",) + row[EVENTS + 1 :] for row in rows])
     flag_store.store_evaluations(evaluations, received_at=timezone.now())
-    started, attributed = time.perf_counter(), 0
+    clock = Clock()
+    started, attributed = clock.now(), 0
     while True:
         counts = flag_store.attribute_pending(now=timezone.now())
         if not counts["attributed"]:
             break
         attributed += counts["attributed"]
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = _elapsed(clock, started)
     rate = attributed / elapsed
-    print(f"lazy attribution: {attributed} evaluations in {elapsed:.2f} s: {rate:,.0f}/s")
+    print(f"lazy attribution: {attributed} evaluations in {elapsed:.2f} s: {rate:,.0f}/s, "
+          f"{cpu / attributed * 1e6:.1f} us CPU each")  # fmt: skip
     needed = TARGET_SPANS_PER_SECOND / 2
     # Mostly database time, so processes, not cores: workers claim batches with SKIP LOCKED.
     print(
         f"at {TARGET_SPANS_PER_SECOND:,} spans/s, all evaluations arriving as logs "
-        f"({needed:,.0f}/s): {needed / rate:.1f} attribution processes like this one"
+        f"({needed:,.0f}/s): {needed / rate:.1f} attribution processes like this one, "
+        f"{needed * cpu / attributed:.1f} cores of CPU"
     )
+
+
+def measure_reads(args) -> None:
+    """What the packing costs reads: the same evaluations as batch rows and as single rows.
+
+    One service's evaluations are stored by ingest (batch rows), another's as
+    logs (single rows); the two cohort reads the verdicts make run on each,
+    best of five.
+    """
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from telemetry import flag_events, flag_store, ingest, otlp
+
+    events = otlp.SPAN_COLUMNS.index("events")
+    start = timezone.now() - timedelta(minutes=2)
+    for service, seed in (("bench-reads-batch", 700), ("bench-reads-rows", 800)):
+        for body in build_payloads(service, args.batches, args.traces, seed):
+            rows = otlp.spans_to_rows(otlp.decode_protobuf(body), ingest.current_limits()).rows
+            with transaction.atomic():
+                if service.endswith("batch"):
+                    ingest.store_rows(rows)
+                    continue
+                logged = [e._replace(carrier="log") for e in flag_events.from_span_rows(rows)]
+                ingest.store_rows([row[:events] + ("[]",) + row[events + 1 :] for row in rows])
+                flag_store.store_log_evaluations(logged, received_at=timezone.now())
+    end = timezone.now() + timedelta(minutes=1)
+    for service, form in (("bench-reads-batch", "batch rows"), ("bench-reads-rows", "single rows")):
+        cohort = flag_store.CohortFilter(flag="new-checkout", service=service, cohort="on",
+                                         start=start, end=end)  # fmt: skip
+        counts = _best_of(5, flag_store.cohort_counts, "new-checkout", start, end,
+                          services=(service,))  # fmt: skip
+        routes = _best_of(5, flag_store.cohort_route_counts, cohort)
+        total = args.batches * args.traces
+        print(f"reads of {total} evaluations as {form}: cohort_counts {counts * 1000:.0f} ms, "
+              f"cohort_route_counts {routes * 1000:.0f} ms (best of 5)")  # fmt: skip
+
+
+def _best_of(times: int, read, *args, **kwargs) -> float:
+    best = float("inf")
+    for _ in range(times):
+        started = time.perf_counter()
+        read(*args, **kwargs)
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 VERDICT_ROUTES = ("GET /cart", "POST /checkout")
@@ -235,6 +342,7 @@ def main() -> None:
     parser.add_argument("--clean", type=int, default=300, help="clean runs")
     parser.add_argument("--horizon", type=int, default=30, help="minutes of looks")
     parser.add_argument("--only-verdicts", action="store_true")
+    parser.add_argument("--no-verdicts", action="store_true", help="ingest and lazy parts only")
     args = parser.parse_args()
 
     import django
@@ -244,7 +352,9 @@ def main() -> None:
     if not args.only_verdicts:
         measure_ingest(args)
         measure_lazy(args)
-    measure_verdicts(args)
+        measure_reads(args)
+    if not args.no_verdicts:
+        measure_verdicts(args)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -6,13 +6,19 @@ after the spans are committed, or written durably to the local spool
 replayer in each serving process stores spooled batches once the database
 answers again. ingest_request() raises StoreUnavailable only when the spool
 is full or turned off.
+
+Flag evaluations ride along: those in span events are stored in the
+spans' transaction (so a retried batch, whose spans are skipped, doubles
+none), and ingest_logs_request() stores those sent as OTLP log records, with
+the same slots, spool and retry semantics; other log records are counted by
+the receiver and dropped. A spooled logs batch is told apart by LOGS_PREFIX.
 """
 
 import logging
 import os
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +28,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
 
-from telemetry import otlp, partitions
+from telemetry import flag_events, flag_store, otlp, otlp_signals, partitions
 from telemetry.spool import Spool, Unreadable
 
 logger = logging.getLogger(__name__)
@@ -38,6 +44,11 @@ MARK_PENDING_SQL = """
     SELECT * FROM unnest(%s::text[], %s::timestamptz[])
     ON CONFLICT (service, minute) DO UPDATE SET marks = telemetry_pendingminute.marks + 1
 """
+
+
+# Marks a spooled ExportLogsServiceRequest; no trace request starts so (0xFF is
+# no valid protobuf tag), and the spool itself does not look inside.
+LOGS_PREFIX = b"\xffmonoenv-logs\n"
 
 
 class StoreUnavailable(Exception):
@@ -186,10 +197,10 @@ def _store_unless_down(rows: list[tuple]) -> None:
         _note_recovery()
 
 
-def _spool_or_raise(request, body: bytes | None) -> None:
+def _spool_or_raise(request, body: bytes | None, *, prefix: bytes = b"") -> None:
     spool = current_spool()
     payload = body if body is not None else request.SerializeToString()
-    if not spool.put(payload):
+    if not spool.put(prefix + payload):
         raise StoreUnavailable("the spool is full or turned off")
     start_replayer()
     _wake.set()
@@ -216,6 +227,9 @@ def replay_spool() -> int:
 
 
 def _store_spooled(payload: bytes) -> None:
+    if payload.startswith(LOGS_PREFIX):
+        _store_spooled_logs(payload[len(LOGS_PREFIX) :])
+        return
     try:
         request = otlp.decode_protobuf(payload)
     except otlp.UndecodableRequest as exc:
@@ -228,6 +242,19 @@ def _store_spooled(payload: bytes) -> None:
     _note_recovery()
     if batch.rejected:
         logger.warning("A spooled batch, replayed: %s", batch.rejection_message())
+
+
+def _store_spooled_logs(payload: bytes) -> None:
+    try:
+        request = otlp.decode_protobuf(payload, otlp_signals.ExportLogsServiceRequest)
+    except otlp.UndecodableRequest as exc:
+        logger.error("Setting aside a spooled logs batch that does not decode: %s", exc)
+        raise Unreadable(str(exc)) from exc
+    batch = _log_evaluations(request)
+    with _slots.turn():
+        if batch.evaluations:
+            store_log_evaluations(batch.evaluations, received_at=batch.received_at)
+    _note_recovery()
 
 
 def start_replayer() -> None:
@@ -298,8 +325,15 @@ def store_rows(rows: list[tuple]) -> int:
         with transaction.atomic():
             _limit_waiting(settings.MONOENV_INGEST_DB_TIMEOUT_SECONDS)
             stored = _copy_new_rows(rows)
-            _count_service_days(stored)
-            _mark_pending_minutes(stored)
+            # A retried batch's spans are skipped above, and their flag
+            # evaluations with them, so neither is doubled.
+            evaluations = flag_store.span_evaluations(stored)
+            # One round trip for the statements that follow the COPY.
+            with connection.cursor() as cursor, connection.connection.pipeline():
+                _count_service_days(stored)
+                _mark_pending_minutes(stored)
+                flag_store.insert_batches(evaluations, cursor)
+            flag_store.store_pending(evaluations)
         return len(stored)
     except (DatabaseError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
         # A broken connection is useless to the next request: reconnect then.
@@ -392,3 +426,86 @@ def _mark_pending_minutes(rows: list[tuple]) -> None:
     services, starts = zip(*minutes, strict=True)
     with connection.cursor() as cursor:
         cursor.execute(MARK_PENDING_SQL, [list(services), list(starts)])
+
+
+# Flag evaluations sent as OTLP log records.
+
+
+class LogsBatch(flag_events.LogEvaluations):
+    """A logs export's evaluations to store, those rejected, and the records not kept."""
+
+    def __init__(self, received_at):
+        super().__init__()
+        self.received_at = received_at
+        self.rejections: Counter = Counter()
+
+    def export_response(self):
+        """Partial success names the evaluations refused, as the traces answer does."""
+        response = otlp_signals.logs_response()
+        rejected = sum(self.rejections.values())
+        if rejected:
+            reasons = "; ".join(f"{count} {reason}" for reason, count in self.rejections.items())
+            response.partial_success.rejected_log_records = rejected
+            response.partial_success.error_message = (
+                f"rejected {rejected} flag evaluation(s): {reasons}"
+            )
+        return response
+
+
+def ingest_logs_request(request, *, body: bytes | None = None) -> LogsBatch:
+    """Store (or spool) the flag evaluations of an ExportLogsServiceRequest.
+
+    Other records are only counted (batch.other_records). body, when given,
+    is the request as protobuf, spared serializing again for the spool.
+    Raises StoreUnavailable only when the spool cannot take the batch either.
+    """
+    global _slots
+    _slots = _slots or _IngestSlots()
+    batch = _log_evaluations(request)
+    if not batch.evaluations:
+        return batch
+    try:
+        with _slots:
+            if database_down() and current_spool().enabled:
+                raise StoreUnavailable("the database failed a store just now")
+            _store_logs_noting_outage(batch)
+    except StoreUnavailable:
+        _spool_or_raise(request, body, prefix=LOGS_PREFIX)
+    return batch
+
+
+def _store_logs_noting_outage(batch: LogsBatch) -> None:
+    try:
+        store_log_evaluations(batch.evaluations, received_at=batch.received_at)
+    except StoreUnavailable:
+        _note_outage()
+        raise
+    if _outage_announced:
+        _note_recovery()
+
+
+def _log_evaluations(request) -> LogsBatch:
+    """The request's evaluations within the span limits of time; the rest counted as rejected."""
+    limits = current_limits()
+    batch = LogsBatch(timezone.now())
+    found = flag_events.from_logs_request(request, received_at=batch.received_at)
+    batch.other_records = found.other_records
+    for evaluation in found.evaluations:
+        if evaluation.at < limits.oldest:
+            batch.rejections[f"older than the {limits.retention_days}-day retention"] += 1
+        elif evaluation.at > limits.newest:
+            batch.rejections[f"more than {limits.max_future_seconds} s in the future"] += 1
+        else:
+            batch.evaluations.append(evaluation)
+    return batch
+
+
+def store_log_evaluations(evaluations: list, *, received_at) -> int:
+    """Store log-borne evaluations once each in their own transaction; return the new."""
+    try:
+        with transaction.atomic():
+            _limit_waiting(settings.MONOENV_INGEST_DB_TIMEOUT_SECONDS)
+            return flag_store.store_log_evaluations(evaluations, received_at=received_at)
+    except (DatabaseError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        connection.close_if_unusable_or_obsolete()
+        raise StoreUnavailable(str(exc)) from exc

@@ -1,11 +1,12 @@
 """OTLP metrics and logs: counting what arrives, and picking out flag evaluations.
 
-Pure code with no Django imports. Monoenv stores neither signal yet: the
-receivers decode them (bad data still gets 400), count them and answer
-success, so that stock SDKs, which export both by default, log no error.
-flag_evaluations() is the seam for the feature-flag work: it yields the log
-records that are `feature_flag.evaluation` events, however the sender
-spelled the event name.
+Pure code with no Django imports. Monoenv stores no metrics, and of logs
+only the feature-flag evaluations (decoded by telemetry/flag_events.py,
+stored by telemetry/ingest.py): the receivers decode both signals (bad data
+still gets 400), count what they do not keep and answer success, so that
+stock SDKs, which export both by default, log no error. flag_evaluations()
+yields the log records that are `feature_flag.evaluation` events, however the
+sender spelled the event name.
 """
 
 from collections.abc import Iterator

@@ -25,7 +25,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from telemetry import auth, bodies, otlp, otlp_signals
-from telemetry.ingest import StoreUnavailable, TooManySpans, ingest_request
+from telemetry.ingest import (
+    StoreUnavailable,
+    TooManySpans,
+    ingest_logs_request,
+    ingest_request,
+)
 from telemetry.models import TokenScope
 
 logger = logging.getLogger(__name__)
@@ -59,8 +64,11 @@ def accept_metrics(request, body: bytes | None = None):
 
 
 def accept_logs(request, body: bytes | None = None):
-    _count_unstored("log records", otlp_signals.count_log_records(request))
-    return otlp_signals.logs_response()
+    _check_count("log records", otlp_signals.count_log_records(request))
+    # Flag evaluations are stored; the other records are counted, not kept.
+    batch = ingest_logs_request(request, body=body)
+    _count_unstored("log records", batch.other_records)
+    return batch.export_response()
 
 
 @dataclass(frozen=True)
@@ -89,10 +97,14 @@ class _Unstored:
 _unstored = _Unstored()
 
 
-def _count_unstored(kind: str, count: int) -> None:
+def _check_count(kind: str, count: int) -> None:
     limit = settings.MONOENV_MAX_SPANS_PER_REQUEST
     if count > limit:
         raise TooManyItems(f"{count} {kind} in one request; the limit is {limit}")
+
+
+def _count_unstored(kind: str, count: int) -> None:
+    _check_count(kind, count)
     with _unstored.lock:
         _unstored.counts[kind] += count
         now = time.monotonic()
@@ -100,7 +112,10 @@ def _count_unstored(kind: str, count: int) -> None:
             return
         counts, _unstored.counts, _unstored.logged_at = _unstored.counts, Counter(), now
     summary = ", ".join(f"{number} {what}" for what, number in counts.items())
-    logger.info("Accepted %s; Monoenv does not store metrics or logs yet", summary)
+    logger.info(
+        "Accepted %s; Monoenv does not store metrics, nor logs other than flag evaluations",
+        summary,
+    )
 
 
 def unstored_counts() -> dict[str, int]:

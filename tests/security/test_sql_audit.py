@@ -54,6 +54,14 @@ REVIEWED = {
     ("telemetry/flag_store.py", "cohort_latency_per_step"): "wraps CohortFilter.requests_sql",
     ("telemetry/flag_store.py", "cohort_latency_samples_ms"): "wraps CohortFilter.requests_sql",
     ("telemetry/flag_store.py", "cohort_request_minute_counts"): "wraps CohortFilter.requests_sql",
+    ("telemetry/flag_store.py", "_evaluations_sql"): (
+        "column lists are module constants; the flag clauses are fixed text, values parameters"
+    ),
+    ("telemetry/flag_store.py", "_stored_keys"): "wraps _evaluations_sql: " + FIXED,
+    ("telemetry/flag_store.py", "evaluations_in"): "wraps _evaluations_sql: " + FIXED,
+    ("telemetry/flag_store.py", "services_of_flag"): "wraps _evaluations_sql",
+    ("telemetry/flag_store.py", "environment_of_flag"): "wraps _evaluations_sql",
+    ("telemetry/flag_store.py", "CohortFilter.requests_sql"): "wraps _evaluations_sql: " + FIXED,
     ("telemetry/spans.py", "linked_spans"): FIXED,
     ("slo/status.py", "_window_buckets"): FIXED,
     ("telemetry/spans.py", "_fetch"): "runs the SQL of the functions listed here, with params",
