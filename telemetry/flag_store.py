@@ -546,9 +546,11 @@ def _evaluations_sql(
     The flag and services are filtered before batch rows are unpacked: that
     JSON is parsed on every read (as jsonb: once per row, then indexed).
     """
-    row_where, batch_where, extra = "", "", []
+    row_where, batch_where, unpacked_where, extra, flag_params = "", "", "", [], []
     if flag:
         row_where, batch_where, extra = " AND flag = %s", " AND %s = ANY(b.flags)", [flag]
+        # A batch row holding this flag holds the other flags of its spans too.
+        unpacked_where, flag_params = " AND flag = %s", [flag]
     if services:
         row_where += " AND service = ANY(%s)"
         batch_where += " AND b.service = ANY(%s)"
@@ -559,9 +561,9 @@ def _evaluations_sql(
         f"UNION ALL SELECT * FROM (SELECT {_UNPACKED_COLUMNS} "
         "FROM telemetry_flagevaluationbatch b, jsonb_array_elements(b.evaluations::jsonb) r "
         f"WHERE b.last_at >= %s AND b.first_at < %s{batch_where}) unpacked ({_ROW_COLUMNS}) "
-        "WHERE at >= %s AND at < %s"
+        f"WHERE at >= %s AND at < %s{unpacked_where}"
     )
-    return sql, [start, end, *extra, start, end, *extra, start, end]
+    return sql, [start, end, *extra, start, end, *extra, start, end, *flag_params]
 
 
 # An evaluating span counts once per flag; evaluations without trace context each once.
@@ -824,16 +826,19 @@ def cohort_bad_counts(
     """
     condition, condition_params = good.condition()
     route_sql, route_params = _route_clause(selection.route)
+    # An evaluation happens inside its request: at >= request_start, so the
+    # bounds on `at` only let the indexes do the work (a day's slack past the
+    # end for a request that started in the range and evaluated after it).
+    source, source_params = _evaluations_sql(
+        start, end + timedelta(days=1), flag=flag, services=(selection.service,)
+    )
     rows = _fetch(
         f"SELECT cohort, count(*), count(*) FILTER (WHERE NOT ({condition})) FROM ("
         "SELECT DISTINCT ON (trace_id, request_span_id, cohort) cohort, "
         "request_is_error AS is_error, request_duration_us AS duration_us "
-        "FROM telemetry_flagevaluation WHERE flag = %s AND service = %s AND attribution = %s "
-        # An evaluation happens inside its request: at >= request_start, so the
-        # bound on `at` only lets the (flag, at) index do the work.
-        f"AND at >= %s AND request_start >= %s AND request_start < %s{route_sql}) r GROUP BY 1",
-        [*condition_params, flag, selection.service, int(Attribution.REQUEST), start, start, end,
-         *route_params],
+        f"FROM ({source}) e WHERE attribution = %s "
+        f"AND request_start >= %s AND request_start < %s{route_sql}) r GROUP BY 1",
+        [*condition_params, *source_params, int(Attribution.REQUEST), start, end, *route_params],
     )  # fmt: skip
     return {cohort: (requests, bad) for cohort, requests, bad in rows}
 
@@ -860,11 +865,12 @@ def cohort_example_traces(
     limit: int,
 ) -> list[bytes]:  # fmt: skip
     """The newest traces whose request, in this cohort, failed with this error type."""
+    source, params = _evaluations_sql(start, end, flag=flag, services=(service,))
     rows = _fetch(
-        "SELECT trace_id FROM telemetry_flagevaluation WHERE flag = %s AND service = %s "
-        "AND cohort = %s AND attribution = %s AND at >= %s AND at < %s AND request_is_error "
-        "AND request_error_type = %s GROUP BY trace_id ORDER BY max(request_start) DESC LIMIT %s",
-        [flag, service, cohort, int(Attribution.REQUEST), start, end, error_type, limit],
+        f"SELECT trace_id FROM ({source}) e WHERE cohort = %s AND attribution = %s "
+        "AND request_is_error AND request_error_type = %s "
+        "GROUP BY trace_id ORDER BY max(request_start) DESC LIMIT %s",
+        [*params, cohort, int(Attribution.REQUEST), error_type, limit],
     )
     return [bytes(trace_id) for (trace_id,) in rows]
 
@@ -889,15 +895,10 @@ class TraceEvaluation:
 
 def trace_evaluations(trace_id: bytes, start: datetime, end: datetime) -> list[TraceEvaluation]:
     """The flag evaluations of one trace made in [start, end), in time order."""
-    rows = (
-        FlagEvaluation.objects.filter(trace_id=trace_id, at__gte=start, at__lt=end)
-        .order_by("at", "flag")
-        .values_list(
-            "span_id", "request_span_id", "service", "flag", "cohort", "variant", "value",
-            "reason", "provider", "error_type", "carrier", "at",
-        )  # fmt: skip
-    )
     return [
-        TraceEvaluation(bytes(span_id), bytes(request) if request else None, *rest)
-        for span_id, request, *rest in rows
+        TraceEvaluation(
+            e.span_id, e.request_span_id, e.service, e.flag, e.cohort, e.variant, e.value,
+            e.reason, e.provider, e.error_type, e.carrier, e.at,
+        )  # fmt: skip
+        for e in evaluations_in(start, end, trace_id=trace_id)
     ]

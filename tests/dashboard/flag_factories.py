@@ -1,7 +1,7 @@
 """Flag evaluations and changes for the dashboard's flag tests, on top of build_world().
 
-Evaluations go in as the flags brief says: spans stored, their evaluations
-stored with telemetry.flag_store.store_evaluations(), then attributed.
+Evaluations go in as ingest stores them: span rows whose events carry them,
+stored through telemetry.ingest.store_rows(), then any left waiting attributed.
 """
 
 import os
@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from flags.models import FlagChange, FlagFinding, FlagVerdictRecord
 from slo import minutes as slo_minutes
-from telemetry import flag_events, flag_store
+from telemetry import flag_store
 from tests.dashboard.factories import XSS, World, store
 from tests.dashboard.factories import span_row as plain_span_row
 from tests.flags.factories import with_events
@@ -33,9 +33,8 @@ def span_row(start: datetime, *, events: list[dict], **fields) -> tuple:
 
 
 def store_evaluating(rows: list[tuple]) -> None:
-    """Spans, then the evaluations their events carry, attributed to their requests."""
-    store(rows)
-    flag_store.store_evaluations(flag_events.from_span_rows(rows))
+    """Spans and the evaluations their events carry, attributed to their requests."""
+    store(rows)  # ingest's store_rows: the evaluations come with their spans
     flag_store.attribute_pending(now=timezone.now() + timedelta(seconds=1))
 
 

@@ -52,6 +52,7 @@ REVIEWED = {
         "GoodRule.condition() and the route clause are fixed text; values are params"
     ),
     ("telemetry/flag_store.py", "cohort_latency_per_step"): "wraps CohortFilter.requests_sql",
+    ("telemetry/flag_store.py", "cohort_example_traces"): "wraps _evaluations_sql: " + FIXED,
     ("telemetry/flag_store.py", "cohort_latency_samples_ms"): "wraps CohortFilter.requests_sql",
     ("telemetry/flag_store.py", "cohort_request_minute_counts"): "wraps CohortFilter.requests_sql",
     ("telemetry/flag_store.py", "_evaluations_sql"): (

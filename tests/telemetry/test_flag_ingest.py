@@ -123,12 +123,13 @@ def lock_table(transactional_db, settings):
     """lock_table(name) holds a lock ingest needs on that table, as a stalled database would."""
     settings.MONOENV_INGEST_DB_TIMEOUT_SECONDS = 1
     release, holders = threading.Event(), []
-    url = connection.settings_dict
+    # Django's own parameters: on the embedded default the host is in OPTIONS.
+    params = connection.get_connection_params()
 
     def hold(table, locked):
         with psycopg.connect(
-            dbname=url["NAME"], user=url["USER"], host=url["HOST"], port=url["PORT"],
-            password=url["PASSWORD"],
+            dbname=params["dbname"], user=params.get("user"), host=params.get("host"),
+            port=params.get("port"), password=params.get("password"),
         ) as other:  # fmt: skip
             other.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
             locked.set()
@@ -258,6 +259,23 @@ class TestSpanEvents:
         assert [row.value for row in evaluations()] == ["a\ufffdb", "a\ufffdb"]
         window = {"start": now - timedelta(minutes=1), "end": now + timedelta(minutes=1)}
         assert flag_store.cohort_counts("f", **window) == {"a\ufffdb": 2}
+
+    def test_a_flag_read_counts_only_that_flag_of_a_span_that_evaluated_two(self, post, now):
+        request = traces(now, event=("feature_flag.evaluation", {
+            "feature_flag.key": "new-checkout", "feature_flag.result.variant": "on"}))
+        server = request.resource_spans[0].scope_spans[0].spans[0]
+        second = server.events.add(name="feature_flag.evaluation",
+                                   time_unix_nano=unix_nano(now) + 2_000_000)
+        second.attributes.extend([attribute("feature_flag.key", "dark-mode"),
+                                  attribute("feature_flag.result.variant", "blue")])  # fmt: skip
+        assert post("/v1/traces", request).status_code == 200
+
+        window = {"start": now - timedelta(minutes=1), "end": now + timedelta(minutes=1)}
+        assert flag_store.cohort_counts("new-checkout", **window) == {"on": 1}
+        assert flag_store.cohort_counts("dark-mode", **window) == {"blue": 1}
+        assert sorted(e.flag for e in flag_store.evaluations_in(**window, flag="dark-mode")) == [
+            "dark-mode"
+        ]
 
     def test_other_events_store_no_evaluation(self, post, now):
         event = ("exception", {"exception.type": "Boom", "feature_flag.key": "f"})
