@@ -485,8 +485,8 @@ def history(slo: SLO, state: Status, *, start: datetime, end: datetime, step: ti
     as the tiles do; the units spent in the window before `start` are read in
     the same statement. Hourly steps of an occurrences SLO sum slo_slohour.
     """
-    start = max(start, state.window_start, minute_floor(state.counted_since or end))
-    end = max(start, min(end, state.window_end))
+    start = minute_floor(max(start, state.window_start, state.counted_since or end))
+    end = max(start, minute_floor(min(end, state.window_end)))
     hourly = slo.budgeting == Budgeting.OCCURRENCES and step % HOUR == timedelta(0)
     before, buckets = _history_buckets(slo, state.window_start, start, end, step, hourly=hourly)
     consumed = before
@@ -597,20 +597,38 @@ def _bad_units_between(slo: SLO, start: datetime, end: datetime) -> int:
 
 
 def bad_units_in(slo: SLO, intervals: list[tuple[datetime, datetime]]) -> list[int]:
-    """The SLO's bad units in each [start, end), in one query (a deploy's share of the burn)."""
+    """The SLO's bad units in each [start, end), in one query (a deploy's share of the burn).
+
+    Under occurrences, whole hours are read from slo_slohour, as the status does.
+    """
     if not intervals:
         return []
-    bad, _, unit_params = _unit_sql(slo)
-    rows = ", ".join("(%s::int, %s::timestamptz, %s::timestamptz)" for _ in intervals)
-    params = [value for index, bounds in enumerate(intervals) for value in (index, *bounds)]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT i.index, (SELECT coalesce(sum({bad}), 0) FROM slo_slominute "
-            "WHERE slo_id = %s AND minute >= i.low AND minute < i.high) "
-            f"FROM (VALUES {rows}) AS i (index, low, high) ORDER BY i.index",
-            [*unit_params, slo.pk, *params],
-        )
-        return [int(row[1]) for row in cursor.fetchall()]
+    minute_bad, _, unit_params = _unit_sql(slo)
+    bad_sql = {"minute": (minute_bad, unit_params), "hour": ("total - good", [])}
+    hourly = slo.budgeting == Budgeting.OCCURRENCES
+    parts, params = [], []
+    for index, (start, end) in enumerate(intervals):
+        # Whole minutes, so back-to-back intervals share out each minute exactly once.
+        start, end = minute_floor(start), minute_floor(end)
+        for column, low, high in _segments(start, end, hourly=hourly):
+            if low >= high:
+                continue
+            bad, bad_params = bad_sql[column]
+            parts.append(
+                f"SELECT %s::int, {bad} FROM {_HISTORY_TABLES[column]} "
+                f"WHERE slo_id = %s AND {column} >= %s AND {column} < %s"
+            )
+            params += [index, *bad_params, slo.pk, low, high]
+    found = [0] * len(intervals)
+    if parts:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT i, sum(bad) FROM ({' UNION ALL '.join(parts)}) AS m (i, bad) GROUP BY i",
+                params,
+            )
+            for index, bad in cursor.fetchall():
+                found[index] = int(bad)
+    return found
 
 
 def _version_share(slo: SLO, version: str, start: datetime, end: datetime) -> float:

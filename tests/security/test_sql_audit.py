@@ -76,7 +76,10 @@ REVIEWED = {
         "table and column names come from _HISTORY_TABLES, unit expressions from _unit_sql; "
         "values are parameters"
     ),
-    ("slo/status.py", "bad_units_in"): "VALUES rows are fixed placeholders; values are parameters",
+    ("slo/status.py", "bad_units_in"): (
+        "table and column names come from _HISTORY_TABLES, unit expressions from _unit_sql; "
+        "values are parameters"
+    ),
     ("telemetry/coarse_rollups.py", "_fetch"): "runs the SQL of the callers listed here",
     ("telemetry/coarse_rollups.py", "_rebuild"): "source and unnest are module constants",
     ("telemetry/coarse_rollups.py", "breakdown"): "formats a _Source: one of three constants",

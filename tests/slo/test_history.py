@@ -117,3 +117,17 @@ def test_bad_units_in_each_interval(now):
         slo, [(first, first + 3 * MINUTE), (first + 3 * MINUTE, first + 10 * MINUTE)]
     ) == [0 + 1 + 2, 3 + 4 + 5 + 6 + 7 + 8 + 9]
     assert status.bad_units_in(slo, []) == []
+
+
+def test_bad_units_in_reads_whole_hours_and_the_minutes_around_them(now):
+    slo = make_slo(objective="99", window="30d")
+    counted_since(slo, now - timedelta(days=31))
+    add_minutes(slo, datetime(2026, 3, 9, 13, 30, tzinfo=UTC), 1, good=95, total=100)
+    add_minutes(slo, datetime(2026, 3, 9, 14, 0, tzinfo=UTC), 1, good=90, total=100)
+    add_minutes(slo, datetime(2026, 3, 9, 14, 59, tzinfo=UTC), 1, good=80, total=100)
+    add_minutes(slo, datetime(2026, 3, 9, 16, 5, tzinfo=UTC), 1, good=70, total=100)
+    deployed = datetime(2026, 3, 9, 13, 30, 31, tzinfo=UTC)  # mid-minute, as deploys are
+    next_deploy = datetime(2026, 3, 9, 16, 5, 10, tzinfo=UTC)
+
+    # 13:30 to 16:05: 5 + 10 + 20 bad (the 14:00 hour whole); 16:05 onwards: 30.
+    assert status.bad_units_in(slo, [(deployed, next_deploy), (next_deploy, now)]) == [35, 30]
