@@ -2,6 +2,8 @@
 "use strict";
 (() => {
   const { el, fmt, link, badge, timeEl, plotTime, plotText } = Monoenv;
+  /* One decimal, as the banner and the alerts print them (13.4×, not 13×). */
+  const times = (value) => (value === null || value === undefined ? "—" : `${value.toFixed(1)}×`);
 
   function deployMarks(deploys, yValue) {
     return {
@@ -48,6 +50,14 @@
       data.history.length ? " (complete steps; the tiles count to now)" : ": no complete step yet");
   }
 
+  /* Fit the budget left, so a burn of a few percent shows its slope instead of a flat
+     line at the top of 0-100; an overspent budget goes below zero. */
+  function burndownRange(history) {
+    const low = Math.min(100, ...history.map((p) => p.remaining_pct));
+    const span = Math.max(100 - low, 1);
+    return [low >= 0 ? Math.max(0, low - span * 0.5) : low - span * 0.1, 100 + span * 0.05];
+  }
+
   function renderCharts(data) {
     const range = xRange(data);
     const series = data.sli_series;
@@ -75,7 +85,7 @@
       traces.push(deployMarks(shown, (d) => remainingAt(history, d.started_at)));
     }
     Plotly.react(burndown, traces, Monoenv.layout("% of budget left", {
-      xaxis: { range }, yaxis: { title: { text: "% left" } },
+      xaxis: { range }, yaxis: { title: { text: "% left" }, range: burndownRange(history) },
     }), Monoenv.plotConfig);
     onDeployClick(burndown);
   }
@@ -85,11 +95,11 @@
       el("td", {}, badge(row.severity, row.severity)),
       el("td", {}, row.windows),
       el("td", { class: "num " + (row.long_burn_rate > row.threshold ? "bad" : "") },
-        `${fmt.multiple(row.long_burn_rate)} / ${fmt.multiple(row.short_burn_rate)}`),
-      el("td", { class: "num" }, fmt.multiple(row.threshold)),
+        `${times(row.long_burn_rate)} / ${times(row.short_burn_rate)}`),
+      el("td", { class: "num" }, times(row.threshold)),
       el("td", {}, row.firing ? badge("firing", "firing") : el("span", { class: "muted" }, "quiet"))), "", 5);
     Monoenv.replaceRows(document.querySelector("#burn tbody"), data.burn_table, (row) => el("tr", {},
-      el("td", {}, row.window), el("td", { class: "num" }, fmt.multiple(row.burn_rate))), "", 2);
+      el("td", {}, row.window), el("td", { class: "num" }, times(row.burn_rate))), "", 2);
     Monoenv.replaceRows(document.querySelector("#deploys tbody"), data.deploys, (row) => el("tr", {},
       el("td", { class: "hide-phone" }, timeEl(row.started_at)),
       el("td", { class: "name" }, link(row.url, row.version)),
@@ -98,8 +108,8 @@
     Monoenv.replaceRows(document.querySelector("#alerts tbody"), data.alert_history, (row) => el("tr", {},
       el("td", {}, badge(row.severity, row.severity)),
       el("td", { class: "hide-phone" }, row.windows),
-      el("td", { class: "num hide-phone" }, `${fmt.multiple(row.long_burn_rate)} / ${fmt.multiple(row.short_burn_rate)}`),
-      el("td", { class: "num hide-phone" }, fmt.multiple(row.threshold)),
+      el("td", { class: "num hide-phone" }, `${times(row.long_burn_rate)} / ${times(row.short_burn_rate)}`),
+      el("td", { class: "num hide-phone" }, times(row.threshold)),
       el("td", { class: "num hide-phone" }, fmt.pct(row.budget_consumed_pct)),
       el("td", {}, timeEl(row.fired_at)),
       el("td", {}, row.resolved_at ? timeEl(row.resolved_at) : badge("firing", "firing"))),
