@@ -12,9 +12,13 @@ database, under service names starting with "bench-dash-":
 Then loads each page and endpoint 20 times through Django's test client,
 logged in, and prints the p95. Everything it wrote is deleted at the end.
 
-    DATABASE_URL=postgres://... .venv/bin/python bench/dashboard.py
+    DATABASE_URL=postgres://... .venv/bin/python bench/dashboard.py [--only NAME] [--keep]
+
+--keep leaves the data for another run (which reuses it, with the same "now"),
+--only measures the targets whose name contains NAME: for profiling one page.
 """
 
+import argparse
 import json
 import math
 import os
@@ -308,14 +312,17 @@ def p95(samples: list[float]) -> float:
     return ordered[math.ceil(0.95 * len(ordered)) - 1]
 
 
-def measure(now) -> bool:
+def measure(now, *, only: str = "") -> bool:
     cache.clear()
+    User.objects.filter(username=USERNAME).delete()
     user = User.objects.create_user(USERNAME)
     client = Client(HTTP_HOST="localhost")
     client.force_login(user)
     ok = True
     print(f"\n{'what':<28} {'p95 ms':>8} {'median':>8} {'first':>8} {'budget':>7}  result")
     for name, url, budget in targets(now):
+        if only not in name:
+            continue
         samples = []
         for _ in range(LOADS):
             started = time.perf_counter()
@@ -333,18 +340,39 @@ def measure(now) -> bool:
     return ok
 
 
+def _arguments():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="measure only the targets whose name has this")
+    parser.add_argument(
+        "--keep", action="store_true",
+        help="leave the data loaded, and reuse data a previous --keep left (for profiling)",
+    )  # fmt: skip
+    return parser.parse_args()
+
+
+def _loaded_at():
+    """When a previous --keep run loaded its data, or None."""
+    deploy = Deployment.objects.filter(service=SERVICES[0]).order_by("-started_at").first()
+    return deploy.started_at + timedelta(days=0.01) if deploy else None
+
+
 def main() -> int:
+    arguments = _arguments()
     call_command("migrate", verbosity=0)
-    clean()
-    now = timezone.now()
-    print(f"Loading {DAYS} days for {len(SERVICES)} services x {len(ROUTES)} routes...")
-    try:
-        load(now)
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
-        ok = measure(now)
-    finally:
+    now = _loaded_at() if arguments.keep else None
+    if now is None:
         clean()
+        now = timezone.now()
+        print(f"Loading {DAYS} days for {len(SERVICES)} services x {len(ROUTES)} routes...")
+    try:
+        if not (arguments.keep and Deployment.objects.filter(service=SERVICES[0]).exists()):
+            load(now)
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE")
+        ok = measure(now, only=arguments.only)
+    finally:
+        if not arguments.keep:
+            clean()
     print("\nall within budget" if ok else "\nSOME OVER BUDGET")
     return 0 if ok else 1
 

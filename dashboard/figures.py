@@ -91,3 +91,39 @@ def pct(part: int | float, whole: int | float) -> float | None:
 
 def ms(value_us: float | None) -> float | None:
     return None if value_us is None else round(value_us / 1000, 3)
+
+
+# SLO charts
+
+
+def slo_chart_ranges(window_name: str, window_span: timedelta) -> dict[str, timedelta]:
+    """The service page's ranges shorter than the SLO's window, then the whole window."""
+    found = {name: item.span for name, item in RANGES.items() if item.span < window_span}
+    found[window_name] = window_span
+    return found
+
+
+def fitting_slo_range(ranges: dict[str, timedelta], counted_for: timedelta | None) -> str:
+    """The shortest range that holds every counted minute; the whole window when older."""
+    for name, span in ranges.items():
+        if counted_for is not None and counted_for <= span:
+            return name
+    return list(ranges)[-1]
+
+
+def slo_chart_bounds(
+    span: timedelta, *, window_start: datetime, counted_since: datetime | None,
+    now: datetime, step_for,
+) -> tuple[datetime, datetime, timedelta]:  # fmt: skip
+    """An SLO chart's start, end and step for a range of `span`.
+
+    It starts at the range's start, the window's or the first counted minute,
+    whichever is latest, so a young SLO is not a dot at the right edge. Its step
+    fits the time shown (`step_for`: minutes for the first hours, coarser
+    later), and it ends where its last complete step ends, like every chart.
+    """
+    floor_start = max(window_start, floor(counted_since or now, MINUTE))
+    step = step_for(max(now - max(now - span, floor_start), MINUTE))
+    end = complete_until(now, step)
+    start = max(end - span, floor_start)
+    return min(start, end), end, step

@@ -189,41 +189,25 @@ def budgets(*, now: datetime) -> dict:
     return {"generated_at": now.isoformat(), "slos": rows}
 
 
-def slo_page(slo: SLO, *, now: datetime) -> dict:
-    """Status, SLI and burndown series, tiers, burn rates, alerts and deploys in the window."""
-    state, detail = slos.slo_detail(slo, now=now)
-    in_window = Deployment.objects.filter(
-        service=slo.service, started_at__gte=state.window_start, started_at__lt=state.window_end
-    ).order_by("started_at")
+def slo_page(slo: SLO, *, now: datetime, chart_range: str | None = None) -> dict:
+    """Status, SLI and burndown over a chart range, tiers, burn rates, alerts and deploys."""
+    state, detail = slos.slo_detail(slo, now=now, chart_range=chart_range)
+    in_window = list(
+        Deployment.objects.filter(
+            service=slo.service, started_at__gte=state.window_start, started_at__lt=state.window_end
+        ).order_by("started_at", "id")
+    )
+    spent = slos.deploy_budget_use(slo, state, in_window, now=now)
     return {
         "generated_at": now.isoformat(),
         **detail,
         "demo": is_demo(slo.service),
         "alert_history": slos.alert_history(slo),
-        "deploys": _deploys_on_burndown(list(in_window), detail["history"], now=now),
+        "deploys": [
+            {**deploys.deploy_row(deploy), "budget_consumed_pct": share}
+            for deploy, share in zip(in_window, spent, strict=True)
+        ],
     }
-
-
-def _remaining_at(history: list[dict], at: str) -> float | None:
-    """The burndown's remaining percent at an instant, from the nearest earlier point."""
-    remaining = None
-    for point in history:
-        if point["at"] > at:
-            break
-        remaining = point["remaining_pct"]
-    return remaining
-
-
-def _deploys_on_burndown(in_window: list, history: list[dict], *, now: datetime) -> list[dict]:
-    """Each deploy with the budget spent while it was the latest one."""
-    rows = []
-    for index, deploy in enumerate(in_window):
-        until = in_window[index + 1].started_at if index + 1 < len(in_window) else now
-        before = _remaining_at(history, deploy.started_at.isoformat())
-        after = _remaining_at(history, until.isoformat())
-        consumed = None if before is None or after is None else round(before - after, 3)
-        rows.append({**deploys.deploy_row(deploy), "budget_consumed_pct": consumed})
-    return rows
 
 
 # Deploys

@@ -153,13 +153,28 @@ def banners(rows: list[dict]) -> list[dict]:
     return sorted(found, key=lambda banner: (banner["level"] != "bad", banner["text"]))
 
 
-def slo_detail(slo: SLO, *, now: datetime) -> tuple[slo_status.Status, dict]:
-    """The SLO page's status (with history) and figures: tiers, burndown, SLI series."""
-    state = slo_status.status(slo, now=now, history=True)
+def chart_ranges(slo: SLO, *, now: datetime) -> dict[str, timedelta]:
+    return figures.slo_chart_ranges(slo.window, slo.window_spec.period(now))
+
+
+def slo_detail(
+    slo: SLO, *, now: datetime, chart_range: str | None = None
+) -> tuple[slo_status.Status, dict]:
+    """The SLO page's figures: this minute's status (as on every page), tiers, and its charts.
+
+    The charts cover `chart_range` (by default the shortest range holding
+    every counted minute), from the first counted minute, in steps that fit the
+    time shown and complete steps only (slo.status.history).
+    """
+    state = _statuses([slo], now=now)[slo.pk]
     worst = state.worst_firing_tier
     cause = causes.of_alerts([worst.alert.pk]).get(worst.alert.pk) if worst else None
-    step = maths.history_step(state.window_end - state.window_start)
-    settled = now - figures.SETTLE
+    ranges = chart_ranges(slo, now=now)
+    counted_for = None
+    if state.counted_since:
+        counted_for = now - max(state.counted_since, state.window_start)
+    if chart_range not in ranges:
+        chart_range = figures.fitting_slo_range(ranges, counted_for)
     detail = {
         **slo_row(slo, state, cause),
         "window_start": state.window_start.isoformat(),
@@ -170,29 +185,53 @@ def slo_detail(slo: SLO, *, now: datetime) -> tuple[slo_status.Status, dict]:
             {"window": key, "burn_rate": round(state.burn_rates[key], 3)}
             for key in maths.STATUS_BURN_WINDOWS
         ],
-        # Cumulative and ratio series cannot fake a collapse; their unfinished
-        # last point stays, marked partial, so the chart ends where the tiles are.
-        "history": [
-            {
-                "at": point["at"].isoformat(),
-                "remaining_pct": round(point["remaining_pct"], 3),
-                "partial": point["at"] > settled,
-            }
-            for point in state.budget_history
-        ],
-        "sli_series": [
-            {
-                # Drawn at the end of its step (now, for the unfinished one), as the
-                # burndown is.
-                "t": min(point["at"] + step, now).isoformat(),
-                "sli_pct": round(100 * point["sli"], 4),
-                "total": point["total"],
-                "partial": point["at"] + step > settled,
-            }
-            for point in state.sli_history
-        ],
+        "chart_range": chart_range,
+        "chart_ranges": list(ranges),
+        **_charts(slo, state, ranges[chart_range], now=now),
     }
     return state, detail
+
+
+def _charts(slo: SLO, state: slo_status.Status, span: timedelta, *, now: datetime) -> dict:
+    """The SLI of each complete step with traffic, and the budget left at each step's end."""
+    start, end, step = figures.slo_chart_bounds(
+        span, window_start=state.window_start, counted_since=state.counted_since,
+        now=now, step_for=maths.history_step,
+    )  # fmt: skip
+    found = slo_status.history(slo, state, start=start, end=end, step=step)
+    burndown = [{"at": found.start, "remaining_pct": found.remaining_at_start}] + [
+        {"at": point.end, "remaining_pct": point.remaining_pct} for point in found.steps
+    ]
+    burndown = [
+        {"at": point["at"].isoformat(), "remaining_pct": round(point["remaining_pct"], 3)}
+        for point in burndown
+    ]
+    return {
+        "chart_start": found.start.isoformat(),
+        "chart_end": found.end.isoformat(),
+        "chart_step_s": int(step.total_seconds()),
+        # Drawn at the end of its step, where the burndown shows what it spent.
+        "sli_series": [
+            {"t": point.end.isoformat(), "sli_pct": round(100 * point.sli, 4),
+             "good": point.units - point.bad, "total": point.units}
+            for point in found.steps
+            if point.units
+        ],  # fmt: skip
+        "history": burndown if found.steps else [],
+    }
+
+
+def deploy_budget_use(slo: SLO, state: slo_status.Status, deploys: list, *, now: datetime):
+    """Each deploy's share of the budget: what the SLO spent while it was the latest one."""
+    intervals = [
+        (max(deploy.started_at, state.window_start),
+         deploys[index + 1].started_at if index + 1 < len(deploys) else now)
+        for index, deploy in enumerate(deploys)
+    ]  # fmt: skip
+    spent = slo_status.bad_units_in(slo, intervals)
+    if not state.budget_total:
+        return [None for _ in deploys]
+    return [round(100 * bad / state.budget_total, 3) for bad in spent]
 
 
 def _tier_row(tier) -> dict:

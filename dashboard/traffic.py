@@ -6,9 +6,12 @@ read interface (telemetry.spans). Every rate follows dashboard.figures: complete
 buckets only, over the time the service actually served.
 """
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from django.core.cache import cache
 
 from dashboard import figures
 from dashboard.figures import MINUTE, TimeRange
@@ -18,6 +21,8 @@ from telemetry.coarse_rollups import Totals
 SERVICE_LOOKBACK = timedelta(days=30)
 OVERVIEW_WINDOWS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1)}
 OVERVIEW_STEP = timedelta(minutes=5)
+# A breakdown is reused only while its fingerprint holds; this only bounds the memory.
+BREAKDOWN_CACHE_SECONDS = 6 * 3600
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ def _sparkline(minutes: dict, start: datetime, end: datetime, presence: Presence
 def service_traffic(service: str, time_range: TimeRange, *, now: datetime) -> dict:
     """Series, routes, versions and totals of one service over a range of complete buckets."""
     start, end = time_range.bounds(now)
-    parts = coarse_rollups.breakdown(service, start=start, end=end, step=time_range.step)
+    parts = _breakdown(service, start=start, end=end, step=time_range.step)
     seen = spans.versions_seen(since=start, service=service)
     presence = _presence(seen)
     seconds = presence.served_seconds(start, end)
@@ -120,6 +125,27 @@ def service_traffic(service: str, time_range: TimeRange, *, now: datetime) -> di
         "routes": _routes(parts.routes, seconds),
         "versions": _versions(seen, parts.versions, start, end),
     }
+
+
+def _breakdown(service: str, *, start: datetime, end: datetime, step: timedelta):
+    """coarse_rollups.breakdown(), reused while the rows it was built from are unchanged.
+
+    A long range ends at its last complete bucket (six hours for 30d), so its
+    rows only change when late spans land in it: each poll then pays for the
+    cheap fingerprint, not for merging a month of histograms. Minute ranges are
+    cheap to read and change every minute; they are read afresh.
+    """
+    if int(step.total_seconds()) % coarse_rollups.FIVE_MINUTES:
+        return coarse_rollups.breakdown(service, start=start, end=end, step=step)
+    digest = hashlib.sha256(service.encode()).hexdigest()[:32]
+    key = f"dashboard:breakdown:{digest}:{start.isoformat()}:{end.isoformat()}"
+    mark = coarse_rollups.fingerprint(service, start=start, end=end, step=step)
+    cached = cache.get(key)
+    if cached is not None and cached[0] == mark:
+        return cached[1]
+    found = coarse_rollups.breakdown(service, start=start, end=end, step=step)
+    cache.set(key, (mark, found), BREAKDOWN_CACHE_SECONDS)
+    return found
 
 
 def _series(buckets: dict, step: timedelta, start: datetime, end: datetime, presence) -> dict:

@@ -262,19 +262,17 @@ def budgets_json(request: HttpRequest) -> JsonResponse:
 @login_required
 def slo(request: HttpRequest, slo_id: int) -> HttpResponse:
     objective = get_object_or_404(SLO, pk=slo_id)
-    data = pages.slo_page(objective, now=timezone.now())
-    return render(
-        request,
-        "dashboard/slo.html",
-        {"slo": objective, "data": data, "chart_ranges": ["15m", "1h", "6h", "1d", "7d", "all"]},
-    )
+    data = pages.slo_page(objective, now=timezone.now(), chart_range=request.GET.get("range"))
+    return render(request, "dashboard/slo.html", {"slo": objective, "data": data})
 
 
 @require_GET
 @json_login_required
 def slo_json(request: HttpRequest, slo_id: int) -> JsonResponse:
     objective = get_object_or_404(SLO, pk=slo_id)
-    return JsonResponse(pages.slo_page(objective, now=timezone.now()))
+    return JsonResponse(
+        pages.slo_page(objective, now=timezone.now(), chart_range=request.GET.get("range"))
+    )
 
 
 # Deploys

@@ -234,6 +234,25 @@ def breakdown(service: str, *, start: datetime, end: datetime, step: timedelta) 
     )
 
 
+def fingerprint(service: str, *, start: datetime, end: datetime, step: timedelta) -> tuple:
+    """Rows, requests and errors of the rows breakdown() reads, read without their histograms.
+
+    Rows are only ever rebuilt from the spans stored, and spans are only added
+    (or dropped whole by retention), so a rebuilt row changes these sums: equal
+    fingerprints mean an equal breakdown. About a tenth of breakdown()'s work.
+    """
+    source = _source(step)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), coalesce(sum(requests), 0), coalesce(sum(errors), 0) "
+            f"FROM {source.table} WHERE service = %(service)s "
+            f"AND {source.time_column} >= %(start)s AND {source.time_column} < %(end)s "
+            f"AND {source.condition}",
+            {"service": service, "start": start, "end": end, "kinds": list(REQUEST_KINDS)},
+        )
+        return tuple(int(value) for value in cursor.fetchone())
+
+
 def _add(totals: Totals, index: int | None, count: int | None, errors: int | None) -> None:
     if index is None:
         # The overall grouping set yields one row even over no rows: NULL sums.

@@ -12,7 +12,9 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 from django.utils import timezone
 
+from slo.models import SLO
 from tests.dashboard.factories import XSS, build_world, span_row, store
+from tests.slo.factories import add_minutes
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
@@ -171,16 +173,19 @@ def test_no_chart_ends_on_an_unfinished_bucket(session, browser_world):
                 [chart_id, _dig(data, points_path)[-1][key]],
             )
             assert drawn == expected, (name, chart_id)
-    # Ratio and cumulative charts keep their unfinished last point, drawn hollow.
+    # The SLO charts too end on a complete step, drawn where the data says.
     session.open(pages["slo"][0])
     session.page.wait_for_selector(".main-svg", state="attached")
     data = _initial(session)
-    charts = (("chart-sli", data["sli_series"]), ("chart-burndown", data["history"]))
-    for chart_id, series in charts:
-        symbol = session.page.evaluate(
-            "id => document.getElementById(id).data[0].marker.symbol.at(-1)", chart_id
+    generated = datetime.fromisoformat(data["generated_at"])
+    for chart_id, series, key in (("chart-sli", data["sli_series"], "t"),
+                                  ("chart-burndown", data["history"], "at")):  # fmt: skip
+        assert datetime.fromisoformat(series[-1][key]) <= generated - timedelta(minutes=2)
+        drawn, expected = session.page.evaluate(
+            "([id, iso]) => [document.getElementById(id).data[0].x.at(-1), Monoenv.plotTime(iso)]",
+            [chart_id, series[-1][key]],
         )
-        assert symbol == ("circle-open" if series[-1]["partial"] else "circle"), chart_id
+        assert drawn == expected, chart_id
     assert session.problems == []
 
 
@@ -301,4 +306,23 @@ def test_a_hostile_span_name_shows_as_text(session, browser_world):
     session.page.locator("#verdict details summary").click()
     assert XSS in session.page.locator("#verdict").inner_text()
     assert session.dialogs == []
+    assert session.problems == []
+
+
+def test_a_young_slo_draws_a_point_for_each_complete_minute(session, browser_world):
+    slo = SLO.objects.create(name="young-availability", service="checkout", objective=99)
+    first = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=12)
+    add_minutes(slo, first, 12, good=95, total=100)
+    session.open(reverse("dashboard:slo", args=[slo.pk]))
+    session.page.wait_for_selector("#chart-sli .main-svg", state="attached")
+    session.shot("desktop-slo-young")
+    xs = session.page.evaluate("document.getElementById('chart-sli').data[0].x")
+    ys = session.page.evaluate("document.getElementById('chart-sli').data[0].y")
+    # Twelve minutes counted, the last two not yet complete: ten one-minute points
+    # (eleven if the clock turned a minute while the page loaded), each at 95 %.
+    assert len(xs) in (10, 11) and set(ys) == {95}
+    burndown = session.page.evaluate("document.getElementById('chart-burndown').data[0].x")
+    assert len(burndown) == len(xs) + 1
+    assert session.page.locator("#chart-range a[aria-current]").inner_text() == "15m"
+    assert "1 min steps" in session.page.locator("#chart-note").inner_text()
     assert session.problems == []

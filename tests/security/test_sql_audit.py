@@ -85,9 +85,18 @@ REVIEWED = {
     ),
     ("incidents/delivery.py", "_run"): "executes what _totals built",
     ("slo/status.py", "_bad_units_between"): FIXED,
+    ("slo/status.py", "_history_buckets"): (
+        "table and column names come from _HISTORY_TABLES, unit expressions from _unit_sql; "
+        "values are parameters"
+    ),
+    ("slo/status.py", "bad_units_in"): (
+        "table and column names come from _HISTORY_TABLES, unit expressions from _unit_sql; "
+        "values are parameters"
+    ),
     ("telemetry/coarse_rollups.py", "_fetch"): "runs the SQL of the callers listed here",
     ("telemetry/coarse_rollups.py", "_rebuild"): "source and unnest are module constants",
     ("telemetry/coarse_rollups.py", "breakdown"): "formats a _Source: one of three constants",
+    ("telemetry/coarse_rollups.py", "fingerprint"): "formats a _Source: one of three constants",
     ("telemetry/migrations/0006_coarse_rollup.py", "take_over_table"): (
         "table, index and constraint names are module constants"
     ),

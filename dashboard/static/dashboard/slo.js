@@ -2,9 +2,8 @@
 "use strict";
 (() => {
   const { el, fmt, link, badge, timeEl, plotTime, plotText } = Monoenv;
-  const rangeSeconds = { "15m": 900, "1h": 3600, "6h": 21600, "1d": 86400, "7d": 604800 };
-  let chosenRange = "all";
-  let lastData = null;
+  /* One decimal, as the banner and the alerts print them (13.4×, not 13×). */
+  const times = (value) => (value === null || value === undefined ? "—" : `${value.toFixed(1)}×`);
 
   function deployMarks(deploys, yValue) {
     return {
@@ -28,7 +27,7 @@
   }
 
   function remainingAt(history, iso) {
-    let value = 100;
+    let value = history.length ? history[0].remaining_pct : 100;
     for (const point of history) {
       if (point.at > iso) break;
       value = point.remaining_pct;
@@ -36,20 +35,27 @@
     return value;
   }
 
-  /* The x range: from where the data starts (or the chosen zoom) to the window's end. */
+  /* The x range: where the charts' data starts to the end of their last complete step. */
   function xRange(data) {
-    const end = new Date(data.generated_at);
-    let start = new Date(data.counted_since || data.window_start);
-    if (chosenRange !== "all") start = new Date(Math.max(start, end - rangeSeconds[chosenRange] * 1000));
-    /* A little room on the right, so the point at "now" is not cut in half. */
+    const start = new Date(data.chart_start), end = new Date(data.chart_end);
+    /* A little room on the right, so the last point is not cut in half. */
     const padded = new Date(end.getTime() + Math.max((end - start) * 0.03, 30000));
-    return [plotTime(start.toISOString()), plotTime(padded.toISOString())];
+    return [plotTime(data.chart_start), plotTime(padded.toISOString())];
   }
 
-  /* Hollow markers on partial points: the unfinished step so far. */
-  function partialMarkers(points, color) {
-    return { color, size: points.map((p) => (p.partial ? 8 : 4)),
-      symbol: points.map((p) => (p.partial ? "circle-open" : "circle")) };
+  function chartNote(data) {
+    const step = data.chart_step_s >= 3600 ? `${data.chart_step_s / 3600} h` : `${data.chart_step_s / 60} min`;
+    const note = document.getElementById("chart-note");
+    note.replaceChildren(`${step} steps to `, timeEl(data.chart_end),
+      data.history.length ? " (complete steps; the tiles count to now)" : ": no complete step yet");
+  }
+
+  /* Fit the budget left, so a burn of a few percent shows its slope instead of a flat
+     line at the top of 0-100; an overspent budget goes below zero. */
+  function burndownRange(history) {
+    const low = Math.min(100, ...history.map((p) => p.remaining_pct));
+    const span = Math.max(100 - low, 1);
+    return [low >= 0 ? Math.max(0, low - span * 0.5) : low - span * 0.1, 100 + span * 0.05];
   }
 
   function renderCharts(data) {
@@ -59,8 +65,8 @@
     const low = Math.min(data.objective, ...sliValues.filter((v) => v !== null));
     Plotly.react("chart-sli", [
       { name: "SLI", x: series.map((p) => plotTime(p.t)), y: sliValues, type: "scatter",
-        mode: "lines+markers", line: { color: "#2f5bd3", width: 1.6 }, marker: partialMarkers(series, "#2f5bd3"),
-        customdata: series.map((p) => (p.partial ? "so far" : "complete")),
+        mode: "lines+markers", line: { color: "#2f5bd3", width: 1.6 }, marker: { color: "#2f5bd3", size: 4 },
+        customdata: series.map((p) => `${fmt.count(p.good)} good of ${fmt.count(p.total)}`),
         hovertemplate: "%{y:.3f} % (%{customdata})<extra></extra>" },
       { name: "objective", x: range, y: [data.objective, data.objective], type: "scatter", mode: "lines",
         line: { color: "#b42318", dash: "dash", width: 1.2 }, hovertemplate: "%{y:.3f} %" },
@@ -73,12 +79,13 @@
     const traces = [{ name: "budget left", x: history.map((p) => plotTime(p.at)),
       y: history.map((p) => p.remaining_pct), type: "scatter", mode: "lines+markers", fill: "tozeroy",
       line: { color: "#1a7f43", width: 1.6 }, fillcolor: "rgba(26,127,67,.1)",
-      marker: partialMarkers(history, "#1a7f43"), hovertemplate: "%{y:.2f} % left<extra></extra>" }];
-    if (data.deploys.length) {
-      traces.push(deployMarks(data.deploys, (d) => remainingAt(history, d.started_at)));
+      marker: { color: "#1a7f43", size: 4 }, hovertemplate: "%{y:.2f} % left<extra></extra>" }];
+    const shown = data.deploys.filter((d) => d.started_at >= data.chart_start && d.started_at <= data.chart_end);
+    if (shown.length) {
+      traces.push(deployMarks(shown, (d) => remainingAt(history, d.started_at)));
     }
     Plotly.react(burndown, traces, Monoenv.layout("% of budget left", {
-      xaxis: { range }, yaxis: { title: { text: "% left" } },
+      xaxis: { range }, yaxis: { title: { text: "% left" }, range: burndownRange(history) },
     }), Monoenv.plotConfig);
     onDeployClick(burndown);
   }
@@ -88,11 +95,11 @@
       el("td", {}, badge(row.severity, row.severity)),
       el("td", {}, row.windows),
       el("td", { class: "num " + (row.long_burn_rate > row.threshold ? "bad" : "") },
-        `${fmt.multiple(row.long_burn_rate)} / ${fmt.multiple(row.short_burn_rate)}`),
-      el("td", { class: "num" }, fmt.multiple(row.threshold)),
+        `${times(row.long_burn_rate)} / ${times(row.short_burn_rate)}`),
+      el("td", { class: "num" }, times(row.threshold)),
       el("td", {}, row.firing ? badge("firing", "firing") : el("span", { class: "muted" }, "quiet"))), "", 5);
     Monoenv.replaceRows(document.querySelector("#burn tbody"), data.burn_table, (row) => el("tr", {},
-      el("td", {}, row.window), el("td", { class: "num" }, fmt.multiple(row.burn_rate))), "", 2);
+      el("td", {}, row.window), el("td", { class: "num" }, times(row.burn_rate))), "", 2);
     Monoenv.replaceRows(document.querySelector("#deploys tbody"), data.deploys, (row) => el("tr", {},
       el("td", { class: "hide-phone" }, timeEl(row.started_at)),
       el("td", { class: "name" }, link(row.url, row.version)),
@@ -101,8 +108,8 @@
     Monoenv.replaceRows(document.querySelector("#alerts tbody"), data.alert_history, (row) => el("tr", {},
       el("td", {}, badge(row.severity, row.severity)),
       el("td", { class: "hide-phone" }, row.windows),
-      el("td", { class: "num hide-phone" }, `${fmt.multiple(row.long_burn_rate)} / ${fmt.multiple(row.short_burn_rate)}`),
-      el("td", { class: "num hide-phone" }, fmt.multiple(row.threshold)),
+      el("td", { class: "num hide-phone" }, `${times(row.long_burn_rate)} / ${times(row.short_burn_rate)}`),
+      el("td", { class: "num hide-phone" }, times(row.threshold)),
       el("td", { class: "num hide-phone" }, fmt.pct(row.budget_consumed_pct)),
       el("td", {}, timeEl(row.fired_at)),
       el("td", {}, row.resolved_at ? timeEl(row.resolved_at) : badge("firing", "firing"))),
@@ -130,22 +137,13 @@
   }
 
   function render(data) {
-    lastData = data;
     renderTiles(data);
     renderTables(data);
     renderCharts(data);
+    chartNote(data);
   }
 
   document.addEventListener("DOMContentLoaded", () => {
-    for (const choice of document.querySelectorAll("#chart-range a")) {
-      choice.addEventListener("click", (event) => {
-        event.preventDefault();
-        chosenRange = choice.dataset.range;
-        for (const other of document.querySelectorAll("#chart-range a")) other.removeAttribute("aria-current");
-        choice.setAttribute("aria-current", "true");
-        if (lastData) renderCharts(lastData);
-      });
-    }
     render(Monoenv.initialData());
     Monoenv.poll(document.getElementById("tiles").dataset.url, render, 30000);
   });

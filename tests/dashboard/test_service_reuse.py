@@ -1,0 +1,50 @@
+"""A long range's breakdown is reused while its rows are unchanged, and never shows stale counts."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from dashboard import figures, pages
+from tests.dashboard.factories import span_row, store
+
+pytestmark = pytest.mark.django_db
+
+
+def _merges(queries) -> int:
+    """How many queries merged histograms (coarse_rollups.breakdown's GROUPING SETS)."""
+    return sum("GROUPING SETS" in query["sql"] for query in queries)
+
+
+@pytest.mark.parametrize("name", ["24h", "7d"])
+def test_a_late_span_in_a_long_range_shows_on_the_next_poll(world, name):
+    cache.clear()
+    time_range = figures.RANGES[name]
+    first = pages.service_page("checkout", time_range, now=world.now)
+    with CaptureQueriesContext(connection) as unchanged:
+        again = pages.service_page("checkout", time_range, now=world.now)
+    assert _merges(unchanged.captured_queries) == 0
+    assert again["summary"] == first["summary"] and again["series"] == first["series"]
+
+    # One late failing request, 80 minutes ago: inside both ranges' complete buckets.
+    late = world.now.replace(second=0, microsecond=0) - timedelta(minutes=80)
+    store([span_row(late + timedelta(seconds=7), error=True)])
+    with CaptureQueriesContext(connection) as changed:
+        after = pages.service_page("checkout", time_range, now=world.now)
+
+    assert _merges(changed.captured_queries) == 1
+    assert after["summary"]["requests"] == first["summary"]["requests"] + 1
+    routes = {row["route"]: row["requests"] for row in after["routes"]}
+    assert routes["/api/orders"] == {r["route"]: r["requests"] for r in first["routes"]}[
+        "/api/orders"
+    ] + 1
+
+
+def test_minute_ranges_are_read_afresh(world):
+    cache.clear()
+    pages.service_page("checkout", figures.RANGES["1h"], now=world.now)
+    with CaptureQueriesContext(connection) as queries:
+        pages.service_page("checkout", figures.RANGES["1h"], now=world.now)
+    assert _merges(queries.captured_queries) == 1
