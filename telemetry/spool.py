@@ -22,8 +22,10 @@ Invariants:
 - The spool holds about max_bytes at most: each process checks a total it
   rescans at most once a second plus what it wrote since, so processes that
   write at once can overshoot by what they write in that second.
-- Every file holds one serialized ExportTraceServiceRequest (protobuf), the
-  same bytes an OTLP/HTTP exporter would POST.
+- Every file holds one OTLP batch as bytes: a serialized
+  ExportTraceServiceRequest (protobuf, the bytes an OTLP/HTTP exporter would
+  POST), or a logs request behind telemetry.ingest.LOGS_PREFIX. The spool
+  does not look inside; ingest tells them apart at replay.
 """
 
 import fcntl
