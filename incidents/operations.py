@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
-from incidents import lifecycle, notify, sources
+from incidents import impact, lifecycle, notify, postmortem, sources
 from incidents.models import (
     EntryKind,
     Incident,
@@ -203,6 +203,11 @@ def update(incident: Incident, changes: dict, *, actor: str, now: datetime) -> I
                 incident, f"Status set to {incident.status}", at=now, author=actor
             )
             notify.notify(incident, event, now=now)
+            # The times to mitigate and resolve changed with the status: the
+            # impact and the draft say so now, not at the next refresh.
+            incident.impact = impact.compute(incident, now=now)
+            incident.save(update_fields=["impact"])
+            postmortem.refresh_draft(incident, now=now)
     return incident
 
 

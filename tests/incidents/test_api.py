@@ -135,3 +135,18 @@ def test_dora_refuses_periods_out_of_range(client, read_token):
     assert send(client, "get", "/dora?days=400", read_token).status_code == 422
     body = send(client, "get", "/dora?days=7", read_token).json()
     assert body["days"] == 7 and body["deployment_frequency"]["deploys"] == 0
+
+
+def test_resolving_updates_the_impact_and_the_draft_at_once(client, declared, incident_token,
+                                                            read_token):  # fmt: skip
+    path = f"/incidents/{declared['id']}"
+    incident = Incident.objects.get(pk=declared["id"])
+    resolved_at = incident.detected_at + 7 * M
+    body = {"status": "resolved", "resolved_at": resolved_at.isoformat()}
+    assert send(client, "patch", path, incident_token, body).status_code == 200
+
+    # Declared by a person: started = detected, so 7 minutes to resolve, by hand.
+    incident.refresh_from_db()
+    assert incident.impact["time_to_resolve_seconds"] == 7 * 60
+    draft = send(client, "get", f"{path}/postmortem.md", read_token).content.decode()
+    assert "**to resolve:** 7 min" in draft
