@@ -11,7 +11,9 @@
 
   function budgetCell(slo) {
     if (!slo) return el("td", { class: "num muted" }, "no SLO");
-    const text = slo.learning ? "learning" : fmt.pct(slo.budget_remaining_pct, 1) + " left";
+    // A learning SLO still shows what is left: a page can fire while it learns.
+    const left = fmt.pct(slo.budget_remaining_pct, 1) + " left";
+    const text = slo.learning ? left + " · learning" : left;
     const cell = el("td", { class: "num " + (slo.level || ""), title: slo.title || "" });
     cell.append(slo.url ? link(slo.url, text) : text);
     return cell;
