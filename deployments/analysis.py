@@ -8,7 +8,9 @@ deployments/judge.py decides, deployments/reasons.py words it.
 
 Looks. A deploy is looked at every minute of its first
 MONOENV_DEPLOY_WATCH_MINUTES, and at each of MONOENV_DEPLOY_CHECKPOINTS. Each
-look spends part of 1 − confidence (Lan-DeMets, Pocock type; stats.look_alpha):
+look spends part of 1 − confidence (Lan-DeMets spending, Kim-DeMets power
+family with MONOENV_DEPLOY_SPENDING_RHO, and MONOENV_DEPLOY_FINAL_ALPHA_SHARE
+kept for the last look; stats.look_alpha):
 a fail may come at any look, a pass only at a checkpoint. Over all the looks
 of a deploy, the chance of a false fail, and of a pass despite a
 threshold-sized regression, each stays within 1 − confidence.
@@ -53,6 +55,7 @@ def thresholds() -> stats.Thresholds:
         error_rate_min_ratio=settings.MONOENV_DEPLOY_ERROR_RATE_MIN_RATIO,
         latency_min_ratio=settings.MONOENV_DEPLOY_LATENCY_MIN_RATIO,
         latency_min_ms=settings.MONOENV_DEPLOY_LATENCY_MIN_MS,
+        fail_floor=settings.MONOENV_DEPLOY_FAIL_FLOOR,
     )
 
 
@@ -75,7 +78,11 @@ def rules_at(minutes: int) -> judge.Rules:
 def _spend(alpha: float, minutes: int, schedule: list[int]) -> float:
     earlier = [m for m in schedule if m < minutes]
     horizon = max(schedule)
-    return stats.look_alpha(alpha, min(minutes, horizon), earlier[-1] if earlier else 0, horizon)
+    return stats.look_alpha(
+        alpha, min(minutes, horizon), earlier[-1] if earlier else 0, horizon,
+        rho=settings.MONOENV_DEPLOY_SPENDING_RHO,
+        final=settings.MONOENV_DEPLOY_FINAL_ALPHA_SHARE,
+    )  # fmt: skip
 
 
 def evaluate(deployment: Deployment, checkpoint: int) -> LookResult:

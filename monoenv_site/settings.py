@@ -259,6 +259,13 @@ MONOENV_DEPLOY_ERROR_RATE_MIN_PP = float(envstr("MONOENV_DEPLOY_ERROR_RATE_MIN_P
 MONOENV_DEPLOY_ERROR_RATE_MIN_RATIO = float(envstr("MONOENV_DEPLOY_ERROR_RATE_MIN_RATIO", "1.5"))
 MONOENV_DEPLOY_LATENCY_MIN_RATIO = float(envstr("MONOENV_DEPLOY_LATENCY_MIN_RATIO", "1.2"))
 MONOENV_DEPLOY_LATENCY_MIN_MS = float(envstr("MONOENV_DEPLOY_LATENCY_MIN_MS", "10"))
+# A significant regression fails once its estimate reaches this share of the
+# threshold (docs/deployments.md, "What fail means"); pass still needs the whole.
+MONOENV_DEPLOY_FAIL_FLOOR = float(envstr("MONOENV_DEPLOY_FAIL_FLOOR", "0.5"))
+# Alpha spending over the looks: (1 - final share)·alpha·t^rho, and the final
+# share at the last look (deployments/stats.py, spent_alpha).
+MONOENV_DEPLOY_SPENDING_RHO = float(envstr("MONOENV_DEPLOY_SPENDING_RHO", "0.5"))
+MONOENV_DEPLOY_FINAL_ALPHA_SHARE = float(envstr("MONOENV_DEPLOY_FINAL_ALPHA_SHARE", "0.25"))
 MONOENV_DEPLOY_MIN_ROUTE_REQUESTS = envint("MONOENV_DEPLOY_MIN_ROUTE_REQUESTS", 50)
 MONOENV_DEPLOY_MAX_SAMPLES = envint("MONOENV_DEPLOY_MAX_SAMPLES", 200_000)
 MONOENV_DEPLOY_UPSERT_MINUTES = envint("MONOENV_DEPLOY_UPSERT_MINUTES", 60)
