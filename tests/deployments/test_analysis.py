@@ -60,7 +60,7 @@ def test_it_fails_a_route_that_got_twice_as_slow(t0):
     assert finding.candidate_value / finding.baseline_value == pytest.approx(2.0, rel=0.2)
     assert finding.adjusted_p_value < 0.01
     assert finding.interval_low <= finding.candidate_value <= finding.interval_high
-    assert finding.threshold == "×1.2 and +10 ms"
+    assert finding.threshold == "×1.2 and +10 ms; a significant rise fails from 50% of it"
     assert "p95 latency on POST /orders rose from" in record.reason
 
 
@@ -77,7 +77,7 @@ def test_it_fails_a_raised_error_rate(t0):
     finding = record.findings.get(metric="error_rate", route="")
     assert finding.significant
     assert finding.baseline_n == 7200 and finding.candidate_n == 1800
-    assert finding.threshold == "+0.5 pp and ×1.5"
+    assert finding.threshold == "+0.5 pp and ×1.5; a significant rise fails from 50% of it"
     assert not record.findings.filter(metric="new_error_type").exists()
     assert record.reason.startswith("error rate for the service rose from")
 
