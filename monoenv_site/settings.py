@@ -275,6 +275,20 @@ MONOENV_DEPLOY_EVALUATION_LAG_SECONDS = envint("MONOENV_DEPLOY_EVALUATION_LAG_SE
 MONOENV_DEPLOY_WATCH_MINUTES = envint("MONOENV_DEPLOY_WATCH_MINUTES", 60)
 # A failing deploy this long back within every threshold has "recovered".
 MONOENV_DEPLOY_RECOVERY_MINUTES = envint("MONOENV_DEPLOY_RECOVERY_MINUTES", 10)
+# The per-look state of deploy verdicts (deployments/analysis.py, derived and
+# rebuilt when missing): each worker's memory by default, so a look taken by
+# another worker reads its spans again; a Redis URL (the broker's will do, e.g.
+# redis://127.0.0.1:6379/1) shares it between workers.
+MONOENV_DEPLOY_STATE_CACHE_URL = envstr("MONOENV_DEPLOY_STATE_CACHE_URL", "")
+if MONOENV_DEPLOY_STATE_CACHE_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "verdicts": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": MONOENV_DEPLOY_STATE_CACHE_URL,
+            "KEY_PREFIX": "monoenv",
+        },
+    }
 # A look whose worker died is claimed again after this long.
 MONOENV_DEPLOY_CLAIM_SECONDS = envint("MONOENV_DEPLOY_CLAIM_SECONDS", 120)
 # The route watch: between deploys, each route's last minutes against the hour before.

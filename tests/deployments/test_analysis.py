@@ -313,3 +313,28 @@ def test_a_warm_up_is_a_transient_regression_that_recovers_and_opens_the_gate(t0
         "/api/v1/gate?service=shop", HTTP_AUTHORIZATION=f"Bearer {read_token}"
     )
     assert response.status_code == 200, response.json()
+
+
+def test_the_look_state_is_shared_through_redis_when_configured(t0, settings):
+    import os
+
+    from django.core.cache.backends.redis import RedisCache
+
+    from deployments import analysis
+
+    url = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "verdicts": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                     "LOCATION": url, "KEY_PREFIX": f"test-{t0.timestamp()}"},
+    }  # fmt: skip
+    before_and_after(t0, after_minutes=3)
+    deploy = make_deploy(t0)
+    analysis.evaluate(deploy, 2)
+    # Another worker: its own connection to the same Redis, nothing in its memory.
+    other = RedisCache(url, {"KEY_PREFIX": f"test-{t0.timestamp()}"})
+    key = f"deployments:side:{deploy.pk}:candidate:{deploy.judged_from.isoformat()}"
+    read_until, side = other.get(key)
+    assert read_until == t0 + timedelta(minutes=2)
+    assert side.total()[0] == 2 * 120
+    other.delete_many([key])
