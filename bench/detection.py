@@ -269,7 +269,9 @@ def _move_on(state: dict, verdict: str, look: int, *, summary: bool) -> None:
     if verdict == "fail":
         state["failed"] = True
         state["first_fail"] = state["first_fail"] or look
-    if verdict == "pass":
+    if state["verdict"] == "pass" and verdict == "pass":
+        # The deploy's verdict is pass: a pass after a fail or a recovery is
+        # never the deploy's verdict (both hold), and is not what `pass` claims.
         state["passed_at"].append(look)
 
 
@@ -376,9 +378,11 @@ def accuracy(args) -> None:
         rows = by_kind[kind]
         passed = sum(bool(r["passed_at"]) for r in rows)
         if rows:
+            recovered = sum(r["verdict"] == "recovered" for r in rows)
             print(f"    {KINDS[kind][1]}: passed at some checkpoint {passed}/{len(rows)} = "
                   f"{passed / len(rows):.3f}, 95% upper bound "
-                  f"{upper_bound_95(passed, len(rows)):.3f}")  # fmt: skip
+                  f"{upper_bound_95(passed, len(rows)):.3f}; ended 'recovered' "
+                  f"{recovered}/{len(rows)}")  # fmt: skip
     at_ten = [r["first_fail"] for r in by_kind["errors_1pp"] + by_kind["p95_x1.3"]
               if r["scenario"].rps == 10 and r["first_fail"]]  # fmt: skip
     if at_ten:
