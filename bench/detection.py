@@ -601,6 +601,44 @@ def live(args, run: str) -> None:
         label = "errors +2 pp" if kind == "errors" else "latency x2 on the main route"
         shown = f"{failed_at[service]:.2f} min" if service in failed_at else "no fail"
         print(f"    {label}: {shown}")
+    first_minute_ceiling()
+
+
+def first_minute_ceiling(runs: int = 2000, seed: int = 7) -> None:
+    """How often the first minute's data alone can fail errors +2 pp at 10 req/s.
+
+    Before/after: an hour at 10 req/s and 1% errors, then one minute at 3%, the
+    three routes compared with themselves by the engine's exact test. Printed
+    for all of 1 - confidence spent on this one test (no rule can do better at
+    that false-positive rate) and for the first look's own share, divided by
+    the number of comparisons a look makes there (Bonferroni, Holm's first step).
+    """
+    from django.conf import settings
+
+    from deployments import analysis, stats
+
+    rng = np.random.default_rng(seed)
+    alpha = 1 - settings.MONOENV_DEPLOY_CONFIDENCE
+    look = analysis.rules_at(1).fail_alpha / FIRST_LOOK_COMPARISONS
+    p_values = []
+    for _ in range(runs):
+        strata = []
+        for share in SHARES:
+            base_n, cand_n = rng.poisson(36_000 * share), rng.poisson(600 * share)
+            strata.append(stats.Stratum(int(rng.binomial(base_n, 0.01)), int(base_n),
+                                        int(rng.binomial(cand_n, 0.03)), int(cand_n)))  # fmt: skip
+        p_values.append(stats._error_rate_p_value(strata))
+    p_values = np.array(p_values)
+    print(f"    errors +2 pp, the first minute alone ({runs} draws): one exact test spending all "
+          f"of alpha {alpha:g} fails {np.mean(p_values < alpha):.2f}; at the first look's "
+          f"{analysis.rules_at(1).fail_alpha:.2g} over its {FIRST_LOOK_COMPARISONS} "
+          f"comparisons, {np.mean(p_values < look):.2f}")  # fmt: skip
+
+
+# The comparisons of a before/after look at minute 1 at 10 req/s: the service's
+# error rate, p50, p95 and p99; each of the three routes' error rate and p50,
+# and p95 on the two busier; the two rollout findings.
+FIRST_LOOK_COMPARISONS = 14
 
 
 def cost(args, run: str) -> None:
