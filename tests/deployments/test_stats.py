@@ -83,6 +83,19 @@ def test_one_table_of_the_exact_conditional_test_is_fishers():
     assert stats.exact_stratified_greater([table]) == pytest.approx(expected, rel=1e-9)
 
 
+def test_long_laws_convolved_by_fft_give_the_direct_convolutions_tail():
+    # Two routes with thousands of errors each: above DIRECT_CONVOLUTION_MAX.
+    tables = [[[2600, 7400], [2400, 7600]], [[3100, 6900], [3000, 7000]]]
+    laws = []
+    for (a, b), (c, d) in tables:
+        support = np.arange(max(0, a + b - (b + d)), min(a + c, a + b) + 1)
+        laws.append(scipy_stats.hypergeom.pmf(support, a + b + c + d, a + c, a + b))
+    direct = np.convolve(*laws)
+    lowest = sum(max(0, a + b - (b + d)) for (a, b), (c, d) in tables)
+    expected = direct[2600 + 3100 - lowest :].sum()
+    assert stats.exact_stratified_greater(tables) == pytest.approx(expected, rel=1e-6)
+
+
 def test_the_hypergeometric_law_is_scipys():
     support = np.arange(0, 236)
     expected = scipy_stats.hypergeom.pmf(support, 21_960, 235, 360)
@@ -91,7 +104,8 @@ def test_the_hypergeometric_law_is_scipys():
 
 
 def test_many_events_use_the_one_sided_cmh_test():
-    tables = [np.array([[1300, 8700], [1200, 8800]]), np.array([[700, 9300], [650, 9350]])]
+    tables = [np.array([[39_000, 261_000], [36_000, 264_000]]),
+              np.array([[21_000, 279_000], [19_500, 280_500]])]  # fmt: skip
     chi2 = StratifiedTable(tables).test_null_odds(correction=True).statistic
     p_value = stats.stratified_greater([t.tolist() for t in tables])
     assert p_value == pytest.approx(scipy_stats.norm.sf(math.sqrt(chi2)))
@@ -102,7 +116,7 @@ def test_the_exact_test_holds_its_level_for_rare_errors_where_cmh_does_not():
     # both sides: about 6 candidate errors expected. An exact test rejects at
     # most as often as its level; the CMH's normal tail is too thin here.
     rng = np.random.default_rng(11)
-    level, runs = 2e-3, 4000
+    level, runs = 2e-3, 2500
     exact = cmh = 0
     for _ in range(runs):
         tables = []
@@ -112,8 +126,8 @@ def test_the_exact_test_holds_its_level_for_rare_errors_where_cmh_does_not():
             tables.append([[cand_e, cand_n - cand_e], [base_e, base_n - base_e]])
         exact += stats.exact_stratified_greater(tables) < level
         cmh += stats._cmh_greater(tables) < level
-    # Binomial(4000, 0.002): 8 expected; 17 or more has probability < 0.005.
-    assert exact <= 16
+    # Binomial(2500, 0.002): 5 expected; 12 or more has probability 0.0054.
+    assert exact <= 11
     assert cmh > exact
 
 
