@@ -6,9 +6,11 @@ root, with the same DATABASE_URL / MONOENV_DATA_DIR as the stack:
     .venv/bin/python bench/ingest.py --clients 4 --seconds 30
 
 Several client processes post 512-span protobuf batches to /v1/traces. The
-spans stored end to end are counted in PostgreSQL afterwards. Then bare loops,
-one process per core, decode the same kind of payloads and COPY them into the
-same table: the ceiling no HTTP server can beat. Last, the ratio of the two.
+spans stored end to end are counted in PostgreSQL afterwards. Then bare loops
+decode the same kind of payloads and COPY them into the same table: the
+ceiling no HTTP server can beat. There are as many loops as clients
+(--ceiling-processes), so both sides have as many batches in flight. Last,
+the ratio of the two.
 """
 
 import argparse
@@ -17,6 +19,7 @@ import os
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -124,8 +127,24 @@ def run_end_to_end(args, token: str, service: str) -> float:
     return rate
 
 
-def ceiling_worker(args) -> float:
-    """Decode and COPY pre-built payloads in this process; return the seconds spent."""
+def backend_cpu_seconds(cursor) -> float:
+    """CPU seconds of the PostgreSQL backend serving this cursor (the server is local)."""
+    import psutil
+
+    cursor.execute("SELECT pg_backend_pid()")
+    try:
+        times = psutil.Process(cursor.fetchone()[0]).cpu_times()
+    except psutil.Error:  # Another user's process, or not on this machine.
+        return float("nan")
+    return times.user + times.system
+
+
+def ceiling_worker(args) -> tuple[float, float, float]:
+    """Decode and COPY pre-built payloads in this process.
+
+    Returns the seconds spent, and the CPU seconds of this process and of its
+    PostgreSQL backend meanwhile.
+    """
     from django.db import connection
 
     from telemetry import otlp
@@ -133,15 +152,34 @@ def ceiling_worker(args) -> float:
 
     payloads = args
     connection.close()  # never share the parent's connection across fork
-    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        backend_before = backend_cpu_seconds(cursor)
+    started, cpu_before = time.perf_counter(), time.process_time()
     for body in payloads:
         batch = otlp.spans_to_rows(otlp.decode_protobuf(body), current_limits())
         store_rows(batch.rows)
-    return time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_before
+    with connection.cursor() as cursor:
+        backend = backend_cpu_seconds(cursor) - backend_before
+    return elapsed, cpu, backend
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    spans_per_second: float
+    cpu_us_per_span: float  # the loops' and their PostgreSQL backends'
 
 
 def run_ceiling(args, service: str) -> float:
-    """The same work with no HTTP in between, one loop per core: the ceiling."""
+    return measure_ceiling(args, service).spans_per_second
+
+
+def measure_ceiling(args, service: str) -> Ceiling:
+    """The same work with no HTTP in between, in --ceiling-processes loops: the ceiling.
+
+    Also prints the CPU time per span, of the loops and of PostgreSQL's
+    backends: on a loaded machine it moves far less than the rate does.
+    """
     from django.db import connections
 
     processes = args.ceiling_processes
@@ -152,16 +190,22 @@ def run_ceiling(args, service: str) -> float:
     connections.close_all()
     started = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(processes) as pool:
-        pool.map(ceiling_worker, payload_sets)
+        results = pool.map(ceiling_worker, payload_sets)
     elapsed = time.perf_counter() - started
     spans = processes * args.ceiling_batches * args.batch
     rate = spans / elapsed
+    cpu = sum(result[1] for result in results) / spans * 1e6
+    database_cpu = sum(result[2] for result in results) / spans * 1e6
     print(
         f"in-process ceiling: {spans} spans decoded and COPYed in {elapsed:.1f} s "
         f"by {processes} processes"
     )
     print(f"ceiling rate: {rate:,.0f} spans/s")
-    return rate
+    print(
+        f"ceiling CPU per span: {cpu + database_cpu:.1f} us "
+        f"(decode and COPY {cpu:.1f}, PostgreSQL {database_cpu:.1f})"
+    )
+    return Ceiling(rate, cpu + database_cpu)
 
 
 def read_token(args) -> str:
@@ -180,8 +224,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--ceiling-batches", type=int, default=200, help="per process")
-    parser.add_argument("--ceiling-processes", type=int, default=os.cpu_count())
+    parser.add_argument("--ceiling-processes", type=int, help="default: --clients")
     args = parser.parse_args()
+    args.ceiling_processes = args.ceiling_processes or args.clients
 
     import django
 

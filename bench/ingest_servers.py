@@ -26,6 +26,8 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -167,6 +169,19 @@ class Server:
             pass
         return total
 
+    def replayed_batches(self) -> int:
+        """Batches the server's replayers stored so far, as its log says."""
+        text = self.log.read_text(errors="replace")
+        return sum(int(count) for count in re.findall(r"Replayed (\d+) spooled batch", text))
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the server's live processes so far."""
+        try:
+            parent = psutil.Process(self.proc.pid)
+            return sum(_process_cpu(proc.pid) for proc in [parent, *parent.children(True)])
+        except psutil.NoSuchProcess:
+            return 0.0
+
     def stop(self) -> None:
         try:
             os.killpg(self.proc.pid, 9)
@@ -254,6 +269,7 @@ class Figures:
     failures: int
     peak_rss_mib: float
     lost: int | None = None
+    cpu_us_per_span: dict = field(default_factory=dict)
 
     def line(self) -> str:
         lost = "" if self.lost is None else f", {self.lost} acknowledged but not stored"
@@ -262,6 +278,52 @@ class Figures:
             f"stored, p99 {self.p99_ms:7,.0f} ms, {self.failures} failed, "
             f"peak RSS {self.peak_rss_mib:,.0f} MiB{lost}"
         )
+
+    def cpu_line(self) -> str:
+        parts = ", ".join(f"{name} {value:.1f}" for name, value in self.cpu_us_per_span.items())
+        return f"CPU per span: {sum(self.cpu_us_per_span.values()):.1f} us ({parts})"
+
+
+class CpuMeter:
+    """CPU seconds of the load's clients, the server's processes and its PostgreSQL backends.
+
+    The clients are this process's children (counted once reaped); backends
+    are those connected to the server's database, which must be local.
+    """
+
+    def __init__(self, server: "Server"):
+        self.server = server
+        self.start = self._read()
+
+    def _read(self) -> tuple[float, float, dict[int, float]]:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (children.ru_utime + children.ru_stime, self.server.cpu_seconds(),
+                self._backends())  # fmt: skip
+
+    def _backends(self) -> dict[int, float]:
+        query = ("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                 "AND pid <> pg_backend_pid()")  # fmt: skip
+        try:
+            with psycopg.connect(self.server.database_url) as conn:
+                pids = [row[0] for row in conn.execute(query)]
+        except psycopg.OperationalError:
+            return {}  # Stopped for the outage phase: its backends are gone.
+        return {pid: _process_cpu(pid) for pid in pids}
+
+    def per_span(self, spans: int) -> dict[str, float]:
+        clients, server, backends = self._read()
+        database = sum(cpu - self.start[2].get(pid, 0.0) for pid, cpu in backends.items())
+        spent = {"clients": clients - self.start[0], "server": server - self.start[1],
+                 "PostgreSQL": database}  # fmt: skip
+        return {name: seconds / max(spans, 1) * 1e6 for name, seconds in spent.items()}
+
+
+def _process_cpu(pid: int) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
 
 
 def wait_for_empty_spool(spool: Path, timeout: float = 600) -> None:
@@ -279,6 +341,7 @@ def healthy_load(server: Server, token: str, *, clients: int, seconds: float, ba
     ]
     deadline = time.monotonic() + seconds
     peak = server.rss_bytes()
+    meter = CpuMeter(server)
     started = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(clients) as pool:
         pending = pool.map_async(client, [(server.url, token, p, deadline) for p in payload_sets])
@@ -295,7 +358,8 @@ def healthy_load(server: Server, token: str, *, clients: int, seconds: float, ba
     p99 = latencies[max(int(len(latencies) * 0.99) - 1, 0)] if latencies else float("nan")
     spans = sum(result[0] for result in results) * batch
     failures = sum(result[1] for result in results)
-    figures = Figures(spans / elapsed, spans / stored_after, p99 * 1000, failures, peak / 2**20)
+    figures = Figures(spans / elapsed, spans / stored_after, p99 * 1000, failures, peak / 2**20,
+                      cpu_us_per_span=meter.per_span(spans))  # fmt: skip
     if drain:
         # A failed request may still have been stored: more stored is not a loss.
         figures.lost = max(0, spans - _stored(server.database_url, f"bench-servers-{seed}"))
@@ -312,7 +376,9 @@ def compare_servers(args, database: Database, work: Path) -> dict[str, Figures]:
     idle_figures = {}
     for option in args.options:
         data = work / f"data-{option}"
-        server = Server(option, server_env(database.fresh(), data), work / f"{option}.log")
+        extra = args.server_env if option != "gthread" else {}
+        env = server_env(database.fresh(), data, **extra)
+        server = Server(option, env, work / f"{option}.log")
         try:
             server.warm_up(database.token, args.batch)
             idle = healthy_load(server, database.token, clients=args.clients,
@@ -323,6 +389,7 @@ def compare_servers(args, database: Database, work: Path) -> dict[str, Figures]:
                                     seconds=args.seconds, batch=args.batch, seed=2)  # fmt: skip
             finally:
                 slow_process.kill()
+                slow_process.join()  # Reaped now, its CPU is not counted as a later client's.
         finally:
             server.stop()
         idle_figures[option] = idle
@@ -331,56 +398,103 @@ def compare_servers(args, database: Database, work: Path) -> dict[str, Figures]:
     return idle_figures
 
 
-def ceiling(args, database_url: str) -> float:
-    """bench/ingest.py's in-process ceiling with the server's number of concurrent stores."""
+def ceiling_processes(args) -> int:
+    """As many concurrent stores as the server runs with this load: one per client at most."""
+    default = os.environ.get("MONOENV_INGEST_CONCURRENCY", "2")
+    concurrency = int(args.server_env.get("MONOENV_INGEST_CONCURRENCY", default))
+    return min(args.clients, WORKERS * concurrency)
+
+
+def ceiling(args, database_url: str):
+    """bench/ingest.py's in-process ceiling: the same batches, decoded and COPYed, no HTTP."""
     from bench import ingest as ingest_bench
 
     os.environ["DATABASE_URL"] = database_url
+    import dj_database_url
     import django
+    from django.db import connections
 
     django.setup()
-    concurrency = int(os.environ.get("MONOENV_INGEST_CONCURRENCY", "2"))
+    # Settings were read once; each run has its own fresh database.
+    connections.close_all()
+    connections["default"].settings_dict.update(dj_database_url.parse(database_url))
     ceiling_args = argparse.Namespace(
-        ceiling_processes=WORKERS * concurrency, ceiling_batches=args.ceiling_batches,
+        ceiling_processes=ceiling_processes(args), ceiling_batches=args.ceiling_batches,
         batch=args.batch,
     )  # fmt: skip
-    return ingest_bench.run_ceiling(ceiling_args, f"bench-servers-ceiling-{os.getpid()}")
+    return ingest_bench.measure_ceiling(ceiling_args, f"bench-servers-ceiling-{os.getpid()}")
+
+
+def end_to_end(args, database: Database, work: Path, label: str, option: str, cwd: Path,
+               seed: int) -> Figures:  # fmt: skip
+    extra = args.server_env if label == "after" else {}  # The code before, as it ran.
+    env = server_env(database.fresh(), work / f"data-{label}", **extra)
+    server = Server(option, env, work / f"{label}.log", cwd=cwd)
+    try:
+        server.warm_up(database.token, args.batch)
+        replayed_before = server.replayed_batches()
+        figures = healthy_load(server, database.token, clients=args.clients,
+                               seconds=args.seconds, batch=args.batch, seed=seed)  # fmt: skip
+        replayed = server.replayed_batches() - replayed_before
+    finally:
+        server.stop()
+    print(f"end to end, {label:6} ({args.before_rev if label == 'before' else 'this tree'}): "
+          f"{figures.line()}", flush=True)  # fmt: skip
+    print(f"end to end, {label:6}: {figures.cpu_line()}; {replayed} batches spooled as every "
+          "ingest slot was busy, then replayed", flush=True)  # fmt: skip
+    return figures
 
 
 def before_and_after(args, database: Database, work: Path) -> None:
+    """The ratio to the ceiling, stated directly: the same batches, the same concurrency.
+
+    Both sides get args.clients concurrent streams of the same 512-span
+    batches on fresh databases of one server; the ceiling runs before and
+    after the end-to-end runs, so load that drifts meanwhile shows as a gap
+    between the two, and their mean is the ceiling.
+    """
     before_tree = work / "before"
     subprocess.run(["git", "worktree", "add", "--detach", str(before_tree), args.before_rev],
                    cwd=REPO, check=True, capture_output=True)  # fmt: skip
     try:
-        rates = {}
-        for label, option, cwd in (("before", "before", before_tree), ("after", "uvicorn", REPO)):
-            env = server_env(database.fresh(), work / f"data-{label}")
-            server = Server(option, env, work / f"{label}.log", cwd=cwd)
-            try:
-                server.warm_up(database.token, args.batch)
-                rates[label] = healthy_load(server, database.token, clients=args.clients,
-                                            seconds=args.seconds, batch=args.batch,
-                                            seed=10 + len(rates)).stored_per_second  # fmt: skip
-            finally:
-                server.stop()
-        top = ceiling(args, database.fresh())
+        first = ceiling(args, database.fresh())
+        runs = {
+            "before": end_to_end(args, database, work, "before", "before", before_tree, 10),
+            "after": end_to_end(args, database, work, "after", "uvicorn", REPO, 11),
+        }
+        last = ceiling(args, database.fresh())
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(before_tree)], cwd=REPO,
                        capture_output=True)  # fmt: skip
-    for label, rate in rates.items():
-        print(f"{label:6} ({args.before_rev if label == 'before' else 'this tree'}): "
-              f"{rate:,.0f} spans/s end to end, ratio to the ceiling {rate / top:.2f}")  # fmt: skip
+    top = (first.spans_per_second + last.spans_per_second) / 2
+    print(f"ceiling, {ceiling_processes(args)} processes as the {args.clients} clients: "
+          f"{first.spans_per_second:,.0f} spans/s before the end-to-end runs, "
+          f"{last.spans_per_second:,.0f} after, mean {top:,.0f}")  # fmt: skip
+    for label, figures in runs.items():
+        rate = figures.stored_per_second
+        print(f"ratio end to end / ceiling, {label:6}: {rate / top:.2f} "
+              f"({rate:,.0f} / {top:,.0f} spans/s)")  # fmt: skip
+    # Where CPU is the limit (a quiet machine's two cores), this is what the ratio tends to.
+    ceiling_cpu = (first.cpu_us_per_span + last.cpu_us_per_span) / 2
+    for label, figures in runs.items():
+        used = sum(figures.cpu_us_per_span.values())
+        print(f"CPU per span, ceiling / end to end, {label:6}: {ceiling_cpu / used:.2f} "
+              f"({ceiling_cpu:.1f} / {used:.1f} us)")  # fmt: skip
+    rates = {label: figures.stored_per_second for label, figures in runs.items()}
     print(f"after / before: {rates['after'] / rates['before']:.2f}", flush=True)
 
 
 def spool_outage(args, postgres: Postgres, database: Database, work: Path) -> None:
     data = work / "data-outage"
-    server = Server("uvicorn", server_env(database.fresh(), data), work / "outage.log")
+    env = server_env(database.fresh(), data, **args.server_env)
+    server = Server("uvicorn", env, work / "outage.log")
     spool = data / "spool"
     try:
         server.warm_up(database.token, args.batch)
+        replayed_before = server.replayed_batches()
         steady = healthy_load(server, database.token, clients=args.clients,
                               seconds=args.seconds, batch=args.batch, seed=20)  # fmt: skip
+        steady_replayed = server.replayed_batches() - replayed_before
         postgres.stop()
         try:
             down = healthy_load(server, database.token, clients=args.clients,
@@ -397,6 +511,8 @@ def spool_outage(args, postgres: Postgres, database: Database, work: Path) -> No
     finally:
         server.stop()
     print(f"database up:   {steady.line()}")
+    print(f"database up:   {steady_replayed} batches went through the spool (every ingest slot "
+          "busy, or a store past MONOENV_INGEST_DB_TIMEOUT_SECONDS)")  # fmt: skip
     print(f"database down: {down.spans_per_second:9,.0f} spans/s answered, p99 "
           f"{down.p99_ms:,.0f} ms, {down.failures} failed, for {args.outage_seconds:.0f} s: "
           f"{len(spooled)} batches ({spooled_bytes / 2**20:,.0f} MiB) spooled")  # fmt: skip
@@ -418,7 +534,10 @@ def main() -> None:
     parser.add_argument("--ceiling-batches", type=int, default=100, help="per process")
     parser.add_argument("--before-rev", default="main", help="the code to compare against")
     parser.add_argument("--skip", nargs="*", default=[], choices=["servers", "ratio", "outage"])
+    parser.add_argument("--server-env", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="settings for this tree's servers (MONOENV_OTLP_HTTP_THREADS=8)")
     args = parser.parse_args()
+    args.server_env = dict(item.split("=", 1) for item in args.server_env)
 
     work = Path(tempfile.mkdtemp(prefix="monoenv-bench-servers-"))
     work.chmod(0o755)
@@ -431,7 +550,8 @@ def main() -> None:
         postgres.start()
         database = Database(postgres.url("postgres"), postgres.url)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()}; "
-          f"PostgreSQL {'external' if args.database_url else 'embedded'}", flush=True)  # fmt: skip
+          f"PostgreSQL {'external' if args.database_url else 'embedded'}; "
+          f"settings {args.server_env or 'default'}", flush=True)  # fmt: skip
     try:
         database.prepare(work / "data-template")
         if "servers" not in args.skip:

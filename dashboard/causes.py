@@ -1,8 +1,8 @@
 """The change that likely started a regression: the top suspect deployments recorded.
 
-Suspects are ranked, and the ones with evidence chosen, by deployments
-(deployments/suspects.py) for deploys, SLO alerts and route shifts; this
-only shapes the top one for a page.
+Suspects (deploys and flag changes) are ranked, and the ones with evidence
+chosen, by deployments (deployments/suspects.py) for deploys, SLO alerts and
+route shifts; this only shapes the top one for a page.
 """
 
 from collections import defaultdict
@@ -29,6 +29,12 @@ def of_alerts(alert_ids: list[int]) -> dict[int, dict]:
 
 
 def _cause(suspect: Suspect) -> dict:
+    if not suspect.is_deploy:
+        # A flag change: pages show "flag new-checkout", as they show "payments v5".
+        kind, _, name = suspect.suspect_label.partition(" ")
+        return {"service": kind, "version": name, "verdict": "", "url": suspect.suspect_link,
+                "started_at": suspect.suspect_at.isoformat() if suspect.suspect_at else None,
+                "evidence": suspect.evidence}  # fmt: skip
     deploy = suspect.suspect
     return {
         "service": deploy.service,

@@ -1,4 +1,7 @@
-"""Deploy rows, the deploys timeline and the deploy page, from deployments' records.
+"""Deploy and flag change rows, the timeline of changes and the deploy page.
+
+The timeline holds both kinds of change, deploys (deployments' records) and
+flag changes (flags' records), newest first, filterable by kind.
 
 A deploy page leads with the verdict in the user's words (dashboard.headline);
 each finding links to example traces of the requests it is about.
@@ -12,6 +15,7 @@ from django.urls import reverse
 from dashboard import headline, traffic
 from deployments import slo_link, suspects
 from deployments.models import Deployment, Finding, Verdict
+from flags.models import FlagChange
 from telemetry import spans
 from telemetry.otlp import hex_id
 
@@ -40,11 +44,16 @@ VERDICT_LEVELS = {
     Verdict.FAIL: "bad",
     Verdict.INCONCLUSIVE: "warn",
     Verdict.PENDING: "info",
+    Verdict.RECOVERED: "ok",
 }
+
+
+CHANGE_KINDS = {"deploy": "deploys", "flag": "flag changes"}
 
 
 def deploy_row(deploy: Deployment) -> dict:
     return {
+        "kind": "deploy",
         "id": deploy.pk,
         "url": reverse("dashboard:deploy", args=[deploy.pk]),
         "service": deploy.service,
@@ -62,15 +71,52 @@ def deploy_row(deploy: Deployment) -> dict:
     }
 
 
+def flag_url(flag: str, **query) -> str:
+    url = reverse("dashboard:flag", args=[flag])
+    return url + "?" + urlencode(query) if query else url
+
+
+def flag_change_row(change: FlagChange) -> dict:
+    return {
+        "kind": "flag",
+        "id": change.pk,
+        "url": flag_url(change.flag, change=change.pk),
+        "flag": change.flag,
+        "flag_url": flag_url(change.flag),
+        "services": list(change.services),
+        "environment": change.environment,
+        "at": change.at.isoformat(),
+        "source": change.source,
+        "actor": change.actor,
+        "description": change.description,
+        "link": change.url,
+        "rollout": change.rollout,
+        "shares_before": share_pcts(change.shares_before),
+        "shares_after": share_pcts(change.shares_after),
+        "control": change.control,
+        "verdict": change.verdict,
+        "verdict_reason": change.verdict_reason,
+        "level": VERDICT_LEVELS.get(change.verdict, "info"),
+    }
+
+
+def share_pcts(shares: dict) -> dict[str, float]:
+    """Shares (fractions) as percentages, rounded as pages show them."""
+    return {cohort: round(100 * share, 2) for cohort, share in sorted(shares.items())}
+
+
 def latest_by_service() -> dict[str, Deployment]:
     latest = Deployment.objects.order_by("service", "-started_at", "-id").distinct("service")
     return {deploy.service: deploy for deploy in latest}
 
 
 def fitting_period(*, now: datetime) -> str:
-    """The shortest period that holds every deploy there is, up to a week."""
-    oldest = Deployment.objects.order_by("started_at").values_list("started_at", flat=True)
-    first = oldest.first()
+    """The shortest period that holds every change there is, deploy or flag, up to a week."""
+    oldest = [
+        rows.order_by(field).values_list(field, flat=True).first()
+        for rows, field in ((Deployment.objects, "started_at"), (FlagChange.objects, "at"))
+    ]
+    first = min((at for at in oldest if at is not None), default=None)
     names = list(DEPLOY_PERIODS)
     for name in names[: names.index(LONGEST_DEFAULT_PERIOD) + 1]:
         if first is not None and now - first <= DEPLOY_PERIODS[name]:
@@ -78,28 +124,51 @@ def fitting_period(*, now: datetime) -> str:
     return LONGEST_DEFAULT_PERIOD
 
 
-def timeline(*, now: datetime, service: str, verdict: str, period: str) -> dict:
-    """The deploys timeline, newest first, with its filters applied."""
+def timeline(*, now: datetime, service: str, verdict: str, period: str, kind: str = "") -> dict:
+    """The timeline of changes, deploys and flag changes, newest first, filters applied."""
     since = now - DEPLOY_PERIODS[period]
+    deploys = [] if kind == "flag" else _deploys_since(since, service, verdict)
+    flag_changes = [] if kind == "deploy" else _flag_changes_since(since, service, verdict)
+    changes = sorted(deploys + flag_changes, key=lambda row: row["at"], reverse=True)
+    changes = changes[:DEPLOY_LIST_LIMIT]
+    first = min((row["at"] for row in changes), default=since.isoformat())
+    return {
+        "generated_at": now.isoformat(),
+        "period": period,
+        "kind": kind if kind in CHANGE_KINDS else "",
+        "since": since.isoformat(),
+        # The chart starts where its data starts.
+        "data_start": first,
+        "deploys": [row for row in changes if row["kind"] == "deploy"],
+        "changes": changes,
+    }
+
+
+def _deploys_since(since: datetime, service: str, verdict: str) -> list[dict]:
     rows = Deployment.objects.filter(started_at__gte=since).order_by("-started_at", "-id")
     if service:
         rows = rows.filter(service=service)
     if verdict in Verdict.values:
         rows = rows.filter(verdict=verdict)
-    deploys = [deploy_row(deploy) for deploy in rows[:DEPLOY_LIST_LIMIT]]
-    first = min((row["started_at"] for row in deploys), default=since.isoformat())
-    return {
-        "generated_at": now.isoformat(),
-        "period": period,
-        "since": since.isoformat(),
-        # The chart starts where its data starts.
-        "data_start": first,
-        "deploys": deploys,
-    }
+    return [{**deploy_row(deploy), "at": deploy.deployed_at.isoformat()}
+            for deploy in rows[:DEPLOY_LIST_LIMIT]]  # fmt: skip
+
+
+def _flag_changes_since(since: datetime, service: str, verdict: str) -> list[dict]:
+    rows = FlagChange.objects.filter(at__gte=since).order_by("-at", "-id")
+    if service:
+        rows = rows.filter(services__contains=[service])
+    if verdict in Verdict.values:
+        rows = rows.filter(verdict=verdict)
+    return [flag_change_row(change) for change in rows[:DEPLOY_LIST_LIMIT]]
 
 
 def deploy_services() -> list[str]:
-    return list(Deployment.objects.values_list("service", flat=True).distinct().order_by("service"))
+    """The services the timeline can filter on: those deployed and those flag changes name."""
+    deployed = set(Deployment.objects.values_list("service", flat=True).distinct())
+    for services in FlagChange.objects.values_list("services", flat=True).distinct():
+        deployed.update(services)
+    return sorted(deployed)
 
 
 def finding_row(finding: Finding) -> dict:
@@ -149,8 +218,14 @@ def _traces_link(deploy: Deployment, row: dict, start: datetime, end: datetime) 
 
 
 def _suspect_row(suspect) -> dict:
-    return {"rank": suspect.rank, "score": round(suspect.score, 3), "evidence": suspect.evidence,
-            **deploy_row(suspect.suspect)}  # fmt: skip
+    row = {"rank": suspect.rank, "score": round(suspect.score, 3), "evidence": suspect.evidence}
+    if suspect.is_deploy:
+        return {**row, **deploy_row(suspect.suspect)}
+    # A flag change, named as a deploy is ("flag new-checkout") so the table reads alike.
+    kind, _, name = suspect.suspect_label.partition(" ")
+    at = suspect.suspect_at.isoformat() if suspect.suspect_at else None
+    return {**row, "kind": suspect.suspect_kind, "service": kind, "version": name,
+            "url": suspect.suspect_link, "verdict": "", "started_at": at}  # fmt: skip
 
 
 def _suspect_rows(deploy: Deployment) -> tuple[list[dict], list[dict]]:
@@ -186,6 +261,11 @@ def deploy_detail(deploy: Deployment, *, now: datetime) -> dict:
     for row in rows:
         row["traces_url"] = _traces_link(deploy, row, window_start, window_end)
     few_suspects, more_suspects = _suspect_rows(deploy)
+    charts = traffic.deploy_charts(
+        deploy.service, deploy.version, deploy.previous_version,
+        environment=deploy.environment, deployed_at=deploy.deployed_at,
+        window_end=latest.window_end if latest else None, now=now,
+    )  # fmt: skip
     return {
         **deploy_row(deploy),
         "commit_sha": deploy.commit_sha,
@@ -201,12 +281,19 @@ def deploy_detail(deploy: Deployment, *, now: datetime) -> dict:
         "budget_impact": _budget_rows(deploy, now=now),
         "suspects": few_suspects,
         "more_suspects": more_suspects,
-        "charts": traffic.deploy_charts(
-            deploy.service, deploy.version, deploy.previous_version,
-            environment=deploy.environment, deployed_at=deploy.deployed_at,
-            window_end=latest.window_end if latest else None, now=now,
-        ),
+        "charts": charts,
+        # Flag changes of the service around the deploy: a rollout may be the cause.
+        "flag_changes": _flag_changes_between(deploy.service, charts["start"], charts["end"]),
     }  # fmt: skip
+
+
+def _flag_changes_between(service: str, start: str, end: str) -> list[dict]:
+    rows = FlagChange.objects.filter(
+        services__contains=[service],
+        at__gte=datetime.fromisoformat(start),
+        at__lte=datetime.fromisoformat(end),
+    )
+    return [flag_change_row(change) for change in rows.order_by("at", "id")]
 
 
 def _budget_rows(deploy: Deployment, *, now: datetime) -> list[dict]:

@@ -7,6 +7,7 @@ from dashboard import incident_views as views
 urlpatterns = [
     path("incidents/", views.incidents, name="incidents"),
     path("incidents.json", views.incidents_json, name="incidents-json"),
+    path("incidents/open.json", views.open_incidents_json, name="open-incidents-json"),
     path("incidents/declare", views.declare, name="incident-declare"),
     path("incidents/<int:incident_id>/", views.incident, name="incident"),
     path("incidents/<int:incident_id>/data.json", views.incident_json, name="incident-json"),

@@ -38,6 +38,15 @@ def incidents_json(request: HttpRequest) -> JsonResponse:
     return JsonResponse(incident_pages.incidents_page(now=timezone.now()))
 
 
+@require_GET
+@json_login_required
+def open_incidents_json(request: HttpRequest) -> JsonResponse:
+    """What the open incidents banner polls: the active incidents, newest first."""
+    now = timezone.now()
+    return JsonResponse({"generated_at": now.isoformat(),
+                         "incidents": incident_pages.open_incidents(now=now)})  # fmt: skip
+
+
 @login_required
 @require_POST
 def declare(request: HttpRequest) -> HttpResponse:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from django.urls import reverse
 
 from dashboard import deploys, figures, slos, traffic
+from dashboard import flags as flag_data
 from dashboard.figures import TimeRange
 from deployments import events, route_watch
 from deployments.models import Deployment, RouteShift, Verdict
@@ -174,6 +175,7 @@ def service_page(service: str, time_range: TimeRange, *, now: datetime) -> dict:
         **data,
         "slos": slos.slo_rows(now=now, service=service),
         "deploys": [deploys.deploy_row(deploy) for deploy in in_range.order_by("started_at", "id")],
+        "flag_changes": flag_data.changes_for_service(service, start, end),
     }
 
 
@@ -227,12 +229,15 @@ def _deploys_on_burndown(in_window: list, history: list[dict], *, now: datetime)
 # Deploys
 
 
-def deploys_page(*, now: datetime, service: str = "", verdict: str = "", period: str = "") -> dict:
+def deploys_page(
+    *, now: datetime, service: str = "", verdict: str = "", period: str = "", kind: str = ""
+) -> dict:
     if period not in deploys.DEPLOY_PERIODS:
         period = deploys.fitting_period(now=now)
-    data = deploys.timeline(now=now, service=service, verdict=verdict, period=period)
-    for row in data["deploys"]:
-        row["demo"] = is_demo(row["service"])
+    data = deploys.timeline(now=now, service=service, verdict=verdict, period=period, kind=kind)
+    for row in data["changes"]:
+        services = [row["service"]] if row["kind"] == "deploy" else row["services"]
+        row["demo"] = any(is_demo(name) for name in services)
     return data
 
 

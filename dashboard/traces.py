@@ -1,6 +1,7 @@
 """Trace search results and the waterfall of one trace, shaped for the trace pages.
 
-Spans are read only through telemetry.spans; this module orders and places them.
+Spans are read only through telemetry.spans, and the flags each request
+evaluated through telemetry.flag_store; this module orders and places them.
 """
 
 import json
@@ -8,7 +9,8 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 from dashboard import figures
-from telemetry import spans
+from dashboard.deploys import flag_url
+from telemetry import flag_store, spans
 from telemetry.demo import is_demo
 from telemetry.models import Span, SpanKind
 from telemetry.otlp import hex_id
@@ -16,6 +18,8 @@ from telemetry.otlp import hex_id
 PAGE_SIZE = 50
 # Matching spans read per page: a trace has several, and a page lists traces.
 SPANS_PER_PAGE = PAGE_SIZE * 4
+# Evaluations are timed by their own clock, which may differ a little from the spans'.
+EVALUATION_MARGIN = timedelta(minutes=5)
 SERVICE_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#72b7b2", "#9d755d", "#e45756")
 TraceSearch = spans.TraceSearch
 
@@ -78,6 +82,10 @@ def waterfall(trace_id: bytes) -> dict | None:
     total_us = max((trace_end - trace_start) / timedelta(microseconds=1), 1)
     services = sorted({span.service for span in trace_spans})
     colors = {name: SERVICE_COLORS[i % len(SERVICE_COLORS)] for i, name in enumerate(services)}
+    flags = _flags(trace_id, trace_spans, trace_start, trace_end)
+    by_request = defaultdict(list)
+    for row in flags:
+        by_request[row["request_span_id"]].append(row)
     return {
         "trace_id": hex_id(trace_id),
         "start_time": trace_start,
@@ -87,11 +95,39 @@ def waterfall(trace_id: bytes) -> dict | None:
             {"name": name, "color": colors[name], "demo": is_demo(name)} for name in services
         ],
         "error_count": sum(span.is_error for span in trace_spans),
+        "flags": flags,
         "spans": [
-            _span_row(span, depth, trace_start, total_us, colors[span.service])
+            {**_span_row(span, depth, trace_start, total_us, colors[span.service]),
+             "flags": by_request.get(hex_id(span.span_id), [])}
             for span, depth in _tree_order(trace_spans)
         ],
-    }
+    }  # fmt: skip
+
+
+def _flags(trace_id: bytes, trace_spans: list[Span], start: datetime, end: datetime) -> list:
+    """The flags and variants each request of the trace evaluated, in time order."""
+    names = {span.span_id: span for span in trace_spans}
+    rows = []
+    evaluations = flag_store.trace_evaluations(
+        trace_id, start - EVALUATION_MARGIN, end + EVALUATION_MARGIN
+    )
+    for evaluation in evaluations:
+        request = names.get(evaluation.request_span_id)
+        rows.append({
+            "flag": evaluation.flag,
+            "flag_url": flag_url(evaluation.flag),
+            "cohort": evaluation.cohort,
+            "variant": evaluation.variant,
+            "value": evaluation.value,
+            "reason": evaluation.reason,
+            "provider": evaluation.provider,
+            "error_type": evaluation.error_type,
+            "service": evaluation.service,
+            "span_id": hex_id(evaluation.span_id),
+            "request_span_id": hex_id(evaluation.request_span_id),
+            "request_name": request.name if request else "",
+        })  # fmt: skip
+    return rows
 
 
 def _span_row(span: Span, depth: int, trace_start: datetime, total_us: float, color: str) -> dict:

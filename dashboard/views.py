@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET
 
 from dashboard import assets, figures, pages, traffic
 from dashboard import deploys as deploy_data
+from dashboard import flags as flag_data
 from dashboard import traces as trace_data
 from deployments.models import Deployment, Verdict
 from slo.models import SLO
@@ -284,6 +285,7 @@ def _deploy_filters(request: HttpRequest) -> dict:
         "service": request.GET.get("service", "").strip(),
         "verdict": request.GET.get("verdict", ""),
         "period": request.GET.get("period", ""),
+        "kind": kind if (kind := request.GET.get("kind", "")) in deploy_data.CHANGE_KINDS else "",
     }
 
 
@@ -300,6 +302,7 @@ def deploys(request: HttpRequest) -> HttpResponse:
             "services": deploy_data.deploy_services(),
             "verdicts": Verdict.values,
             "periods": deploy_data.DEPLOY_PERIODS,
+            "kinds": deploy_data.CHANGE_KINDS,
             "data": data,
         },
     )
@@ -324,3 +327,55 @@ def deploy(request: HttpRequest, deploy_id: int) -> HttpResponse:
 def deploy_json(request: HttpRequest, deploy_id: int) -> JsonResponse:
     deployment = get_object_or_404(Deployment, pk=deploy_id)
     return JsonResponse(pages.deploy_page(deployment, now=timezone.now()))
+
+
+# Flags
+
+
+@require_GET
+@login_required
+def flags(request: HttpRequest) -> HttpResponse:
+    data = flag_data.flags_page(now=timezone.now())
+    return render(request, "dashboard/flags.html", {"data": data})
+
+
+@require_GET
+@json_login_required
+def flags_json(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(flag_data.flags_page(now=timezone.now()))
+
+
+def _flag_page(request: HttpRequest, flag: str) -> dict:
+    now = timezone.now()
+    if not flag_data.known_flag(flag, now=now):
+        raise Http404("no evaluation or change of this flag")
+    name = request.GET.get("range", "")
+    if name not in flag_data.FLAG_RANGES:
+        name = flag_data.default_range(flag, now=now)
+    try:
+        change_id = int(request.GET.get("change", ""))
+    except ValueError:
+        change_id = None
+    return flag_data.flag_page(
+        flag, flag_data.FLAG_RANGES[name], now=now, service=request.GET.get("service", ""),
+        change_id=change_id,
+    )  # fmt: skip
+
+
+@require_GET
+@login_required
+def flag(request: HttpRequest, flag: str) -> HttpResponse:
+    data = _flag_page(request, flag)
+    return render(
+        request, "dashboard/flag.html",
+        {"flag": flag, "data": data, "ranges": flag_data.FLAG_RANGES},
+    )  # fmt: skip
+
+
+@require_GET
+@json_login_required
+def flag_json(request: HttpRequest, flag: str) -> JsonResponse:
+    try:
+        return JsonResponse(_flag_page(request, flag))
+    except Http404 as exc:
+        return JsonResponse({"error": str(exc)}, status=404)

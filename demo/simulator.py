@@ -12,15 +12,26 @@ clear_demo` can remove it. The demo defines a couple of SLOs through the API,
 so the budgets page has something to show.
 
 Every cycle (10 simulated minutes) brings deploys, some through the API and
-some only as a new service.version, and some bring a regression: a downstream
-error spike (payments), its rollback, a slow route (inventory), a new
-exception type (frontend) and a clean deploy (checkout).
+some only as a new service.version: a clean deploy (checkout) every cycle,
+and regressions twice an hour: a downstream error spike (payments) and its
+rollback in minutes 3-5, a slow route (inventory) and a new exception type
+(frontend) in minutes 36-39.
 
-The payments regression comes every INCIDENT_EVERY cycles: Monoenv opens an
-incident from its failed verdict, proposes mitigated at the rollback and
-resolved once the calm has lasted; the demo's Responder, standing in for the
-on-call person, confirms both and leaves a note and an action item, so a
-newcomer sees a whole incident, with its post-mortem draft, within minutes.
+So Monoenv opens an incident from the payments deploy's failed verdict,
+proposes mitigated at the rollback and resolved once the calm has lasted
+MONOENV_INCIDENT_SUSTAIN_MINUTES (15); no other regression comes before
+then, or it would join the incident and keep it open. `make run` backfills
+minutes 0-29, so that incident is there, whole, when a newcomer arrives. The
+demo's Responder, standing in for the on-call person, confirms both and
+leaves a note and an action item, so a newcomer sees a whole incident, with
+its post-mortem draft, within minutes (tests/demo/test_incident.py).
+
+Requests also evaluate feature flags through the OpenFeature SDK and its
+OpenTelemetry hook (demo/rollouts.py), for a user carried in W3C baggage
+from the front end down. The rollouts widen and narrow on an hourly
+schedule, posted to /api/v1/flags/changes as a flag system would (one flag
+is left for Monoenv to detect), and one variant, new-checkout=on, fails
+POST /checkout more often.
 """
 
 import random
@@ -28,13 +39,14 @@ import time
 from dataclasses import dataclass, field
 
 import requests
-from opentelemetry import propagate
+from opentelemetry import baggage, propagate, trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from demo import rollouts
 from telemetry.demo import DEMO_PREFIX, DEMO_RESOURCE_ATTRIBUTE
 
 NS = 1_000_000_000
@@ -69,10 +81,11 @@ SLOS = [
     },
     {
         "name": "demo-frontend-latency",
-        "display_name": "Demo: pages load within 100 ms",
+        # Checkout's whole call chain takes about 130 ms: a tighter threshold pages for ever.
+        "display_name": "Demo: pages load within 300 ms",
         "service": FRONTEND,
         "sli": "latency",
-        "threshold_ms": 100,
+        "threshold_ms": 300,
         "latency_requires_success": True,
         "objective": 99,
         "window": "7d",
@@ -80,8 +93,10 @@ SLOS = [
 ]
 ENTRY_ROUTES = [("GET /", 0.5), ("GET /product/{id}", 0.35), ("POST /checkout", 0.15)]
 BASE_ERROR_RATE = 0.003
-# Cycles between payments regressions: long enough for an incident to calm and resolve.
-INCIDENT_EVERY = 3
+ENVIRONMENT = "production"
+# Users the front end serves; flags bucket them, so each keeps its variant.
+USERS = 2000
+CYCLES_PER_HOUR = 60 // CYCLE_MINUTES
 
 
 @dataclass
@@ -103,24 +118,31 @@ class ServiceState:
     history: list[str] = field(default_factory=list)
 
 
-# (minute in the cycle, service, behaviour, announce through the API)
+# Each hour's first cycle (minutes 0-9) and fourth (30-39) regress, half an hour apart.
+EVERY_CYCLE, FIRST, FOURTH = range(CYCLES_PER_HOUR), (0,), (3,)
+# (minute in the cycle, service, behaviour, announce through the API, the cycles of the hour
+# it comes in). The slow route is one no flag is evaluated on: a slowdown while a flag's
+# cohorts are unequal would pass for the flag's own regression.
 SCHEDULE = [
-    (1, CHECKOUT, Behaviour(), True),
-    (3, PAYMENTS, Behaviour(error_rate=0.08), True),
-    (5, PAYMENTS, None, True),  # rollback to the version before
-    (6, INVENTORY, Behaviour(slow_route="GET /stock/{id}", slowdown=3.0), False),
-    (8, INVENTORY, None, False),
-    (8, FRONTEND, Behaviour(new_exception="CartSerializationError", error_rate=0.02), True),
-    (9, FRONTEND, None, True),
+    (1, CHECKOUT, Behaviour(), True, EVERY_CYCLE),
+    (3, PAYMENTS, Behaviour(error_rate=0.08), True, FIRST),
+    (5, PAYMENTS, None, True, FIRST),  # rollback to the version before
+    (6, INVENTORY, Behaviour(slow_route="POST /reserve", slowdown=3.0), False, FOURTH),
+    (8, INVENTORY, None, False, FOURTH),
+    (8, FRONTEND, Behaviour(new_exception="CartSerializationError", error_rate=0.02), True, FOURTH),
+    (9, FRONTEND, None, True, FOURTH),
 ]
 
 
 class Simulation:
-    """`token` sends the spans (ingest scope); `api_token` posts deploys and SLOs (deploy)."""
+    """`token` sends the spans (ingest scope); `api_token` posts deploys, SLOs and flag changes
+    (deploy). `exporter`, given a service name, makes its span exporter (default: OTLP/HTTP to
+    `endpoint`)."""
 
     def __init__(
-        self, *, endpoint: str, api: str, token: str, api_token: str, rate: float, seed: int, log
-    ):
+        self, *, endpoint: str, api: str, token: str, api_token: str, rate: float, seed: int, log,
+        exporter=None,
+    ):  # fmt: skip
         self.endpoint = endpoint.rstrip("/")
         self.api = api.rstrip("/")
         self.token = token
@@ -128,6 +150,10 @@ class Simulation:
         self.rate = rate
         self.rng = random.Random(seed)
         self.log = log
+        self.exporter = exporter or self._otlp_exporter
+        self.flags = rollouts.FlagSystem()
+        # The end of the traffic sent so far, once a backfill has sent some.
+        self.sent_until_ns: int | None = None
         self.services = {name: self._state(name, "1.0.0", Behaviour()) for name in TOPOLOGY}
         self.minor = dict.fromkeys(TOPOLOGY, 0)
 
@@ -136,19 +162,22 @@ class Simulation:
             {
                 "service.name": name,
                 "service.version": version,
-                "deployment.environment.name": "production",
+                "deployment.environment.name": ENVIRONMENT,
                 DEMO_RESOURCE_ATTRIBUTE: True,
             }
         )
         provider = TracerProvider(resource=resource)
-        exporter = OTLPSpanExporter(
+        processor = BatchSpanProcessor(
+            self.exporter(name), max_queue_size=50_000, schedule_delay_millis=1000
+        )
+        provider.add_span_processor(processor)
+        return ServiceState(name, version, provider, behaviour)
+
+    def _otlp_exporter(self, service: str) -> OTLPSpanExporter:
+        return OTLPSpanExporter(
             endpoint=f"{self.endpoint}/v1/traces",
             headers={"Authorization": f"Bearer {self.token}"},
         )
-        provider.add_span_processor(
-            BatchSpanProcessor(exporter, max_queue_size=50_000, schedule_delay_millis=1000)
-        )
-        return ServiceState(name, version, provider, behaviour)
 
     # SLOs.
 
@@ -209,6 +238,30 @@ class Simulation:
             # The version change alone still makes a detected deploy.
             self.log(f"posting the deploy failed ({exc}); it will be detected from spans")
 
+    # Flag rollouts.
+
+    def roll_out(self, step: rollouts.Step, *, at_ns: int) -> None:
+        self.flags.percents[step.flag] = step.percent
+        announced = "posted" if step.announce else "left for Monoenv to detect"
+        self.log(f"flag {step.flag}: {step.percent:g}% of users on ({announced})")
+        if step.announce:
+            self._post_flag_change(step, at_ns)
+
+    def _post_flag_change(self, step: rollouts.Step, at_ns: int) -> None:
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at_ns / NS))
+        body = rollouts.rollout_body(step, at=at, environment=ENVIRONMENT)
+        try:
+            response = requests.post(
+                f"{self.api}/api/v1/flags/changes",
+                json=body,
+                headers={"Authorization": f"Bearer {self.api_token}"},
+                timeout=10,
+            )
+            response.raise_for_status()
+        except requests.RequestException as exc:
+            # The shares still move: Monoenv's detection can still find the change.
+            self.log(f"posting the flag change failed ({exc}); it is left to detection")
+
     # Traffic.
 
     def traffic(self, start_ns: int, seconds: float) -> int:
@@ -217,7 +270,10 @@ class Simulation:
         for _ in range(count):
             at = start_ns + int(self.rng.uniform(0, seconds) * NS)
             route = self.rng.choices(routes, weights)[0]
-            self._serve(FRONTEND, route, at, headers={})
+            user = f"user-{self.rng.randrange(USERS)}"
+            headers: dict[str, str] = {}
+            propagate.inject(headers, context=baggage.set_baggage("user.id", user))
+            self._serve(FRONTEND, route, at, headers=headers)
         return count
 
     def _serve(self, name: str, route: str, at_ns: int, *, headers: dict) -> tuple[int, bool]:
@@ -227,25 +283,30 @@ class Simulation:
         median, calls = TOPOLOGY[name][route]
         behaviour = state.behaviour
         method, path = route.split(" ", 1)
+        context = propagate.extract(headers)
+        user = str(baggage.get_baggage("user.id", context) or "")
         span = tracer.start_span(
             route,
-            context=propagate.extract(headers),
+            context=context,
             kind=SpanKind.SERVER,
             start_time=at_ns,
-            attributes={"http.request.method": method, "http.route": path},
+            attributes={"http.request.method": method, "http.route": path, "user.id": user},
         )
+        variants = self.flags.evaluate(name, route, user=user, span=span, at_ns=at_ns)
         own_ms = median * self.rng.lognormvariate(0, 0.35)
         if route == behaviour.slow_route:
             own_ms *= behaviour.slowdown
+        own_ms *= _flag_speedup(variants, route)
         now = at_ns + int(own_ms * MS / 2)
         failed_below = False
         for callee, callee_route in calls:
-            now, failed = self._call(state, span, callee, callee_route, now)
+            now, failed = self._call(state, span, context, callee, callee_route, now)
             failed_below |= failed
         end = now + int(own_ms * MS / 2)
-        failed = failed_below or self.rng.random() < behaviour.error_rate
+        flag_error = self._flag_error(variants, route)
+        failed = failed_below or bool(flag_error) or self.rng.random() < behaviour.error_rate
         if failed:
-            error_type = behaviour.new_exception or _usual_error(name)
+            error_type = flag_error or behaviour.new_exception or _usual_error(name)
             span.add_event(
                 "exception",
                 {"exception.type": error_type, "exception.message": f"{route} failed"},
@@ -256,14 +317,22 @@ class Simulation:
         span.end(end_time=end)
         return end, failed
 
-    def _call(self, state: ServiceState, parent, callee: str, route: str, at_ns: int):
-        from opentelemetry import trace
+    def _flag_error(self, variants: dict, route: str) -> str:
+        """The error type a flag's variant raises on this request, if it does."""
+        for key, variant in variants.items():
+            flag = rollouts.FLAGS[key]
+            if variant == rollouts.ON and route == flag.regressed_route:
+                if self.rng.random() < flag.extra_error_rate:
+                    return flag.error_type
+        return ""
 
+    def _call(self, state: ServiceState, parent, context, callee: str, route: str, at_ns: int):
+        """A client span to `callee`, with trace context and baggage in its headers."""
         tracer = state.provider.get_tracer("monoenv.simulator")
-        context = trace.set_span_in_context(parent)
+        context = trace.set_span_in_context(parent, context)
         client = tracer.start_span(route, context=context, kind=SpanKind.CLIENT, start_time=at_ns)
         headers: dict[str, str] = {}
-        propagate.inject(headers, context=trace.set_span_in_context(client))
+        propagate.inject(headers, context=trace.set_span_in_context(client, context))
         network = int(self.rng.uniform(0.3, 1.5) * MS)
         end, failed = self._serve(callee, route, at_ns + network, headers=headers)
         if failed:
@@ -279,6 +348,15 @@ class Simulation:
     def shutdown(self):
         for state in self.services.values():
             state.provider.shutdown()
+
+
+def _flag_speedup(variants: dict, route: str) -> float:
+    speedup = 1.0
+    for key, variant in variants.items():
+        flag = rollouts.FLAGS[key]
+        if variant == rollouts.ON and route == flag.faster_route:
+            speedup *= flag.speedup
+    return speedup
 
 
 def _usual_error(service: str) -> str:
@@ -306,32 +384,45 @@ def _poisson(rng: random.Random, mean: float) -> int:
     return count
 
 
-def backfill(simulation: Simulation, minutes: int) -> int:
-    """Send the last `minutes` minutes at once; return the minute the stream goes on from."""
-    start = time.time_ns() - minutes * 60 * NS
-    for minute in range(minutes):
-        minute_start = start + minute * 60 * NS
+def backfill(
+    simulation: Simulation, minutes: int, *, first_minute: int = 0, until_ns: int | None = None
+) -> int:
+    """Send the `minutes` minutes before `until_ns` (default now) at once, as the demo's minutes
+    from `first_minute` on; return the minute the stream goes on from."""
+    start = (until_ns or time.time_ns()) - minutes * 60 * NS
+    simulation.flags.set_minute(first_minute)
+    for offset in range(minutes):
+        minute, minute_start = first_minute + offset, start + offset * 60 * NS
         _apply_schedule(simulation, minute, minute_start)
         simulation.traffic(minute_start, 60)
         simulation.flush()
     if minutes:
+        simulation.sent_until_ns = start + minutes * 60 * NS
         simulation.log(f"backfilled {minutes} minute(s)")
-    return minutes
+    return first_minute + minutes
 
 
 def stream(
     simulation: Simulation, minute: int, duration: float, responder: "Responder | None" = None
 ) -> None:
-    """Send live traffic for `duration` seconds (0: until interrupted); respond each minute."""
+    """Send live traffic for `duration` seconds (0: until interrupted); respond each minute.
+
+    It goes on from where the backfill stopped: sending the backfill takes a
+    while, and a hole in the traffic would look like an outage.
+    """
     began = time.monotonic()
-    tick_start = time.time_ns()
+    tick_start = simulation.sent_until_ns or time.time_ns()
     minute_mark = tick_start
+    # The backfill stopped before this minute: its changes come now.
+    _apply_schedule(simulation, minute, tick_start)
     while not duration or time.monotonic() - began < duration:
         time.sleep(1)
         now = time.time_ns()
-        if now - minute_mark >= 60 * NS:
-            minute, minute_mark = minute + 1, now
-            _apply_schedule(simulation, minute, now)
+        while now - minute_mark >= 60 * NS:
+            minute, minute_mark = minute + 1, minute_mark + 60 * NS
+            simulation.traffic(tick_start, (minute_mark - tick_start) / NS)
+            tick_start = minute_mark
+            _apply_schedule(simulation, minute, minute_mark)
             if responder is not None:
                 responder.act()
         simulation.traffic(tick_start, (now - tick_start) / NS)
@@ -340,11 +431,11 @@ def stream(
 
 def _apply_schedule(simulation: Simulation, minute: int, at_ns: int) -> None:
     cycle = minute // CYCLE_MINUTES
-    for at_minute, service, behaviour, announce in SCHEDULE:
-        if service == PAYMENTS and cycle % INCIDENT_EVERY:
-            continue  # a quiet cycle: the last payments incident resolves
-        if minute % CYCLE_MINUTES == at_minute:
+    for at_minute, service, behaviour, announce, cycles in SCHEDULE:
+        if minute % CYCLE_MINUTES == at_minute and cycle % CYCLES_PER_HOUR in cycles:
             simulation.deploy(service, behaviour, announce=announce, at_ns=at_ns)
+    for step in rollouts.steps_at(minute):
+        simulation.roll_out(step, at_ns=at_ns)
 
 
 class Responder:

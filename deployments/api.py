@@ -107,11 +107,23 @@ class VerdictRecordOut(Schema):
 
 
 class SuspectOut(Schema):
+    """A deploy (`deployment`) or a change of another kind (`change`: a flag change)."""
+
     rank: int
     score: float
     evidence: str
     onset_at: datetime | None
-    deployment: DeploymentOut = Field(..., alias="suspect")
+    kind: str = Field(..., alias="suspect_kind")
+    deployment: DeploymentOut | None = Field(None, alias="suspect")
+    change: dict | None = None
+
+    @staticmethod
+    def resolve_change(obj: Suspect) -> dict | None:
+        if obj.is_deploy:
+            return None
+        at = obj.suspect_at.isoformat() if obj.suspect_at else None
+        return {"kind": obj.suspect_kind, "id": obj.suspect_change_id,
+                "label": obj.suspect_label, "link": obj.suspect_link, "at": at}  # fmt: skip
 
 
 class DeploymentDetailOut(DeploymentOut):
@@ -218,7 +230,7 @@ def get_deployment(request, deployment_id: int, show_all: bool = ALL_SUSPECTS):
 
 @router.get("/alerts/{alert_id}/suspects", response=list[SuspectOut], auth=read_auth)
 def get_alert_suspects(request, alert_id: int, show_all: bool = ALL_SUSPECTS):
-    """The deploys that may explain an SLO page alert, best first."""
+    """The changes (deploys, flag changes) that may explain an SLO page alert, best first."""
     return suspects.for_alert(alert_id, show_all=show_all).shown
 
 

@@ -301,10 +301,15 @@ class RouteShift(models.Model):
 
 
 class Suspect(models.Model):
-    """A deploy that may explain a regression: of a deploy, an SLO alert or a route shift.
+    """A change that may explain a regression: of a deploy, an SLO alert, a route shift or
+    another kind of change (a flag rollout), ranked by evidence.
 
-    Only changes that can explain it are recorded (made before its onset, and
-    still serving or the latest of their service), ranked by evidence.
+    The suspect is a deploy (`suspect`) or a change of a kind registered by an
+    app above (deployments/suspects.py): then `suspect_kind` names the kind
+    and `suspect_change_id` its row, a plain integer because deployments must
+    not depend on that app, as `alert_id` is for slo's alerts. Only changes
+    that can explain it are recorded (made before its onset, and still
+    serving or the latest of their kind), ranked by evidence.
     """
 
     deployment = models.ForeignKey(
@@ -315,7 +320,18 @@ class Suspect(models.Model):
     )
     # slo's alert id; a plain integer because slo must not depend on deployments.
     alert_id = models.BigIntegerField(null=True, blank=True, db_index=True)
-    suspect = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="suspected_in")
+    # The regression of another kind of change (a flag rollout's failing cohort).
+    change_kind = models.CharField(max_length=20, blank=True)
+    change_id = models.BigIntegerField(null=True, blank=True)
+    suspect = models.ForeignKey(
+        Deployment, null=True, blank=True, on_delete=models.CASCADE, related_name="suspected_in"
+    )
+    suspect_kind = models.CharField(max_length=20, default="deploy")
+    suspect_change_id = models.BigIntegerField(null=True, blank=True)
+    # How a page names and links a suspect that is not a deploy ("flag new-checkout").
+    suspect_label = models.TextField(blank=True)
+    suspect_link = models.TextField(blank=True)
+    suspect_at = models.DateTimeField(null=True, blank=True)
     rank = models.PositiveIntegerField()
     # The share (0..1) of the regression it explains, plus a tie-break of at most 0.01.
     score = models.FloatField()
@@ -327,6 +343,20 @@ class Suspect(models.Model):
 
     class Meta:
         ordering = ["rank"]
+        indexes = [models.Index(fields=["change_kind", "change_id"], name="suspect_of_change")]
 
     def __str__(self) -> str:
-        return f"#{self.rank} {self.suspect}"
+        return f"#{self.rank} {self.label()}"
+
+    @property
+    def is_deploy(self) -> bool:
+        return self.suspect_id is not None
+
+    def label(self) -> str:
+        """How messages name it: "payments v5", or "flag new-checkout"."""
+        if self.suspect_id is not None:
+            return f"{self.suspect.service} {self.suspect.version}"
+        return self.suspect_label
+
+    def changed_at(self) -> datetime | None:
+        return self.suspect.deployed_at if self.suspect_id is not None else self.suspect_at

@@ -245,7 +245,7 @@ def shift_message(shift: RouteShift) -> Message:
     summary = f"[ROUTE SHIFT] {describe(shift)}."
     top = shift.suspects.select_related("suspect").first()
     if top is not None and top.score > 0:
-        summary += f" Top suspect: {top.suspect.service} {top.suspect.version}. {top.evidence}"
+        summary += f" Top suspect: {top.label()}. {top.evidence}"
     return Message(
         event="route_shift",
         # A shift is a ticket: a burning budget pages through its SLO's own alert.
@@ -266,13 +266,18 @@ def shift_message(shift: RouteShift) -> Message:
                 "window_start": shift.window_start.isoformat(),
                 "window_end": shift.window_end.isoformat(),
             },
-            "top_suspect": (
-                {"service": top.suspect.service, "version": top.suspect.version,
-                 "evidence": top.evidence}
-                if top is not None and top.score > 0 else None
-            ),
+            "top_suspect": _suspect_details(top) if top is not None and top.score > 0 else None,
         },
     )  # fmt: skip
+
+
+def _suspect_details(top) -> dict:
+    """A deploy by service and version; a flag change by its kind, id and label."""
+    if top.is_deploy:
+        return {"kind": "deploy", "service": top.suspect.service,
+                "version": top.suspect.version, "evidence": top.evidence}  # fmt: skip
+    return {"kind": top.suspect_kind, "id": top.suspect_change_id, "label": top.suspect_label,
+            "link": top.suspect_link, "evidence": top.evidence}  # fmt: skip
 
 
 def resolve_recovered(windows: Windows, *, now: datetime) -> int:

@@ -19,15 +19,24 @@ watch saw a shift between deploys. Three steps, each keeping an invariant:
    service not below the route gets nothing. Closeness to the onset only
    breaks ties.
 
+Other kinds of change (flag changes) are ranked next to deploys by the apps
+that own them, which sit above deployments and so register a ranker from
+their AppConfig.ready() (`register_change_kind`, as the gate's flag branch
+does). A ranker is given the same regression and the same onset, and returns
+its changes scored on the same 0..1 scale, plus, when the regression lives in
+one of its cohorts but none of its changes began it, a sentence the
+regressed service's own deploy carries in its evidence. Every suspect, of
+any kind, is one Suspect row, ranked in one order.
+
 `shown()` keeps what a page lists by default: the suspects with evidence, at
-most SHOWN_SUSPECTS. `for_deploy`, `for_alert` and `for_shift` are the read
-interface for other apps, and `blamed_elsewhere` names the downstream change
-a failing deploy's reason should mention. Spans are read only through
-telemetry/spans.py.
+most SHOWN_SUSPECTS. `for_deploy`, `for_alert`, `for_shift` and `for_change`
+are the read interface for other apps, and `blamed_elsewhere` names the
+other change a failing deploy's reason should mention. Spans are read only
+through telemetry/spans.py.
 """
 
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -80,10 +89,43 @@ class Onset:
 
 @dataclass(frozen=True)
 class Ranked:
-    deployment: Deployment
+    deployment: Deployment | None  # None for another kind of change
     score: float
     evidence: str
     onset_at: datetime | None = None
+    kind: str = "deploy"
+    change_id: int | None = None  # the other kind's row
+    label: str = ""  # how pages name the other kind's change
+    link: str = ""
+    at: datetime | None = None  # when the other kind's change was made
+
+    @property
+    def changed_at(self) -> datetime:
+        return self.deployment.deployed_at if self.deployment is not None else self.at
+
+
+@dataclass(frozen=True)
+class OtherRanking:
+    """What a registered kind of change found: its suspects, and where the regression lives."""
+
+    ranked: list[Ranked] = field(default_factory=list)
+    # Set when the regression lives in one of its cohorts though none of its
+    # changes began it ("97% of the extra errors … are in requests with
+    # new-checkout=on"): the regressed service's own deploy says so.
+    lives_in: str = ""
+    # The share of the regression its changes explain (0..1): not left to the own deploy.
+    explains: float = 0.0
+
+
+# How a lives_in sentence begins, so a message can quote it from the evidence.
+LIVES_IN = "It lives in one cohort:"
+
+# Apps above deployments rank their own kinds of change; they register from ready().
+_other_kinds: dict[str, Callable[["Regression", "Onset"], OtherRanking]] = {}
+
+
+def register_change_kind(kind: str, ranker: Callable[["Regression", "Onset"], OtherRanking]):
+    _other_kinds[kind] = ranker
 
 
 def find_onset(regression: Regression) -> Onset:
@@ -114,33 +156,49 @@ def _minutes(start: datetime, end: datetime) -> list[datetime]:
 
 
 def rank(regression: Regression) -> list[Ranked]:
-    """The deploys that can explain the regression, best evidence first."""
+    """The changes of every kind that can explain the regression, best evidence first."""
     onset = find_onset(regression)
+    others = [ranker(regression, onset) for ranker in _other_kinds.values()]
+    lives_in = " ".join(other.lives_in for other in others if other.lives_in)
+    explained = max((other.explains for other in others), default=0.0)
+    ranked = rank_deploys(regression, onset, lives_in=lives_in, explained=explained)
+    ranked += [entry for other in others for entry in other.ranked]
+    ranked.sort(key=lambda r: (-r.score, -r.changed_at.timestamp()))
+    return ranked
+
+
+def rank_deploys(
+    regression: Regression, onset: Onset, *, lives_in: str = "", explained: float = 0.0
+) -> list[Ranked]:
+    """The deploys that can explain the regression.
+
+    `explained`: the share other kinds of change explain, taken from what
+    the own deploy is left; `lives_in` joins the own deploy's evidence.
+    """
     candidates = _can_explain(regression, onset)
     if not candidates:
         return []
     shares = downstream_shares(regression, onset)
     own = _latest_own(candidates, regression.service)
-    ranked = [
-        replace(_score(deploy, regression, onset, shares, own),
-                onset_at=onset.at if onset.found else None)
-        for deploy in candidates
-    ]  # fmt: skip
-    ranked.sort(key=lambda r: (-r.score, -r.deployment.deployed_at.timestamp()))
+    ranked = []
+    for deploy in candidates:
+        entry = _score(deploy, regression, onset, shares, own, explained=explained)
+        if deploy == own and lives_in:
+            entry = replace(entry, evidence=f"{entry.evidence} {lives_in}")
+        ranked.append(replace(entry, onset_at=onset.at if onset.found else None))
     return ranked
 
 
 def _can_explain(regression: Regression, onset: Onset) -> list[Deployment]:
-    lookback = timedelta(minutes=settings.MONOENV_DEPLOY_SUSPECT_LOOKBACK_MINUTES)
-    cutoff = onset.latest_cause + LATE_SLACK
+    earliest, cutoff = cause_window(onset)
     # started_at bounds the query; deployed_at (the first span) decides.
     upsert = timedelta(minutes=settings.MONOENV_DEPLOY_UPSERT_MINUTES)
     before = [
         deploy
         for deploy in Deployment.objects.filter(
-            started_at__gte=onset.at - lookback - upsert, started_at__lte=cutoff + upsert
+            started_at__gte=earliest - upsert, started_at__lte=cutoff + upsert
         )
-        if onset.at - lookback <= deploy.deployed_at < cutoff
+        if earliest <= deploy.deployed_at < cutoff
     ]
     latest: dict[tuple[str, str], Deployment] = {}
     for deploy in sorted(before, key=lambda d: (d.deployed_at, d.pk)):
@@ -171,41 +229,57 @@ def downstream_shares(regression: Regression, onset: Onset) -> dict[str, float]:
     return topology.downstream_shares(regressed, baseline)
 
 
-def _score(deploy, regression: Regression, onset: Onset, shares, own) -> Ranked:
-    lookback = timedelta(minutes=settings.MONOENV_DEPLOY_SUSPECT_LOOKBACK_MINUTES)
+def lookback() -> timedelta:
+    return timedelta(minutes=settings.MONOENV_DEPLOY_SUSPECT_LOOKBACK_MINUTES)
+
+
+def cause_window(onset: Onset) -> tuple[datetime, datetime]:
+    """[earliest, latest) times of a change that can have begun the regression."""
+    return onset.at - lookback(), onset.latest_cause + LATE_SLACK
+
+
+def tie_break(onset: Onset, changed_at: datetime) -> float:
+    """At most TIE_BREAK_WEIGHT: closer to the onset ranks first among equal shares."""
     reference = onset.at if onset.found else onset.latest_cause
-    distance = abs(reference - deploy.deployed_at)
-    tie_break = max(0.0, 1 - distance / lookback) * TIE_BREAK_WEIGHT
-    ago = _ago(onset, deploy.deployed_at)
+    return max(0.0, 1 - abs(reference - changed_at) / lookback()) * TIE_BREAK_WEIGHT
+
+
+def began_text(onset: Onset) -> str:
+    if onset.found:
+        return f"began at {onset.at:%H:%M} UTC (a change-point in its {onset.metric})"
+    return "is under way"
+
+
+def _score(deploy, regression: Regression, onset: Onset, shares, own, *, explained=0.0) -> Ranked:
+    tie_break_ = tie_break(onset, deploy.deployed_at)
+    ago = ago_text(onset, deploy.deployed_at)
     where = f"{regression.service} {regression.route}".strip()
-    began = (
-        f"began at {onset.at:%H:%M} UTC (a change-point in its {onset.metric})"
-        if onset.found
-        else "is under way"
-    )
+    began = began_text(onset)
     if deploy.service == regression.service:
         if deploy != own:
             evidence = (f"{deploy.service} {deploy.version} deployed {ago} is still serving, "
                         f"but {own.version} came after it.")  # fmt: skip
-            return Ranked(deploy, tie_break, evidence)
-        share = 1 - max(shares.values(), default=0.0)
+            return Ranked(deploy, tie_break_, evidence)
+        # Flag cohorts and services below may hold the same extra errors: the larger counts.
+        share = 1 - max(*shares.values(), explained, 0.0)
+        below = "services below it or flag cohorts" if explained else "services below it"
         evidence = (
             f"{deploy.service} itself deployed {deploy.version} {ago}; the regression on "
-            f"{where} {began}, and {share:.0%} of it is not explained by services below it."
+            f"{where} {began}, and {share:.0%} of it is not explained by {below}."
         )
-        return Ranked(deploy, share + tie_break, evidence)
+        return Ranked(deploy, share + tie_break_, evidence)
     share = shares.get(deploy.service)
     if share is None:
         evidence = f"{deploy.service} deployed {deploy.version} {ago}; it is not below {where}."
-        return Ranked(deploy, tie_break, evidence)
+        return Ranked(deploy, tie_break_, evidence)
     evidence = (
         f"The regression on {where} {began}; {share:.0%} of its extra errors or time is in "
         f"child spans served by {deploy.service}, which deployed {deploy.version} {ago}."
     )
-    return Ranked(deploy, share + tie_break, evidence)
+    return Ranked(deploy, share + tie_break_, evidence)
 
 
-def _ago(onset: Onset, deployed_at: datetime) -> str:
+def ago_text(onset: Onset, deployed_at: datetime) -> str:
     if not onset.found:
         minutes = round((onset.latest_cause - deployed_at).total_seconds() / 60)
         return f"{max(minutes, 0)} min before the regression"
@@ -226,28 +300,50 @@ def _breakdown(regression: Regression, start: datetime, end: datetime) -> topolo
 
 
 def record_for_deploy(deploy: Deployment, regression: Regression) -> list[Suspect]:
-    return _record(rank(regression), deployment=deploy)
+    return _record(rank(regression), Subject(deployment=deploy))
 
 
 def record_for_alert(alert_id: int, regression: Regression) -> list[Suspect]:
-    return _record(rank(regression), alert_id=alert_id)
+    return _record(rank(regression), Subject(alert_id=alert_id))
 
 
 def record_for_shift(shift: RouteShift, regression: Regression) -> list[Suspect]:
-    return _record(rank(regression), route_shift=shift)
+    return _record(rank(regression), Subject(route_shift=shift))
 
 
-def _record(ranked: list[Ranked], *, deployment=None, alert_id=None, route_shift=None):
+def record_for_change(kind: str, change_id: int, regression: Regression) -> list[Suspect]:
+    """Suspects of another kind of change's regression (a flag rollout's failing cohort)."""
+    return _record(rank(regression), Subject(change_kind=kind, change_id=change_id))
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The regression's owner: exactly one of these is set."""
+
+    deployment: Deployment | None = None
+    alert_id: int | None = None
+    route_shift: RouteShift | None = None
+    change_kind: str = ""
+    change_id: int | None = None
+
+    def fields(self) -> dict:
+        return {"deployment": self.deployment, "alert_id": self.alert_id,
+                "route_shift": self.route_shift, "change_kind": self.change_kind,
+                "change_id": self.change_id}  # fmt: skip
+
+
+def _record(ranked: list[Ranked], subject: Subject) -> list[Suspect]:
     with transaction.atomic():
-        Suspect.objects.filter(
-            deployment=deployment, alert_id=alert_id, route_shift=route_shift
-        ).delete()
+        Suspect.objects.filter(**subject.fields()).delete()
         return Suspect.objects.bulk_create(
             Suspect(
-                deployment=deployment,
-                alert_id=alert_id,
-                route_shift=route_shift,
+                **subject.fields(),
                 suspect=entry.deployment,
+                suspect_kind=entry.kind,
+                suspect_change_id=entry.change_id,
+                suspect_label=entry.label,
+                suspect_link=entry.link,
+                suspect_at=entry.at,
                 rank=position,
                 score=round(entry.score, 4),
                 evidence=entry.evidence,
@@ -295,10 +391,23 @@ def for_shift(shift: RouteShift, *, show_all: bool = False) -> SuspectList:
     return _listed(Suspect.objects.filter(route_shift=shift), show_all)
 
 
+def for_change(kind: str, change_id: int, *, show_all: bool = False) -> SuspectList:
+    return _listed(Suspect.objects.filter(change_kind=kind, change_id=change_id), show_all)
+
+
+def lives_in(deploy: Deployment) -> str:
+    """The sentence naming the flag cohort a deploy's own regression lives in, or ''."""
+    top = Suspect.objects.filter(deployment=deploy).first()
+    if top is None or top.suspect_id != deploy.pk or LIVES_IN not in top.evidence:
+        return ""
+    return top.evidence[top.evidence.index(LIVES_IN) :]
+
+
 def blamed_elsewhere(deploy: Deployment) -> Suspect | None:
     """The top suspect of a deploy's regression when it is another change, with evidence.
 
-    For the verdict reason: "… payments deployed v5 as the regression began".
+    Another deploy ("… payments deployed v5 as the regression began") or a
+    change of another kind ("91% of the extra errors … new-checkout=on").
     None when the deploy itself ranks first, or nothing else explains half of it.
     """
     top = Suspect.objects.filter(deployment=deploy).select_related("suspect").first()

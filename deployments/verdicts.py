@@ -61,6 +61,8 @@ def run_look(deployment_id: int, checkpoint: int, *, now: datetime | None = None
         # Before taking the row lock: suspects point at other deploys, whose rows
         # other looks may hold locked, and two such workers would deadlock.
         suspects.record_for_deploy(deploy, _regression_of(deploy, result))
+        # A regression that lives in one flag's cohort: the reason names the flag.
+        result.reason = " ".join(filter(None, [result.reason, suspects.lives_in(deploy)]))
     with transaction.atomic():
         deploy = Deployment.objects.select_for_update().get(pk=deployment_id)
         if _already_taken(deploy, checkpoint):
@@ -155,7 +157,7 @@ def fail_message(deploy: Deployment) -> Message:
     )
     top = deploy.suspects.select_related("suspect").first()
     if top is not None and top.suspect_id != deploy.pk:
-        summary += f" Top suspect: {top.suspect.service} {top.suspect.version}. {top.evidence}"
+        summary += f" Top suspect: {top.label()}. {top.evidence}"
     return Message(
         event="deploy_verdict",
         # Deploy fails go to the targets that take pages.

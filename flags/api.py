@@ -13,7 +13,8 @@ from django.utils import timezone
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
-from flags import changes, webhooks
+from deployments.api import ALL_SUSPECTS, SuspectOut
+from flags import changes, impact, suspects, webhooks
 from flags.models import ChangeSource, FlagChange, FlagSettings
 from telemetry import flag_store
 from telemetry.api_types import UtcDatetime
@@ -97,7 +98,8 @@ class FlagChangeDetailOut(FlagChangeOut):
     verdict_history: list[FlagVerdictRecordOut]
     findings: list[FlagFindingOut]
     budget_impact: list[dict]
-    suspects: list[dict]
+    # Changes other than this flag that explain its failing cohort's regression.
+    suspects: list[SuspectOut]
 
 
 class FlagOut(Schema):
@@ -176,17 +178,16 @@ def list_changes(
 
 
 @router.get("/flags/changes/{change_id}", response=FlagChangeDetailOut, auth=read_auth)
-def get_change(request, change_id: int):
+def get_change(request, change_id: int, show_all: bool = ALL_SUSPECTS):
     change = get_object_or_404(FlagChange, pk=change_id)
     history = list(change.verdict_records.all())
     latest = history[-1] if history else None
-    # Budget impact per variant and flag suspects are not computed yet: empty lists.
     return {
         **FlagChangeOut.from_orm(change).dict(),
         "verdict_history": history,
         "findings": list(latest.findings.all()) if latest else [],
-        "budget_impact": [],
-        "suspects": [],
+        "budget_impact": impact.budget_impact(change, now=timezone.now()),
+        "suspects": suspects.for_change_listed(change, show_all=show_all),
     }
 
 

@@ -2,8 +2,11 @@
 
 The poll rewrites the outcomes that may have changed: deploys of the last
 RECENT_DAYS, deploys of services with an incident changed in the last hour,
-and failed deploys not yet recovered. Nothing here reads spans: only deploys,
-their verdicts and rollbacks (deployments) and incidents (this app).
+and failed deploys not yet recovered. Flag changes are few next to deploys:
+their figures are read from the changes of the period (flags), their
+verdicts and the incidents that blamed them, on each request. Nothing here
+reads spans: only deploys, their verdicts and rollbacks (deployments), flag
+changes (flags) and incidents (this app).
 """
 
 import bisect
@@ -14,6 +17,7 @@ from django.db import connection
 from django.db.models import Q
 
 from deployments.models import Deployment, DeployStatus
+from flags.models import FlagChange
 from incidents import dora
 from incidents.models import ChangeOutcome, Incident, IncidentSignal, SignalKind
 
@@ -199,6 +203,53 @@ def per_service(*, days: int, now: datetime, environment: str | None = None) -> 
     return page(days=days, now=now, service=None, environment=environment, per_service=True)[1]
 
 
+def flag_change_facts(*, start: datetime, end: datetime, service: str | None,
+                      environment: str | None) -> list[dora.FlagChangeFacts]:  # fmt: skip
+    """The flag changes of [start, end): their verdicts, reverts and blame."""
+    rows = FlagChange.objects.filter(at__gte=start, at__lt=end)
+    if service:
+        rows = rows.filter(services__contains=[service])
+    if environment:
+        rows = rows.filter(environment__in=[environment, ""])
+    changes = list(rows.order_by("at", "id"))
+    blamed = set(Incident.objects.filter(top_flag_change__in=[c.pk for c in changes])
+                 .values_list("top_flag_change_id", flat=True))  # fmt: skip
+    following = _next_changes(changes, until=end + timedelta(days=FOLLOW_DAYS))
+    return [
+        dora.FlagChangeFacts(
+            id=c.pk, at=c.at, verdict=c.verdict, blamed=c.pk in blamed,
+            reverted=dora.reverted(c.shares_before, _shares_after(following.get(c.pk))),
+        )  # fmt: skip
+        for c in changes
+    ]
+
+
+def _next_changes(changes: list[FlagChange], *, until: datetime) -> dict[int, FlagChange]:
+    """Each change's next change of the same flag, by the change's id."""
+    if not changes:
+        return {}
+    flags = {c.flag for c in changes}
+    later = FlagChange.objects.filter(flag__in=flags, at__gte=changes[0].at, at__lt=until)
+    by_flag = defaultdict(list)
+    for change in later.order_by("at", "id"):
+        by_flag[change.flag].append(change)
+    following = {}
+    for line in by_flag.values():
+        for change, after in zip(line, line[1:], strict=False):
+            following[change.pk] = after
+    return following
+
+
+def _shares_after(change: FlagChange | None) -> dict[str, float] | None:
+    """What a change set the shares to: measured when detected, else its posted rollout."""
+    if change is None:
+        return None
+    if change.shares_after:
+        return change.shares_after
+    total = sum(change.rollout.values())
+    return {k: v / total for k, v in change.rollout.items()} if total else None
+
+
 def page(*, days: int, now: datetime, service: str | None, environment: str | None,
          per_service: bool = False) -> tuple[dict, list[dict]]:  # fmt: skip
     """The /api/v1/dora figures, and (if asked) one summary per service, from one query."""
@@ -206,10 +257,12 @@ def page(*, days: int, now: datetime, service: str | None, environment: str | No
     overall, by_week, by_service = _totals(
         start=start, end=now, service=service, environment=environment
     )
+    flags = flag_change_facts(start=start, end=now, service=service, environment=environment)
     figures = {
         "days": days, "service": service or "", "environment": environment or "",
         **dora.summary(overall, days=days),
-        "weekly": dora.weekly(by_week, start=start, end=now),
+        "flag_changes": dora.flag_summary(flags, days=days),
+        "weekly": dora.weekly(by_week, start=start, end=now, flags=flags),
     }  # fmt: skip
     table = [{"service": name, **dora.summary(totals, days=days)}
              for name, totals in sorted(by_service.items())] if per_service else []  # fmt: skip

@@ -16,6 +16,12 @@ every denominator counts them.
   linearly between the closest ranks (PostgreSQL's percentile_cont, numpy's
   default percentile).
 
+Flag changes are releases too, counted next to deploys and never mixed into
+their figures: a flag change *failed* when its rollout's verdict failed, it
+was reverted (the flag's next change put every cohort's share back within
+REVERT_TOLERANCE of what it was before), or it was the top suspect of an
+incident.
+
 Levels follow the Accelerate State of DevOps Report 2024 (DORA, Google Cloud),
 whose clusters are: elite (on demand, lead time under a day, change fail rate
 5%, recovery under an hour), high (daily to weekly, a day to a week, 20%, under
@@ -29,6 +35,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 DAY = 86400.0
+# Shares within this of the ones before a change mean the next change undid it.
+REVERT_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -177,11 +185,15 @@ def week_count(start: datetime, end: datetime) -> int:
     return max(1, -(-(end - start) // WEEK))  # ceiling division
 
 
-def weekly(by_week: dict[int, Totals], *, start: datetime, end: datetime) -> list[dict]:
+def weekly(by_week: dict[int, Totals], *, start: datetime, end: datetime,
+           flags: "list[FlagChangeFacts]" = ()) -> list[dict]:  # fmt: skip
     """Seven-day buckets ending at `end` (the oldest may be shorter), oldest first.
 
     by_week maps a bucket's index, counted back from `end` (0 is the newest), to its totals.
     """
+    flag_weeks: dict[int, list] = {}
+    for change in flags:
+        flag_weeks.setdefault(week_index(change.at, end=end), []).append(change)
     weeks = []
     for index in reversed(range(week_count(start, end))):
         bucket_end = end - WEEK * index
@@ -193,8 +205,53 @@ def weekly(by_week: dict[int, Totals], *, start: datetime, end: datetime) -> lis
             "change_fail_rate": t.failed / t.deploys if t.deploys else None,
             "lead_time_median_seconds": t.lead_median,
             "recovery_median_seconds": t.recovery_median, "rework": t.rework,
+            "flag_changes": len(flag_weeks.get(index, [])),
+            "flag_changes_failed": sum(1 for c in flag_weeks.get(index, []) if c.failed),
         })  # fmt: skip
     return weeks
+
+
+# Flag changes, next to deploys.
+
+
+@dataclass(frozen=True)
+class FlagChangeFacts:
+    id: int
+    at: datetime
+    verdict: str
+    reverted: bool
+    blamed: bool  # the top suspect of an incident
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict == "fail" or self.reverted or self.blamed
+
+
+def reverted(before: dict[str, float], next_after: dict[str, float] | None) -> bool:
+    """Whether the next change's shares are those before this one, cohort by cohort."""
+    if not before or not next_after:
+        return False
+    cohorts = set(before) | set(next_after)
+    return all(abs(before.get(c, 0.0) - next_after.get(c, 0.0)) <= REVERT_TOLERANCE
+               for c in cohorts)  # fmt: skip
+
+
+def flag_summary(changes: list[FlagChangeFacts], *, days: float) -> dict:
+    """Flag changes as releases: how often, and the share that failed."""
+    failed = sum(1 for c in changes if c.failed)
+    per_day = len(changes) / days
+    return {
+        "changes": len(changes), "per_day": per_day, "per_week": per_day * 7,
+        "failed": failed, "rate": failed / len(changes) if changes else None,
+        "failed_verdict": sum(1 for c in changes if c.verdict == "fail"),
+        "reverted": sum(1 for c in changes if c.reverted),
+        "blamed": sum(1 for c in changes if c.blamed),
+    }  # fmt: skip
+
+
+def week_index(at: datetime, *, end: datetime) -> int:
+    """The seven-day bucket, counted back from `end` (0 is the newest)."""
+    return int((end - at) // WEEK)
 
 
 # Levels (DORA 2024), one metric at a time.

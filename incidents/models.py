@@ -1,9 +1,9 @@
 """Incidents, their timeline and post-mortem, and the delivery outcome of each change.
 
-This app sits above deployments: it reads alerts, verdicts and route shifts
-through their owners' models and opens incidents from them (incidents/jobs.py);
-nothing below it knows incidents exist. Every table here is written only by
-this app.
+This app sits above deployments and flags: it reads alerts, verdicts, route
+shifts and flag rollouts' verdicts through their owners' models and opens
+incidents from them (incidents/jobs.py); nothing below it knows incidents
+exist. Every table here is written only by this app.
 
 Times of an incident (see docs/incidents.md):
 - started_at: the first minute of the regression, from the rollups;
@@ -35,6 +35,7 @@ class Severity(models.TextChoices):
 class SignalKind(models.TextChoices):
     ALERT = "alert", "page burn alert"
     VERDICT = "verdict", "fail verdict"
+    FLAG_VERDICT = "flag_verdict", "flag rollout fail verdict"
     SHIFT = "shift", "route shift"
 
 
@@ -79,6 +80,11 @@ class Incident(models.Model):
     last_signal_at = models.DateTimeField()
     top_suspect = models.ForeignKey(
         "deployments.Deployment", null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="incidents_blamed",
+    )  # fmt: skip
+    # When the top suspect is a flag change (then top_suspect is empty).
+    top_flag_change = models.ForeignKey(
+        "flags.FlagChange", null=True, blank=True, on_delete=models.SET_NULL,
         related_name="incidents_blamed",
     )  # fmt: skip
     suspects = models.JSONField(default=list, blank=True)
@@ -138,7 +144,7 @@ class IncidentSignal(models.Model):
 
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="signals")
     kind = models.CharField(max_length=12, choices=SignalKind)
-    # The owning app's row id (slo Alert, deployments Deployment or RouteShift).
+    # The owning app's row id (slo Alert, deployments Deployment or RouteShift, flags FlagChange).
     source_id = models.BigIntegerField()
     service = models.TextField()
     at = models.DateTimeField(help_text="When the signal was raised.")

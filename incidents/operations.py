@@ -63,6 +63,7 @@ def record_signal(signal: sources.Signal, *, now: datetime) -> tuple[Incident, b
 SIGNAL_ENTRY_KINDS = {
     SignalKind.ALERT: EntryKind.ALERT_FIRED,
     SignalKind.VERDICT: EntryKind.VERDICT,
+    SignalKind.FLAG_VERDICT: EntryKind.VERDICT,
     SignalKind.SHIFT: EntryKind.SHIFT_OPENED,
 }
 
@@ -72,6 +73,7 @@ def signal_key(kind: str, source_id: int) -> str:
     return {
         SignalKind.ALERT: f"alert:{source_id}:fired",
         SignalKind.VERDICT: f"verdict:{source_id}:fail",
+        SignalKind.FLAG_VERDICT: f"flag_verdict:{source_id}:fail",
         SignalKind.SHIFT: f"shift:{source_id}:opened",
     }[kind]
 

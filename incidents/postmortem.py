@@ -164,12 +164,14 @@ def _trigger(incident: Incident) -> str:
     lines = ["## Trigger", ""]
     if incident.suspects:
         top = incident.suspects[0]
+        what = "change" if top.get("kind") == "flag" else "deploy"
+        when = (top["started_at"] or "")[:16].replace("T", " ")
         lines.append(
-            f"The most likely change: deploy of {escape(top['service'])} "
-            f"{escape(top['version'])} at {top['started_at'][:16].replace('T', ' ')} UTC "
-            f"([deploy]({top['link']})): {escape(top['evidence'])}."
+            f"The most likely change: {_change_name(top)} at {when} UTC "
+            f"([{what}]({top['link']})): {escape(top['evidence'])}."
         )
-        findings = sources.significant_findings([top["deployment_id"]])
+        findings = sources.significant_findings([top["deployment_id"]] if top.get(
+            "deployment_id") else [])  # fmt: skip
         for finding in findings[:10]:
             route = escape(finding.route or "the whole service")
             lines.append(f"- {escape(finding.metric)} on {route}: {escape(finding.detail)}")
@@ -177,6 +179,12 @@ def _trigger(incident: Incident) -> str:
         lines.append("Monoenv found no change that explains the regression.")
     lines += ["", f"{PROMPT} confirm or correct the change that triggered it."]
     return "\n".join(lines)
+
+
+def _change_name(suspect: dict) -> str:
+    if suspect.get("kind") == "flag":
+        return f"change of flag {escape(suspect['version'])}"
+    return f"deploy of {escape(suspect['service'])} {escape(suspect['version'])}"
 
 
 def _detection(incident: Incident) -> str:
@@ -202,7 +210,7 @@ def _resolution(incident: Incident) -> str:
 
 def _causes(incident: Incident) -> str:
     suspects = [
-        f"{index}. deploy of {escape(s['service'])} {escape(s['version'])}: {escape(s['evidence'])}"
+        f"{index}. {_change_name(s)}: {escape(s['evidence'])}"
         for index, s in enumerate(incident.suspects[:5], start=1)
     ]
     listed = "\n".join(suspects) or "Monoenv ranked no change events."

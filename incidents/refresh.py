@@ -30,8 +30,9 @@ def refresh(incident_id: int, *, now: datetime) -> Incident | None:
             signal.save(update_fields=["closed_at"])
     with transaction.atomic():
         incident.suspects = sources.suspects_of(signals)
-        top = incident.suspects[0]["deployment_id"] if incident.suspects else None
-        incident.top_suspect_id = top
+        top = incident.suspects[0] if incident.suspects else {}
+        incident.top_suspect_id = top.get("deployment_id")
+        incident.top_flag_change_id = top.get("flag_change_id")
         sync_timeline(incident, now=now)
         propose(incident, signals, now=now)
         incident.impact = impact.compute(incident, now=now)
@@ -48,9 +49,11 @@ def timeline_range(incident: Incident, *, now: datetime) -> tuple[datetime, date
 
 def sync_timeline(incident: Incident, *, now: datetime) -> None:
     start, end = timeline_range(incident, now=now)
-    suspects = [s["deployment_id"] for s in incident.suspects]
+    deploys = [s["deployment_id"] for s in incident.suspects if s.get("deployment_id")]
+    flags = [s["flag_change_id"] for s in incident.suspects if s.get("flag_change_id")]
     entries = [
-        *_deploy_entries(incident.services, start, end, also=suspects),
+        *_deploy_entries(incident.services, start, end, also=deploys),
+        *_flag_entries(incident.services, start, end, also=flags),
         *_alert_entries(incident.services, start, end),
         *_shift_entries(incident.services, start, end),
     ]
@@ -87,6 +90,31 @@ def _deploy_entries(services, start, end, *, also: list[int]) -> list[dict]:
             "key": f"verdict:{deploy.pk}:{record.checkpoint}",
         })  # fmt: skip
     return entries
+
+
+def _flag_entries(services, start, end, *, also: list[int]) -> list[dict]:
+    """Changes of flags the incident's services evaluate, its flag suspects, and their verdicts."""
+    changes = sources.flag_changes_of(services, start, end, also=also)
+    entries = []
+    for change in changes:
+        entries.append({"at": change.at, "kind": EntryKind.FLAG, "summary": _flag_summary(change),
+                        "link": change.link(), "key": f"flag:{change.pk}"})  # fmt: skip
+    for record in sources.flag_verdict_records_of(changes):
+        change = record.change
+        entries.append({
+            "at": record.created_at, "kind": EntryKind.VERDICT,
+            "summary": f"Verdict {record.verdict} for flag {change.flag} at {record.minute} min: "
+                       f"{sources.first_line(record.reason)}",
+            "link": change.link(), "key": f"flag_verdict:{change.pk}:{record.minute}",
+        })  # fmt: skip
+    return entries
+
+
+def _flag_summary(change) -> str:
+    rollout = ", ".join(f"{variant} {percent:g}%" for variant, percent in change.rollout.items())
+    how = f" to {rollout}" if rollout else ""
+    source = " (detected from the variant shares)" if change.source == "detected" else ""
+    return f"Flag change of {change.flag}{how}{source}"
 
 
 def _alert_entries(services, start, end) -> list[dict]:
@@ -144,8 +172,11 @@ def propose(incident: Incident, signals, *, now: datetime) -> None:
 
 
 def _proposed_mitigation(incident, signals, *, sustain, now) -> tuple[datetime, str] | None:
-    changes = sources.deploys_of(incident.services, incident.started_at, now)
-    change_times = {deploy.deployed_at: deploy for deploy in changes}
+    changes = [
+        *sources.flag_changes_of(incident.services, incident.started_at, now),
+        *sources.deploys_of(incident.services, incident.started_at, now),
+    ]
+    change_times = {_changed_at(change): change for change in changes}
     found = []
     for signal in signals:
         series = sources.minute_series(signal.watch, incident.started_at, now)
@@ -160,9 +191,15 @@ def _proposed_mitigation(incident, signals, *, sustain, now) -> tuple[datetime, 
     calm = f"the burn rate fell below 1 at {latest.calm_from:%H:%M} UTC and stayed there"
     if latest.change_at is None:
         return latest.at, calm
-    deploy = change_times[latest.change_at]
-    what = "rollback" if deploy.rollback_of_id else "deploy"
-    return latest.at, f"after the {what} of {deploy.service} {deploy.version}, {calm}"
+    change = change_times[latest.change_at]
+    if isinstance(change, sources.FlagChange):
+        return latest.at, f"after the change of flag {change.flag}, {calm}"
+    what = "rollback" if change.rollback_of_id else "deploy"
+    return latest.at, f"after the {what} of {change.service} {change.version}, {calm}"
+
+
+def _changed_at(change) -> datetime:
+    return change.at if isinstance(change, sources.FlagChange) else change.deployed_at
 
 
 def _proposal_entry(incident: Incident, status: str, at: datetime, reason: str) -> None:

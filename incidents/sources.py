@@ -1,10 +1,11 @@
 """What incidents read from the apps below: signals, their state, and the changes around them.
 
-The one place that knows slo's and deployments' models, so a change there
-changes here only. Nothing below imports incidents: new signals are found by
-polling these reads (incidents/jobs.py), not by being told.
+The one place that knows slo's, deployments' and flags' models, so a change
+there changes here only. Nothing below imports incidents: new signals are
+found by polling these reads (incidents/jobs.py), not by being told.
 
-A signal is a page burn alert, a deploy's `fail` verdict, or a route shift.
+A signal is a page burn alert, a deploy's `fail` verdict, a flag rollout's
+`fail` verdict, or a route shift.
 Each carries a *watch*: the per-minute series whose burn says when the
 regression began and when it stopped (incidents/lifecycle.py).
 """
@@ -23,6 +24,8 @@ from deployments.models import (
     Verdict,
     VerdictRecord,
 )
+from flags import suspects as flag_suspects
+from flags.models import FlagChange, FlagVerdictRecord
 from incidents.lifecycle import MinuteCounts
 from incidents.models import Severity, SignalKind
 from slo import status as slo_status
@@ -56,10 +59,11 @@ def url(path: str) -> str:
 
 
 def new_signals(*, since: datetime, known: set[tuple[str, int]]) -> list[Signal]:
-    """Page alerts, fail verdicts and route shifts raised since `since`, not yet in `known`."""
+    """Page alerts, fail verdicts (deploys, rollouts) and shifts since `since`, not in `known`."""
     found = [
         *(_alert_signal(alert) for alert in _page_alerts(since)),
         *(_verdict_signal(deploy) for deploy in _failed_deploys(since)),
+        *(_flag_verdict_signal(change) for change in _failed_rollouts(since)),
         *(_shift_signal(shift) for shift in RouteShift.objects.filter(detected_at__gte=since)),
     ]
     return sorted(
@@ -75,6 +79,10 @@ def _page_alerts(since: datetime):
 
 def _failed_deploys(since: datetime):
     return Deployment.objects.filter(verdict=Verdict.FAIL, evaluated_at__gte=since)
+
+
+def _failed_rollouts(since: datetime):
+    return FlagChange.objects.filter(verdict=Verdict.FAIL, evaluated_at__gte=since)
 
 
 def _alert_signal(alert: Alert) -> Signal:
@@ -124,6 +132,42 @@ def _verdict_signal(deploy: Deployment) -> Signal:
     )
 
 
+def _flag_verdict_signal(change: FlagChange) -> Signal:
+    """A failed rollout: its failing cohort's service, watched on its worst route's error rate.
+
+    The route's error rate, not the cohort's: when the flag is reverted the
+    cohort falls silent, and silence is not recovery (incidents/lifecycle.py).
+    """
+    service, route = _failing_place(change)
+    baseline = _baseline_error_rate(service, change.at, route=route)
+    threshold = max(baseline * DEPLOY_BURN_RATIO, baseline + DEPLOY_BURN_MIN)
+    return Signal(
+        kind=SignalKind.FLAG_VERDICT,
+        source_id=change.pk,
+        service=service,
+        environment=change.environment,
+        at=change.evaluated_at,
+        title=f"{service}: the rollout of flag {change.flag} failed its verdict",
+        summary=f"Rollout of flag {change.flag} failed its verdict: "
+        f"{first_line(change.verdict_reason)}",
+        link=change.link(),
+        severity=Severity.SEV3,
+        watch={"service": service, "route": route, "metric": "error_rate",
+               "threshold": threshold},  # fmt: skip
+        not_before=change.at,
+    )
+
+
+def _failing_place(change: FlagChange) -> tuple[str, str | None]:
+    """The service and route of the rollout's worst failing finding (None: the whole service)."""
+    record = change.verdict_records.filter(verdict=Verdict.FAIL).last()
+    failing = record.findings.filter(significant=True).order_by("route") if record else []
+    worst = next((f for f in failing if f.route), None) or next(iter(failing), None)
+    if worst is None:
+        return (change.services or [""])[0], None
+    return worst.service, worst.route or None
+
+
 def _shift_signal(shift: RouteShift) -> Signal:
     return Signal(
         kind=SignalKind.SHIFT,
@@ -153,9 +197,9 @@ def first_line(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _baseline_error_rate(service: str, before: datetime) -> float:
+def _baseline_error_rate(service: str, before: datetime, *, route: str | None = None) -> float:
     start = before - timedelta(minutes=settings.MONOENV_DEPLOY_BASELINE_MINUTES)
-    points = rollups.latency_series(service, start=start, end=before)
+    points = rollups.latency_series(service, start=start, end=before, route=route)
     requests = sum(p.requests for p in points)
     return sum(p.errors for p in points) / requests if requests else 0.0
 
@@ -169,6 +213,10 @@ def closed_at(kind: str, source_id: int) -> datetime | None:
         return Alert.objects.filter(pk=source_id).values_list("resolved_at", flat=True).first()
     if kind == SignalKind.SHIFT:
         return RouteShift.objects.filter(pk=source_id).values_list("resolved_at", flat=True).first()
+    if kind == SignalKind.FLAG_VERDICT:
+        change = FlagChange.objects.filter(pk=source_id).first()
+        later = recovering_flag_change(change) if change else None
+        return later.at if later else None
     deploy = Deployment.objects.filter(pk=source_id).first()
     recovery = recovering_change(deploy) if deploy else None
     return recovery.deployed_at if recovery else None
@@ -182,6 +230,16 @@ def recovering_change(deploy: Deployment) -> Deployment | None:
         .exclude(verdict=Verdict.FAIL)
         .exclude(pk=deploy.pk)
         .order_by("started_at", "id")
+        .first()
+    )
+
+
+def recovering_flag_change(change: FlagChange) -> FlagChange | None:
+    """The next change of the flag (a revert, a narrowing, a fix) that did not fail itself."""
+    return (
+        FlagChange.objects.filter(flag=change.flag, at__gt=change.at)
+        .exclude(verdict=Verdict.FAIL)
+        .order_by("at", "id")
         .first()
     )
 
@@ -237,6 +295,24 @@ def shifts_of(services: list[str], start: datetime, end: datetime) -> list[Route
     )
 
 
+def flag_changes_of(services: list[str], start: datetime, end: datetime, *,
+                    also: list[int] = ()) -> list[FlagChange]:  # fmt: skip
+    """Changes of flags the services evaluate in [start, end), and those `also` names."""
+    in_range = Q(at__gte=start, at__lt=end) & _evaluated_by(services)
+    return list(FlagChange.objects.filter(in_range | Q(pk__in=also)).order_by("at", "id"))
+
+
+def _evaluated_by(services: list[str]) -> Q:
+    query = Q(pk__in=[])
+    for service in services:
+        query |= Q(services__contains=[service])
+    return query
+
+
+def flag_verdict_records_of(changes: list[FlagChange]):
+    return FlagVerdictRecord.objects.filter(change__in=changes).select_related("change")
+
+
 def slos_of(services: list[str]) -> list[SLO]:
     return list(SLO.objects.filter(service__in=services).order_by("name"))
 
@@ -246,24 +322,33 @@ def verdict_records_of(deploys: list[Deployment]):
 
 
 def suspects_of(signals) -> list[dict]:
-    """The ranked change events of the incident's signals, best first, each deploy once.
+    """The ranked change events of the incident's signals, best first, each change once.
 
-    A failed deploy is its own first suspect; then the suspects deployments
-    ranked for each alert, shift and failed deploy.
+    A failed deploy or rollout is its own first suspect; then the suspects
+    deployments ranked (deploys and flag changes alike) for each alert,
+    shift, failed deploy and failed rollout.
     """
-    ranked: dict[int, dict] = {}
+    ranked: dict[tuple[str, int], dict] = {}
     for signal in signals:
         if signal.kind == SignalKind.VERDICT:
-            own = _suspect(signal.source_id, 1.0, "failed its verdict")
-            ranked.setdefault(signal.source_id, own)
+            own = _deploy_suspect(Deployment.objects.get(pk=signal.source_id), 1.0,
+                                  "failed its verdict")  # fmt: skip
+            ranked.setdefault(("deploy", signal.source_id), own)
+        elif signal.kind == SignalKind.FLAG_VERDICT:
+            change = FlagChange.objects.get(pk=signal.source_id)
+            own = _flag_suspect(change.pk, change.flag, change.at, change.link(), 1.0,
+                                "its rollout failed its verdict")  # fmt: skip
+            ranked.setdefault(("flag", signal.source_id), own)
     rows = (
         Suspect.objects.select_related("suspect")
         .filter(_suspect_filter(signals))
         .order_by("-score", "rank")
     )
     for row in rows:
-        if row.suspect_id not in ranked:
-            ranked[row.suspect_id] = _suspect(row.suspect_id, row.score, row.evidence, row.suspect)
+        key = ("deploy", row.suspect_id) if row.is_deploy else (row.suspect_kind,
+                                                               row.suspect_change_id)  # fmt: skip
+        if key not in ranked:
+            ranked[key] = _row_suspect(row)
     out = sorted(ranked.values(), key=lambda s: -s["score"])
     return [{**entry, "rank": index + 1} for index, entry in enumerate(out)]
 
@@ -275,21 +360,47 @@ def _suspect_filter(signals):
             query |= Q(alert_id=signal.source_id)
         elif signal.kind == SignalKind.SHIFT:
             query |= Q(route_shift_id=signal.source_id)
+        elif signal.kind == SignalKind.FLAG_VERDICT:
+            query |= Q(change_kind=flag_suspects.KIND, change_id=signal.source_id)
         else:
             query |= Q(deployment_id=signal.source_id)
     return query
 
 
-def _suspect(deploy_id: int, score: float, evidence: str, deploy: Deployment | None = None):
-    deploy = deploy or Deployment.objects.get(pk=deploy_id)
+def _row_suspect(row: Suspect) -> dict:
+    if row.is_deploy:
+        return _deploy_suspect(row.suspect, row.score, row.evidence)
+    name = row.suspect_label.removeprefix(f"{row.suspect_kind} ")
+    return _flag_suspect(row.suspect_change_id, name, row.suspect_at, row.suspect_link,
+                         row.score, row.evidence)  # fmt: skip
+
+
+def _deploy_suspect(deploy: Deployment, score: float, evidence: str) -> dict:
     return {
+        "kind": "deploy",
         "deployment_id": deploy.pk,
+        "flag_change_id": None,
         "service": deploy.service,
         "version": deploy.version,
         "started_at": deploy.started_at.isoformat(),
         "score": round(score, 4),
         "evidence": evidence,
         "link": url(f"/deploys/{deploy.pk}/"),
+    }
+
+
+def _flag_suspect(change_id: int, flag: str, at, link: str, score: float, evidence: str) -> dict:
+    # Named as pages name a deploy, "flag new-checkout" for "payments v5".
+    return {
+        "kind": "flag",
+        "deployment_id": None,
+        "flag_change_id": change_id,
+        "service": "flag",
+        "version": flag,
+        "started_at": at.isoformat() if at else None,
+        "score": round(score, 4),
+        "evidence": evidence,
+        "link": link,
     }
 
 

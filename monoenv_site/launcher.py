@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if wait_for_redis(Path(argv[1])) else 1
     if argv[:1] == ["wait-port"]:
         return 0 if wait_for_port(int(argv[1])) else 1
+    if argv[:1] == ["wait-file"]:
+        wait_for_file(Path(argv[1]))
+        return 0  # late is better than never: the workers start either way
 
     # Until honcho installs its own handlers, SIGTERM must unwind like Ctrl-C
     # so that the `finally` below still stops the PostgreSQL we started.
@@ -154,6 +157,21 @@ def wait_for_port(port: int, timeout: float = 120) -> bool:
     return False
 
 
+def wait_for_file(path: Path, timeout: float = 600) -> bool:
+    """Wait until this file exists (the demo's backfill is in)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.5)
+    print(f"{path} did not appear within {timeout:.0f} s; starting anyway", file=sys.stderr)
+    return False
+
+
+def backfilled_marker(base: Path) -> Path:
+    return base / "demo-backfilled"
+
+
 def wants_demo(*, embedded_database: bool) -> bool:
     """Whether to stream the demo: MONOENV_DEMO decides when set; else the embedded
     default does, until a service of the user's own has sent spans.
@@ -246,24 +264,33 @@ def build_manager(settings, base: Path, own_redis: bool, *, demo: bool) -> Manag
         manager.add_process("redis", shlex.join(["exec", *embedded.redis_command(base)]), env=env)
         # Celery gives up on a broker that is not there yet; wait for it.
         celery_prefix = [PYTHON, "-m", "monoenv_site.launcher", "wait-redis", str(sock)]
+    waits = [celery_prefix] if celery_prefix else []
+    if demo:
+        # The demo backfills half an hour of traffic, deploys included, in a
+        # minute or two. Judged before that traffic is in, each deploy would
+        # look silent (a throughput drop), so the worker and beat wait for it.
+        marker = backfilled_marker(base)
+        marker.unlink(missing_ok=True)
+        waits.append([PYTHON, "-m", "monoenv_site.launcher", "wait-file", str(marker)])
     for name, cmd in commands(settings, base).items():
-        if name in ("worker", "beat") and celery_prefix:
-            line = f"{shlex.join(celery_prefix)} && exec {shlex.join(cmd)}"
+        if name in ("worker", "beat") and waits:
+            line = " && ".join([*map(shlex.join, waits), f"exec {shlex.join(cmd)}"])
         else:
             line = shlex.join(["exec", *cmd])
         manager.add_process(name, line, env=env, cwd=str(ROOT))
     if demo:
-        manager.add_process("demo", demo_line(settings), env=env, cwd=str(ROOT))
+        manager.add_process("demo", demo_line(settings, base), env=env, cwd=str(ROOT))
     return manager
 
 
-def demo_line(settings) -> str:
+def demo_line(settings, base: Path) -> str:
     # The simulator posts deploys to the web process, so it waits for it.
     wait = [PYTHON, "-m", "monoenv_site.launcher", "wait-port", str(settings.MONOENV_HTTP_PORT)]
     simulate = [
         PYTHON, "manage.py", "simulate",
         "--endpoint", f"http://127.0.0.1:{settings.MONOENV_OTLP_HTTP_PORT}",
         "--api", f"http://127.0.0.1:{settings.MONOENV_HTTP_PORT}",
+        "--ready-file", str(backfilled_marker(base)),
     ]  # fmt: skip
     return f"{shlex.join(wait)} && exec {shlex.join(simulate)}"
 

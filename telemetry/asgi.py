@@ -11,13 +11,23 @@ connection is closed; one larger than MONOENV_MAX_REQUEST_BYTES as sent gets
 
 import asyncio
 import io
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from google.rpc import code_pb2
 
 from telemetry import ingest, receiver
+
+# A connection its thread used less than this long ago is not health-checked
+# again (CONN_HEALTH_CHECKS): under load the check was a SELECT 1 round trip
+# per request. One idle for longer is checked before use, as Django checks
+# each request's; a connection that breaks meanwhile fails its store, whose
+# batch is then spooled, not lost.
+HEALTH_CHECK_AFTER_IDLE_SECONDS = 1.0
+_thread_state = threading.local()
 
 
 class _ClientGone(Exception):
@@ -80,12 +90,17 @@ class OtlpApplication:
 
 
 def _with_fresh_connections(function, *args):
-    # What Django's request_started and request_finished signals do for WSGI.
+    # What Django's request_started and request_finished signals do for WSGI:
+    # connections past CONN_MAX_AGE or with errors are closed.
     close_old_connections()
+    idle = time.monotonic() - getattr(_thread_state, "used_at", float("-inf"))
+    if idle < HEALTH_CHECK_AFTER_IDLE_SECONDS:
+        for connection in connections.all(initialized_only=True):
+            connection.health_check_done = True
     try:
         return function(*args)
     finally:
-        close_old_connections()
+        _thread_state.used_at = time.monotonic()
 
 
 def _headers(scope) -> dict[str, str]:

@@ -48,6 +48,8 @@ class _Confirmed:
 
 _confirmed: dict[str, _Confirmed] = {}
 _disk_written: dict[str, float] = {}
+# Token pk -> time.monotonic() when this process last knew last_used_at was fresh.
+_use_recorded: dict[int, float] = {}
 _disk_lock = threading.Lock()
 
 
@@ -192,6 +194,7 @@ def forget_confirmations() -> None:
     """Drop this process's cached checks."""
     _confirmed.clear()
     _disk_written.clear()
+    _use_recorded.clear()
 
 
 def _forget_token(sender, instance: ApiToken, **kwargs) -> None:
@@ -214,12 +217,22 @@ def _check_rate(token: ApiToken) -> None:
 
 
 def _record_use(token: ApiToken) -> None:
-    # At most one write per token per interval, so busy ingest does not hammer one row.
+    """Write last_used_at at most once per MONOENV_TOKEN_TOUCH_SECONDS per process.
+
+    The update writes nothing when the stored time is fresh, but asking was a
+    database round trip on every ingest request. Once this process wrote it,
+    or learned another process had, it asks again only after the interval, so
+    last_used_at is at most two intervals old.
+    """
+    interval = settings.MONOENV_TOKEN_TOUCH_SECONDS
+    if time.monotonic() - _use_recorded.get(token.pk, float("-inf")) < interval:
+        return
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.MONOENV_TOKEN_TOUCH_SECONDS)
+    stale = now - timedelta(seconds=interval)
     ApiToken.objects.filter(pk=token.pk).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale)
     ).update(last_used_at=now)
+    _use_recorded[token.pk] = time.monotonic()
 
 
 class TokenAuth(HttpBearer):

@@ -541,3 +541,104 @@ def cohort_request_minute_counts(cohort: CohortFilter) -> dict[datetime, tuple[i
         params,
     )
     return {minute: (requests, errors) for minute, requests, errors in rows}
+
+
+def _route_clause(route: str) -> tuple[str, list]:
+    """An SLO's route rule (telemetry.spans.SpanSelection) on the evaluations' request route."""
+    if route.endswith("*"):
+        return " AND starts_with(route, %s)", [route[:-1]]
+    if route:
+        return " AND route = %s", [route]
+    return "", []
+
+
+def cohort_bad_counts(
+    flag: str, selection: spans.SpanSelection, good: spans.GoodRule, start: datetime,
+    end: datetime,
+) -> dict[str, tuple[int, int]]:  # fmt: skip
+    """Requests and bad requests per cohort, as an SLO of this selection and rule counts them.
+
+    The flag's attributed requests of the selection's service and routes that
+    started in [start, end), each once per cohort, judged by the SLO's own
+    GoodRule. Evaluations keep no span kind: every attributed request is a
+    server or consumer span, so the selection's kind is not checked here.
+    """
+    condition, condition_params = good.condition()
+    route_sql, route_params = _route_clause(selection.route)
+    rows = _fetch(
+        f"SELECT cohort, count(*), count(*) FILTER (WHERE NOT ({condition})) FROM ("
+        "SELECT DISTINCT ON (trace_id, request_span_id, cohort) cohort, "
+        "request_is_error AS is_error, request_duration_us AS duration_us "
+        "FROM telemetry_flagevaluation WHERE flag = %s AND service = %s AND attribution = %s "
+        # An evaluation happens inside its request: at >= request_start, so the
+        # bound on `at` only lets the (flag, at) index do the work.
+        f"AND at >= %s AND request_start >= %s AND request_start < %s{route_sql}) r GROUP BY 1",
+        [*condition_params, flag, selection.service, int(Attribution.REQUEST), start, start, end,
+         *route_params],
+    )  # fmt: skip
+    return {cohort: (requests, bad) for cohort, requests, bad in rows}
+
+
+# Reads for the dashboard's flag and trace pages.
+
+
+def cohort_latency_per_step(
+    cohort: CohortFilter, *, step: timedelta, origin: datetime
+) -> dict[datetime, tuple[float, float, float]]:
+    """p50, p95 and p99 request durations (ms, exact) per step of the request's start."""
+    sql, params = cohort.requests_sql()
+    rows = _fetch(
+        "SELECT date_bin(%s, request_start, %s), "
+        "percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY request_duration_us) "
+        f"FROM ({sql}) r GROUP BY 1",
+        [step, origin, *params],
+    )
+    return {bucket: tuple(value / 1000.0 for value in values) for bucket, values in rows}
+
+
+def cohort_example_traces(
+    flag: str, service: str, cohort: str, error_type: str, start: datetime, end: datetime, *,
+    limit: int,
+) -> list[bytes]:  # fmt: skip
+    """The newest traces whose request, in this cohort, failed with this error type."""
+    rows = _fetch(
+        "SELECT trace_id FROM telemetry_flagevaluation WHERE flag = %s AND service = %s "
+        "AND cohort = %s AND attribution = %s AND at >= %s AND at < %s AND request_is_error "
+        "AND request_error_type = %s GROUP BY trace_id ORDER BY max(request_start) DESC LIMIT %s",
+        [flag, service, cohort, int(Attribution.REQUEST), start, end, error_type, limit],
+    )
+    return [bytes(trace_id) for (trace_id,) in rows]
+
+
+@dataclass(frozen=True)
+class TraceEvaluation:
+    """One flag evaluation of a trace, with the request it was attributed to."""
+
+    span_id: bytes
+    request_span_id: bytes | None
+    service: str
+    flag: str
+    cohort: str
+    variant: str
+    value: str
+    reason: str
+    provider: str
+    error_type: str
+    carrier: str
+    at: datetime
+
+
+def trace_evaluations(trace_id: bytes, start: datetime, end: datetime) -> list[TraceEvaluation]:
+    """The flag evaluations of one trace made in [start, end), in time order."""
+    rows = (
+        FlagEvaluation.objects.filter(trace_id=trace_id, at__gte=start, at__lt=end)
+        .order_by("at", "flag")
+        .values_list(
+            "span_id", "request_span_id", "service", "flag", "cohort", "variant", "value",
+            "reason", "provider", "error_type", "carrier", "at",
+        )  # fmt: skip
+    )
+    return [
+        TraceEvaluation(bytes(span_id), bytes(request) if request else None, *rest)
+        for span_id, request, *rest in rows
+    ]

@@ -10,7 +10,10 @@ Invariants:
   the batch on disk through kill -9 or power loss. A temporary file left by
   a killed writer is never replayed; clean() removes it.
 - File names sort in arrival order (nanosecond clock, then pid and a
-  counter), and replay takes the oldest first.
+  counter), and replay takes the oldest first. Replay works through one
+  listing of the folder before it lists it again: listing (and sorting) the
+  whole backlog for every batch made draining n batches cost n² (3,640
+  batches: 0.38 s a listing, under load).
 - A file is deleted only after store() returned, that is after its spans
   were committed. A crash between the two replays it again; the store's
   (trace_id, span_id) deduplication keeps that exactly once.
@@ -28,6 +31,7 @@ import itertools
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +62,8 @@ class Spool:
         self._lock = threading.Lock()
         self._known_bytes = 0
         self._scanned_at = float("-inf")
+        # Names of one listing still to try, oldest first; shared by this process's replayers.
+        self._to_replay: deque[str] = deque()
 
     @property
     def enabled(self) -> bool:
@@ -117,15 +123,24 @@ class Spool:
             return []
         entries = []
         for entry in scanned:
-            if entry.name.endswith(SUFFIX) and not entry.name.startswith(TEMPORARY_PREFIX):
+            if _is_batch(entry.name):
                 try:
                     entries.append((Path(entry.path), entry.stat().st_size))
                 except FileNotFoundError:
                     continue  # Replayed by another process meanwhile.
         return sorted(entries)
 
+    def _names(self) -> list[str]:
+        """Complete batch files' names, oldest first, without a stat for each."""
+        try:
+            with os.scandir(self.directory) as scanned:
+                names = [entry.name for entry in scanned if _is_batch(entry.name)]
+        except FileNotFoundError:
+            return []
+        return sorted(names)
+
     def pending(self) -> list[Path]:
-        return [path for path, _ in self._entries()]
+        return [self.directory / name for name in self._names()]
 
     def stats(self) -> SpoolStats:
         entries = self._entries()
@@ -139,35 +154,61 @@ class Spool:
 
         Returns False when there was none. A batch store() calls Unreadable
         is moved to unreadable/; anything else store() raises propagates and
-        leaves the file in place for the next attempt.
+        leaves the file in place, first in line for the next attempt.
         """
-        for path in self.pending():
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
+        listed_again = False
+        while True:
+            name = self._next_to_replay()
+            if name is None:
+                if listed_again:
+                    return False
+                self._list_again()
+                listed_again = True
                 continue
             try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # Another process is replaying it.
-                if os.fstat(fd).st_nlink == 0:
-                    continue  # Replayed and deleted before we got the lock.
-                with os.fdopen(os.dup(fd), "rb") as file:
-                    payload = file.read()
-                try:
-                    store(payload)
-                except Unreadable:
-                    self.quarantine(path)
+                if self._replay(self.directory / name, store):
                     return True
-                # Deleted while still locked, so no one can replay it twice.
-                path.unlink(missing_ok=True)
+            except BaseException:
                 with self._lock:
-                    self._known_bytes = max(0, self._known_bytes - len(payload))
+                    self._to_replay.appendleft(name)
+                raise
+
+    def _next_to_replay(self) -> str | None:
+        with self._lock:
+            return self._to_replay.popleft() if self._to_replay else None
+
+    def _list_again(self) -> None:
+        names = self._names()
+        with self._lock:
+            self._to_replay = deque(names)
+
+    def _replay(self, path: Path, store: Callable[[bytes], None]) -> bool:
+        """Replay one file unless it is gone or held: whether it was replayed (or set aside)."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # Another process is replaying it.
+            if os.fstat(fd).st_nlink == 0:
+                return False  # Replayed and deleted before we got the lock.
+            with os.fdopen(os.dup(fd), "rb") as file:
+                payload = file.read()
+            try:
+                store(payload)
+            except Unreadable:
+                self.quarantine(path)
                 return True
-            finally:
-                os.close(fd)
-        return False
+            # Deleted while still locked, so no one can replay it twice.
+            path.unlink(missing_ok=True)
+            with self._lock:
+                self._known_bytes = max(0, self._known_bytes - len(payload))
+            return True
+        finally:
+            os.close(fd)
 
     def quarantine(self, path: Path) -> Path:
         """Move a file that cannot be decoded out of the way, kept for inspection."""
@@ -189,6 +230,10 @@ class Spool:
                 Path(entry.path).unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _is_batch(name: str) -> bool:
+    return name.endswith(SUFFIX) and not name.startswith(TEMPORARY_PREFIX)
 
 
 def _abandoned(entry: os.DirEntry, cutoff: float) -> bool:

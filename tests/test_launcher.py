@@ -105,3 +105,30 @@ def test_redis_is_stopped_only_after_everything_that_uses_it(tmp_path, capsys):
     assert events[("redis", "signalled")] >= events[("worker", "exited")]
     assert events[("redis", "signalled")] >= events[("beat", "exited")]
     assert events[("worker", "signalled")] < events[("worker", "exited")]
+
+
+def test_on_the_demo_the_worker_and_beat_start_only_once_the_backfill_is_in(tmp_path):
+    from django.conf import settings
+
+    manager = launcher.build_manager(settings, tmp_path, own_redis=False, demo=True)
+    lines = {name: process["obj"].cmd for name, process in manager._processes.items()}
+    marker = str(launcher.backfilled_marker(tmp_path))
+
+    for name in ("worker", "beat"):
+        waits, run = lines[name].split(" && exec ")
+        assert waits.endswith(f"wait-file {marker}") and "celery" in run
+    assert f"--ready-file {marker}" in lines["demo"]
+    # Ingest never waits: the backfill goes through it.
+    assert "wait-file" not in lines["otlp"] + lines["grpc"]
+
+
+def test_waiting_for_the_backfill_ends_when_its_marker_appears(tmp_path):
+    import threading
+
+    marker = tmp_path / "demo-backfilled"
+    threading.Timer(0.3, marker.touch).start()
+    started = time.monotonic()
+
+    assert launcher.wait_for_file(marker, timeout=60)
+    assert time.monotonic() - started < 60
+    assert not launcher.wait_for_file(tmp_path / "never", timeout=0.5)

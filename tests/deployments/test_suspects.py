@@ -86,6 +86,7 @@ def test_a_page_alert_gets_suspects_once(t0, client, read_token):
     response = client.get(f"/api/v1/alerts/{alert.pk}/suspects", headers=bearer(read_token))
     [suspect] = response.json()
     assert suspect["rank"] == 1 and suspect["deployment"]["service"] == "payments"
+    assert suspect["kind"] == "deploy" and suspect["change"] is None
     assert "in child spans served by payments" in suspect["evidence"]
 
 

@@ -169,7 +169,7 @@ class TestJobs:
         ingest.store_rows(list(request_rows(now).values()))
         flag_store.store_evaluations([log_evaluation(now)], received_at=now)
         assert telemetry_tasks.attribute_flag_evaluations()["attributed"] == 1
-        assert flag_tasks.run_periodic() == {"detected": 0, "looks": 0}
+        assert flag_tasks.run_periodic() == {"detected": 0, "looks": 0, "explained": 0}
 
     def test_attribution_goes_on_while_batches_are_full(self, now):
         ingest.store_rows(list(request_rows(now).values()))

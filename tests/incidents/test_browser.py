@@ -94,6 +94,26 @@ def test_the_pages_load_draw_and_show_hostile_text_as_text(page, world):
     assert page.dialogs == [] and page.problems == []
 
 
+def test_the_overview_banner_refreshes_itself(page, world):
+    page.goto(page.base + "/", wait_until="networkidle")
+    rows = page.locator("#open-incident-rows")
+    assert f"Incident #{world.pk} " in rows.inner_text()
+    now = timezone.now()
+    declared = Incident.objects.create(
+        title="payments <b>down</b>", services=["payments"], started_at=now, detected_at=now,
+        last_signal_at=now,
+    )
+    Incident.objects.filter(pk=world.pk).update(status="resolved", resolved_at=now)
+    # Coming back to the tab polls at once, as the 30-second timer does meanwhile.
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    page.wait_for_function(
+        "document.getElementById('open-incident-rows').textContent.includes('payments <b>down</b>')"
+    )
+    assert f"Incident #{world.pk} " not in rows.inner_text()
+    assert f"Incident #{declared.pk} payments <b>down</b>" in rows.inner_text()
+    assert rows.locator("b").count() == 0 and page.problems == []
+
+
 def test_confirming_the_proposal_in_the_browser(page, world):
     page.goto(page.base + reverse("dashboard:incident", args=[world.pk]), wait_until="networkidle")
     page.click("#confirm")

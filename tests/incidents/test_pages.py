@@ -39,7 +39,7 @@ def incident(t0):
 
 
 PAGES = ["dashboard:incidents", "dashboard:incidents-json", "dashboard:delivery",
-         "dashboard:delivery-json"]  # fmt: skip
+         "dashboard:delivery-json", "dashboard:open-incidents-json"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -121,6 +121,16 @@ def test_the_delivery_page_and_the_overview_line(oncall, incident):
     overview = oncall.get(reverse("dashboard:overview")).content.decode()
     assert 'id="open-incidents"' in overview and 'id="dora-line"' in overview
     assert "<script>alert(1)" not in overview
+
+
+def test_the_banner_polls_the_active_incidents_only(oncall, incident, t0):
+    Incident.objects.create(title="old", status=Status.RESOLVED, started_at=t0 - 5 * M,
+                            detected_at=t0 - 5 * M, last_signal_at=t0 - 5 * M,
+                            resolved_at=t0)  # fmt: skip
+    data = oncall.get(reverse("dashboard:open-incidents-json")).json()
+    assert [(row["id"], row["title"]) for row in data["incidents"]] == [(incident.pk, XSS)]
+    overview = oncall.get(reverse("dashboard:overview")).content.decode()
+    assert f'data-url="{reverse("dashboard:open-incidents-json")}"' in overview
 
 
 def test_the_on_call_budgets_page_shows_open_incidents_first(oncall, incident):

@@ -169,7 +169,8 @@ def test_manage_py_evaluate_runs_every_job_in_data_flow_order_and_sends_last(rec
     call_command("evaluate", stdout=out)
 
     assert [name for name, _ in PERIODIC_JOBS] == [
-        "retention", "rollups", "slo evaluation", "deploy analysis", "incidents", "notifications",
+        "retention", "rollups", "slo evaluation", "deploy analysis", "flags", "incidents",
+        "notifications",
     ]  # fmt: skip
     lines = out.getvalue().splitlines()
     assert [line.split(":")[0] for line in lines] == [name for name, _ in PERIODIC_JOBS]

@@ -48,6 +48,10 @@ REVIEWED = {
     ("telemetry/flag_store.py", "default_cohorts"): FIXED,
     ("telemetry/flag_store.py", "cohort_route_counts"): "wraps CohortFilter.requests_sql: " + FIXED,
     ("telemetry/flag_store.py", "cohort_error_type_counts"): "wraps CohortFilter.requests_sql",
+    ("telemetry/flag_store.py", "cohort_bad_counts"): (
+        "GoodRule.condition() and the route clause are fixed text; values are params"
+    ),
+    ("telemetry/flag_store.py", "cohort_latency_per_step"): "wraps CohortFilter.requests_sql",
     ("telemetry/flag_store.py", "cohort_latency_samples_ms"): "wraps CohortFilter.requests_sql",
     ("telemetry/flag_store.py", "cohort_request_minute_counts"): "wraps CohortFilter.requests_sql",
     ("telemetry/spans.py", "linked_spans"): FIXED,

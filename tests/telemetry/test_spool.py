@@ -47,6 +47,39 @@ def test_a_failed_store_leaves_the_batch_for_the_next_attempt(tmp_path):
     assert [path.read_bytes() for path in box.pending()] == [b"batch"]
 
 
+def test_a_batch_whose_store_failed_is_the_first_replayed_next(tmp_path):
+    box = spool.Spool(tmp_path, max_bytes=1000)
+    box.put(b"older")
+    box.put(b"newer")
+
+    def fail(payload):
+        raise ingest.StoreUnavailable("down")
+
+    with pytest.raises(ingest.StoreUnavailable):
+        box.replay_one(fail)
+    stored = []
+    while box.replay_one(stored.append):
+        pass
+
+    assert stored == [b"older", b"newer"]
+
+
+def test_batches_spooled_during_a_replay_come_after_those_before_it(tmp_path):
+    # Replay works through one listing, then lists again: the new batch is last.
+    box = spool.Spool(tmp_path, max_bytes=1000)
+    box.put(b"first")
+    box.put(b"second")
+    stored = []
+
+    assert box.replay_one(stored.append)
+    box.put(b"third")
+    while box.replay_one(stored.append):
+        pass
+
+    assert stored == [b"first", b"second", b"third"]
+    assert box.pending() == []
+
+
 def test_an_unreadable_batch_is_set_aside(tmp_path):
     box = spool.Spool(tmp_path, max_bytes=1000)
     box.put(b"garbage")
@@ -115,12 +148,14 @@ def stalled_database(transactional_db, settings):
     """Holds a lock every ingest transaction needs, until the returned event is set."""
     settings.MONOENV_INGEST_DB_TIMEOUT_SECONDS = 1
     release, locked = threading.Event(), threading.Event()
-    url = connection.settings_dict
+    # Django's own parameters: on the embedded default the host is a socket
+    # folder that settings keep in OPTIONS, not in HOST.
+    params = connection.get_connection_params()
 
     def hold():
         with psycopg.connect(
-            dbname=url["NAME"], user=url["USER"], host=url["HOST"], port=url["PORT"],
-            password=url["PASSWORD"],
+            dbname=params["dbname"], user=params.get("user"), host=params.get("host"),
+            port=params.get("port"), password=params.get("password"),
         ) as other:  # fmt: skip
             other.execute("LOCK TABLE telemetry_pendingminute IN ACCESS EXCLUSIVE MODE")
             locked.set()

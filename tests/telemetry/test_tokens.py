@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from google.rpc import code_pb2, status_pb2
 
+from telemetry import auth
 from telemetry.models import ApiToken, Span
 from tests.telemetry.otlp_payloads import make_request
 
@@ -117,8 +118,26 @@ def test_it_writes_last_use_at_most_once_a_minute(post_traces, ingest_token, set
     assert ApiToken.objects.get().last_used_at == recently
 
     ApiToken.objects.update(last_used_at=long_ago)
+    # Five minutes pass for this process too: it asks the database only once an interval.
+    auth.forget_confirmations()
     post_traces(make_request())
     assert ApiToken.objects.get().last_used_at > long_ago
+
+
+def test_a_process_asks_about_last_use_at_most_once_an_interval(
+    post_traces, ingest_token, settings
+):
+    # The question was a database round trip on every batch, even when it wrote nothing.
+    settings.MONOENV_TOKEN_TOUCH_SECONDS = 60
+    post_traces(make_request())
+    ApiToken.objects.update(last_used_at=None)
+
+    post_traces(make_request())
+    assert ApiToken.objects.get().last_used_at is None
+
+    auth.forget_confirmations()  # The interval is over for this process.
+    post_traces(make_request())
+    assert ApiToken.objects.get().last_used_at is not None
 
 
 def test_it_stores_the_token_hash_not_the_token(ingest_token):

@@ -252,8 +252,48 @@ const Monoenv = (() => {
       pending: "#8a94a6", fail: "#b42318", bad: "#b42318" }[level] || "#8a94a6";
   }
 
+  /* The changes on a time chart: a line at each and a marker on top that opens it.
+   * Flag changes are dashed diamonds, deploys dotted triangles (last, so a deploy
+   * drawn at the same minute stays on top); both coloured by their verdict. */
+  function changeMarkers(deploys, flagChanges) {
+    const when = (change) => plotTime(change.at || change.started_at);
+    const groups = [
+      ["flag changes", flagChanges || [], "dash", "diamond", (c) => `flag ${c.flag}: ${c.verdict}`],
+      ["deploys", deploys || [], "dot", "triangle-down", (d) => `${d.version}: ${d.verdict}`],
+    ];
+    const shapes = [];
+    const traces = [];
+    for (const [name, items, dash, symbol, label] of groups) {
+      if (!items.length) continue;
+      for (const item of items) {
+        shapes.push({ type: "line", xref: "x", yref: "paper", y0: 0, y1: 1, x0: when(item), x1: when(item),
+          line: { color: colorFor(item.verdict), width: 1.5, dash } });
+      }
+      traces.push({
+        name, type: "scatter", mode: "markers", yaxis: "y2", showlegend: false,
+        x: items.map(when), y: items.map(() => 1), customdata: items.map((item) => item.url),
+        text: items.map((item) => plotText(label(item))),
+        hovertemplate: (name === "deploys" ? "deploy " : "") + "%{text}<extra></extra>",
+        marker: { symbol, size: 13, color: items.map((item) => colorFor(item.verdict)),
+          line: { width: 1, color: "#fff" } },
+      });
+    }
+    return { shapes, traces };
+  }
+
+  /* A click on a change marker opens that change (once per chart node). */
+  function openMarkersOnClick(node) {
+    if (node.dataset.clicks) return;
+    node.dataset.clicks = "1";
+    node.on("plotly_click", (event) => {
+      const point = event.points.find((p) => p.data.name === "deploys" || p.data.name === "flag changes");
+      if (point) window.location.href = point.customdata;
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => localizeTimes(document));
 
   return { fmt, el, timeEl, localizeTimes, replaceRows, link, badge, plotText, plotTime,
-    layout, plotConfig, poll, initialData, colorFor, dash, demoBadge, renderBanners };
+    layout, plotConfig, poll, initialData, colorFor, dash, demoBadge, renderBanners,
+    changeMarkers, openMarkersOnClick };
 })();

@@ -139,13 +139,18 @@
       type: "scatter", mode: "lines", connectgaps: false, hovertemplate: "%{y:.2f} %",
       line: { width: series.is_new ? 2.2 : 1.4, color: series.is_new ? "#b42318" : palette[i % palette.length] },
     }));
-    Plotly.react("chart-errors", lines, Monoenv.layout("% errors", {
+    /* Flag changes of the service in the same minutes, next to the deploy's own line. */
+    const flags = Monoenv.changeMarkers([], data.flag_changes || []);
+    const errorsNode = document.getElementById("chart-errors");
+    Plotly.react(errorsNode, lines.concat(flags.traces), Monoenv.layout("% errors", {
       margin: { l: 56, r: 16, t: 44, b: 36 },
       xaxis: { type: "date", range: [plotTime(data.charts.start), plotTime(data.charts.end)] },
+      yaxis2: { overlaying: "y", range: [0, 1.05], visible: false, fixedrange: true },
       shapes: [{ type: "line", xref: "x", yref: "paper", y0: 0, y1: 1,
         x0: plotTime(data.started_at), x1: plotTime(data.started_at),
-        line: { color: Monoenv.colorFor(data.verdict), dash: "dot", width: 1.5 } }],
+        line: { color: Monoenv.colorFor(data.verdict), dash: "dot", width: 1.5 } }].concat(flags.shapes),
     }), Monoenv.plotConfig);
+    Monoenv.openMarkersOnClick(errorsNode);
   }
 
   let lastData = null;

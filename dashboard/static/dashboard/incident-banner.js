@@ -1,10 +1,26 @@
-/* The overview's line of DORA figures, fetched once the page has loaded. */
+/* The open incidents banner, refreshed in place, and the overview's line of DORA figures.
+ * Incident titles carry span data: they reach the page only as text. */
 "use strict";
 (() => {
-  document.addEventListener("DOMContentLoaded", () => {
+  const { el, fmt } = Monoenv;
+
+  function incidentNode(incident) {
+    const parts = [incident.status, incident.severity, incident.services.join(", ")];
+    if (incident.proposal) parts.push(`Monoenv proposes ${incident.proposal}`);
+    return el("div", { class: "banner bad" },
+      el("span", { class: "title" }, Monoenv.link(incident.url, `Incident #${incident.id} ${incident.title}`)),
+      " \u00b7 " + parts.join(" \u00b7 "));
+  }
+
+  function pollIncidents() {
+    const box = document.getElementById("open-incident-rows");
+    if (!box) return;
+    Monoenv.poll(box.dataset.url, (data) => box.replaceChildren(...data.incidents.map(incidentNode)), 30000);
+  }
+
+  function pollDora() {
     const line = document.getElementById("dora-line");
     if (!line) return;
-    const { fmt } = Monoenv;
     Monoenv.poll(line.dataset.url, (data) => {
       const m = data.metrics;
       const rate = m.change_fail_rate.rate === null ? null : m.change_fail_rate.rate * 100;
@@ -16,5 +32,10 @@
         `rework ${fmt.pct(m.rework_rate.rate === null ? null : m.rework_rate.rate * 100)}`,
       ].join(" · ");
     }, 60000)();
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    pollIncidents();
+    pollDora();
   });
 })();

@@ -1,43 +1,19 @@
-/* Service page: rate, errors and latency over the chosen range, with deploy markers. */
+/* Service page: rate, errors and latency over the chosen range, with deploy and flag change markers. */
 "use strict";
 (() => {
-  const { el, fmt, link, badge, timeEl, plotTime, plotText } = Monoenv;
+  const { el, fmt, link, timeEl, plotTime } = Monoenv;
   const charts = document.getElementById("charts");
 
-  function deployMarkers(deploys) {
-    const shapes = deploys.map((deploy) => ({
-      type: "line", xref: "x", yref: "paper", y0: 0, y1: 1,
-      x0: plotTime(deploy.started_at), x1: plotTime(deploy.started_at),
-      line: { color: Monoenv.colorFor(deploy.verdict), width: 1.5, dash: "dot" },
-    }));
-    const trace = {
-      name: "deploys", type: "scatter", mode: "markers", yaxis: "y2", showlegend: false,
-      x: deploys.map((d) => plotTime(d.started_at)), y: deploys.map(() => 1),
-      customdata: deploys.map((d) => d.url),
-      text: deploys.map((d) => plotText(`${d.version}: ${d.verdict}`)),
-      hovertemplate: "deploy %{text}<extra></extra>",
-      marker: { symbol: "triangle-down", size: 13, color: deploys.map((d) => Monoenv.colorFor(d.verdict)),
-        line: { width: 1, color: "#fff" } },
-    };
-    return { shapes, trace };
-  }
-
-  function draw(id, traces, unit, deploys, range) {
-    const markers = deployMarkers(deploys);
+  function draw(id, traces, unit, data, range) {
+    const markers = Monoenv.changeMarkers(data.deploys, data.flag_changes);
     const layout = Monoenv.layout(unit, {
       shapes: markers.shapes,
       xaxis: { type: "date", gridcolor: "#eef0f3", range: range },
       yaxis2: { overlaying: "y", range: [0, 1.05], visible: false, fixedrange: true },
     });
     const node = document.getElementById(id);
-    Plotly.react(node, deploys.length ? traces.concat([markers.trace]) : traces, layout, Monoenv.plotConfig);
-    if (!node.dataset.clicks) {
-      node.dataset.clicks = "1";
-      node.on("plotly_click", (event) => {
-        const point = event.points.find((p) => p.data.name === "deploys");
-        if (point) window.location.href = point.customdata;
-      });
-    }
+    Plotly.react(node, traces.concat(markers.traces), layout, Monoenv.plotConfig);
+    Monoenv.openMarkersOnClick(node);
   }
 
   function renderCharts(data) {
@@ -48,14 +24,14 @@
       line: { width: 1.6, color } });
     draw("chart-rate", [Object.assign(line("requests/s", points.map((p) => p.rate), "#2f5bd3"),
       { fill: "tozeroy", fillcolor: "rgba(47,91,211,.1)", hovertemplate: "%{y:.2f} req/s" })],
-      "req/s", data.deploys, range);
+      "req/s", data, range);
     draw("chart-errors", [Object.assign(line("errors", points.map((p) => p.error_pct), "#b42318"),
-      { hovertemplate: "%{y:.2f} %" })], "%", data.deploys, range);
+      { hovertemplate: "%{y:.2f} %" })], "%", data, range);
     draw("chart-latency", [
       Object.assign(line("p50", points.map((p) => p.p50_ms), "#1a7f43"), { hovertemplate: "%{y:.1f} ms" }),
       Object.assign(line("p95", points.map((p) => p.p95_ms), "#d48a00"), { hovertemplate: "%{y:.1f} ms" }),
       Object.assign(line("p99", points.map((p) => p.p99_ms), "#b42318"), { hovertemplate: "%{y:.1f} ms" }),
-    ], "ms", data.deploys, range);
+    ], "ms", data, range);
   }
 
   function renderTiles(data) {
@@ -64,7 +40,9 @@
       ? ["young: first span ", timeEl(data.serving_since)] : ["over the time it served"]));
     document.getElementById("tile-errors").textContent = fmt.pct(data.summary.error_pct);
     document.getElementById("tile-p95").textContent = fmt.ms(data.summary.p95_ms);
-    document.getElementById("tile-deploys").textContent = fmt.count(data.deploys.length);
+    /* Deploys and flag changes alike: both are changes to what users get. */
+    document.getElementById("tile-deploys").textContent =
+      fmt.count(data.deploys.length + (data.flag_changes || []).length);
   }
 
   function renderSlos(data) {

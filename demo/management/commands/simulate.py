@@ -1,6 +1,7 @@
 """`manage.py simulate`: stream the demo shop (demo/simulator.py) to Monoenv."""
 
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -42,6 +43,10 @@ class Command(BaseCommand):
             "--no-slos", action="store_true", help="Do not define the demo's SLOs."
         )
         parser.add_argument("--seed", type=int, default=None)
+        parser.add_argument(
+            "--ready-file", default=None,
+            help="Created once the backfill is sent and flushed (the launcher waits for it).",
+        )  # fmt: skip
 
     def handle(self, *args, **options):
         simulation = simulator.Simulation(
@@ -57,6 +62,9 @@ class Command(BaseCommand):
             if not options["no_slos"]:
                 simulation.define_slos()
             minute = simulator.backfill(simulation, options["backfill"])
+            if options["ready_file"]:
+                simulation.flush()
+                Path(options["ready_file"]).touch()
             if not options["once"]:
                 responder = _responder(options, log=lambda line: self.stdout.write(line))
                 simulator.stream(simulation, minute, options["duration"], responder)

@@ -7,6 +7,7 @@ only know the ones below them, the project knows them all.
 from django.core.management.base import BaseCommand
 
 from deployments import jobs as deploy_jobs
+from flags import jobs as flag_jobs
 from incidents import jobs as incident_jobs
 from notifications import outbox
 from slo import evaluation, minutes
@@ -31,20 +32,25 @@ def _incidents(report) -> str:
 
 
 # Every periodic job, in the order data flows: spans → rollups → SLOs → the
-# deploy analysis that reads them → the incidents opened from all of them → the
+# deploy analysis that reads them → flag rollouts (attribution, detected
+# changes, per-variant looks) → the incidents opened from all of them → the
 # notifications all of them queued.
 PERIODIC_JOBS = [
     ("retention", lambda: f"{enforce_retention()} span partition(s) dropped"),
     ("rollups", lambda: f"{rollups.rollup_pending()} service-minute(s) recomputed"),
     ("slo evaluation", _evaluate_slos),
     ("deploy analysis", deploy_jobs.run_once),
+    ("flags", flag_jobs.run_once),
     ("incidents", lambda: _incidents(incident_jobs.run_once())),
     ("notifications", lambda: f"{outbox.send_due()} notification(s) sent"),
 ]
 
 
 class Command(BaseCommand):
-    help = "Run the rollups, SLO evaluation, deploy analysis, incidents and notifications once."
+    help = (
+        "Run the rollups, SLO evaluation, deploy analysis, flag rollouts, incidents and "
+        "notifications once."
+    )
 
     def handle(self, *args, **options):
         for name, job in PERIODIC_JOBS:

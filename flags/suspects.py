@@ -1,0 +1,313 @@
+"""Flag changes as suspects: in which flag's cohort a regression lives, ranked next to deploys.
+
+deployments/suspects.py finds a regression's onset and ranks deploys; `rank`
+here is the ranker it calls for flag changes (registered in flags/apps.py),
+with the same regression and the same onset, so both kinds of change are
+scored on one scale and listed in one order. The invariants:
+
+- **Who can explain it.** The latest change of each flag made in the same
+  window as a deploy must be (within the lookback before the onset, up to
+  the end of the onset's minute and a little slack), of a flag the regressed
+  service evaluates.
+- **Evidence: the cohorts.** The regressed service's requests on the route
+  after the onset are split by the cohort of the flag they evaluated
+  (telemetry/flag_store.py). A cohort's *extra errors* are its errors minus
+  what it would have had at the error rate of every other request of the
+  route (the other cohorts, and requests that did not evaluate the flag).
+  Its *share* is its extra errors over the route's own extra errors (its
+  errors after the onset minus what its rate before predicts), within 0..1.
+  When the onset is a change in latency (or errors did not rise), the same
+  is done with ln(milliseconds) for errors, as deployments/changepoint.py
+  models latency: the *extra time*. A change's score is its flag's best
+  cohort share, plus the tie-break of closeness to the onset.
+- **Began it, or only hosts it.** A cohort that was, between the change and
+  the onset, clearly better than after it (errors: too few for its rate
+  after, one-sided binomial; latency: ln(ms) lower, one-sided Welch t-test;
+  p < HEALTHY_P) was healthy under that change: the change did not begin
+  the regression and scores the tie-break only. If such a cohort (or that of
+  a flag not changed lately) holds CONCENTRATED of the extra errors or time,
+  the regression still lives there, and the regressed service's own deploy
+  says so in its evidence (OtherRanking.lives_in).
+- What the flags' changes explain is not left to the regressed service's
+  own deploy (OtherRanking.explains).
+
+`explain_failed_rollouts` ranks the suspects of each
+failed rollout, for `GET /api/v1/flags/changes/{id}`; `for_change_listed`
+is what that endpoint lists: the suspects other than the change itself.
+"""
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+from scipy import stats
+
+from deployments import suspects
+from deployments.models import Verdict
+from deployments.suspects import Onset, OtherRanking, Ranked, Regression
+from flags.models import FlagChange
+from telemetry import flag_store, spans
+from telemetry.flag_store import CohortFilter
+
+KIND = "flag"
+# A cohort holding this share of the extra errors is where the regression lives.
+CONCENTRATED = 0.8
+# Below this p, a cohort's errors between its change and the onset are too few
+# for the rate it showed after: it was healthy under that change.
+HEALTHY_P = 0.001
+# The flags of the regressed service compared, most evaluated first.
+MAX_FLAGS = 20
+MAX_COHORTS = 12
+
+
+@dataclass(frozen=True)
+class Side:
+    """Requests of a route or a cohort: errors, and the sum of ln(duration in ms)."""
+
+    requests: int = 0
+    errors: int = 0
+    log_ms_sum: float = 0.0
+    log_ms: tuple[float, ...] = ()  # a cohort's sampled ln(ms), for latency's test
+
+    @property
+    def rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def amount(self, metric: str) -> float:
+        """What the regression adds up: errors, or ln-milliseconds (a ×2 slowdown is one shift)."""
+        return self.errors if metric == ERRORS else self.log_ms_sum
+
+    def mean(self, metric: str) -> float:
+        return self.amount(metric) / self.requests if self.requests else 0.0
+
+    def __sub__(self, other: "Side") -> "Side":
+        return Side(self.requests - other.requests, self.errors - other.errors,
+                    self.log_ms_sum - other.log_ms_sum)  # fmt: skip
+
+
+ERRORS, LATENCY = "errors", "latency"
+EXTRA = {ERRORS: "extra errors", LATENCY: "extra time"}
+
+
+@dataclass(frozen=True)
+class CohortShare:
+    flag: str
+    cohort: str
+    share: float  # of the route's extra errors (or time), 0..1
+    after: Side  # the cohort's requests after the onset
+
+
+@dataclass(frozen=True)
+class Window:
+    """The regression as the flag ranker reads it: service, routes, after the onset, metric."""
+
+    service: str
+    routes: tuple[str, ...]
+    start: datetime
+    end: datetime
+    metric: str
+    route_after: Side
+    route_extra: float
+
+
+def rank(regression: Regression, onset: Onset) -> OtherRanking:
+    """The flag changes that can explain the regression, and where it lives."""
+    window = regression_window(regression, onset)
+    best = {}
+    if window.route_extra > 0:
+        for flag in _flags_of(window):
+            found = best_cohort(flag, window)
+            if found is not None:
+                best[flag] = found
+    entries, began = [], set()
+    for change in candidate_changes(regression.service, onset):
+        entry, began_it = _score(change, best.get(change.flag), regression, onset, window)
+        entries.append(entry)
+        if began_it:
+            began.add(change.flag)
+    explains = max((best[flag].share for flag in began), default=0.0)
+    return OtherRanking(entries, lives_in=_lives_in(best, began, regression, window),
+                        explains=explains)  # fmt: skip
+
+
+def regression_window(regression: Regression, onset: Onset) -> Window:
+    """After the onset, as the deploys' evidence reads it (the window as given if none was
+    found), in the metric that changed: the onset's, else errors if they rose, else time."""
+    start, end = (onset.at if onset.found else regression.start), regression.end
+    routes = (regression.route,) if regression.route else ()
+    after = _route_side(regression.service, start, end, routes)
+    before = _route_side(regression.service, regression.baseline_start, start, routes)
+
+    def excess(metric: str) -> float:
+        return after.amount(metric) - after.requests * before.mean(metric)
+
+    metric = onset.metric or (ERRORS if excess(ERRORS) > 0 else LATENCY)
+    return Window(regression.service, routes, start, end, metric, after, excess(metric))
+
+
+def _route_side(service: str, start: datetime, end: datetime, routes) -> Side:
+    if end <= start:
+        return Side()
+    minutes = spans.minute_moments(spans.RequestFilter(service, start, end, routes=routes))
+    return Side(sum(m[0] for m in minutes.values()), sum(m[1] for m in minutes.values()),
+                sum(m[2] for m in minutes.values()))  # fmt: skip
+
+
+def _flags_of(window: Window) -> list[str]:
+    seen = [f for f in flag_store.flags_seen(window.start, window.end)
+            if window.service in f.services]  # fmt: skip
+    seen.sort(key=lambda f: -sum(f.cohorts.values()))
+    return [f.flag for f in seen[:MAX_FLAGS] if len(f.cohorts) <= MAX_COHORTS]
+
+
+def cohort_side(flag: str, cohort: str, window: Window, start: datetime, end: datetime) -> Side:
+    """The cohort's requests of the window's service and routes in [start, end)."""
+    which = CohortFilter(flag=flag, service=window.service, start=start, end=end, cohort=cohort,
+                         routes=window.routes)  # fmt: skip
+    counts = flag_store.cohort_route_counts(which)
+    requests, errors = sum(n for n, _ in counts.values()), sum(e for _, e in counts.values())
+    if window.metric == ERRORS or not requests:
+        return Side(requests, errors)
+    samples = flag_store.cohort_latency_samples_ms(
+        which, max_samples=settings.MONOENV_DEPLOY_MAX_SAMPLES
+    )
+    log_ms = tuple(math.log(max(ms, 0.001)) for values in samples.values() for ms in values)
+    mean = sum(log_ms) / len(log_ms) if log_ms else 0.0
+    # A sample stands for all the cohort's requests.
+    return Side(requests, errors, mean * requests, log_ms)
+
+
+def best_cohort(flag: str, window: Window) -> CohortShare | None:
+    """The cohort of the flag holding the largest share of the route's extra errors or time."""
+    found = None
+    for cohort in flag_store.cohort_counts(flag, window.start, window.end,
+                                           services=(window.service,)):  # fmt: skip
+        side = cohort_side(flag, cohort, window, window.start, window.end)
+        share = extra_share(side, window.route_after, window.route_extra, metric=window.metric)
+        if side.requests and (found is None or share > found.share):
+            found = CohortShare(flag, cohort, share, side)
+    return found
+
+
+def extra_share(cohort: Side, route: Side, route_extra: float, *, metric: str = ERRORS) -> float:
+    """The cohort's errors (or time) beyond the mean of every other request, over the route's."""
+    others = route - cohort
+    if others.requests <= 0 or route_extra <= 0:
+        # Every request is in this cohort: the comparison is with the route before.
+        return 1.0 if others.requests <= 0 and route_extra > 0 else 0.0
+    extra = cohort.amount(metric) - cohort.requests * others.mean(metric)
+    return min(1.0, max(0.0, extra / route_extra))
+
+
+def candidate_changes(service: str, onset: Onset) -> list[FlagChange]:
+    """The latest change of each flag of the service made in the window that can explain it."""
+    earliest, cutoff = suspects.cause_window(onset)
+    rows = FlagChange.objects.filter(at__gte=earliest, at__lt=cutoff).filter(
+        Q(services__contains=[service]) | Q(services=[])
+    ).order_by("flag", "-at", "-id")  # fmt: skip
+    latest: dict[str, FlagChange] = {}
+    for change in rows:
+        latest.setdefault(change.flag, change)
+    return list(latest.values())
+
+
+def healthy_before(cohort: CohortShare, before: Side, *, metric: str = ERRORS) -> bool:
+    """Whether the cohort was clearly better before the onset than after it.
+
+    Errors: too few for its rate after (one-sided binomial). Latency: its
+    ln(ms) clearly lower (one-sided Welch t-test).
+    """
+    if metric == ERRORS:
+        if not before.requests or cohort.after.rate <= 0:
+            return False
+        return bool(stats.binom.cdf(before.errors, before.requests, cohort.after.rate) < HEALTHY_P)
+    if len(before.log_ms) < 2 or len(cohort.after.log_ms) < 2:
+        return False
+    test = stats.ttest_ind(before.log_ms, cohort.after.log_ms, equal_var=False, alternative="less")
+    return bool(test.pvalue < HEALTHY_P)
+
+
+def _score(change: FlagChange, cohort: CohortShare | None, regression: Regression,
+           onset: Onset, window: Window) -> tuple[Ranked, bool]:  # fmt: skip
+    """The change's entry, and whether it began the regression."""
+    tie_break = suspects.tie_break(onset, change.at)
+    ago = suspects.ago_text(onset, change.at)
+    where, extra = regression.route or regression.service, EXTRA[window.metric]
+
+    def entry(score: float, evidence: str) -> Ranked:
+        return Ranked(None, score, evidence, onset_at=onset.at if onset.found else None,
+                      kind=KIND, change_id=change.pk, label=f"flag {change.flag}",
+                      link=change.link(), at=change.at)  # fmt: skip
+
+    if cohort is None:
+        evidence = (f"{change.flag} changed {ago}; no request of {where} evaluated it "
+                    f"after the regression began, or the route had no {extra}.")  # fmt: skip
+        return entry(tie_break, evidence), False
+    verb = "are" if window.metric == ERRORS else "is"
+    held = (f"{cohort.share:.0%} of the {extra} on {where} {verb} in requests with "
+            f"{cohort.flag}={cohort.cohort}")  # fmt: skip
+    if cohort.share < CONCENTRATED / 2:
+        return entry(cohort.share + tie_break,
+                     f"{change.flag} changed {ago}; at most {held}."), False  # fmt: skip
+    since = max(change.at, regression.baseline_start)
+    before = cohort_side(change.flag, cohort.cohort, window, since, window.start)
+    if healthy_before(cohort, before, metric=window.metric):
+        served = (f"{before.requests} requests with {before.errors} errors"
+                  if window.metric == ERRORS else f"{before.requests} faster requests")
+        evidence = (f"{held}, but that cohort served {served} from the change until the "
+                    f"regression began: {change.flag} changed {ago} and did not begin it.")
+        return entry(tie_break, evidence), False
+    return entry(cohort.share + tie_break, f"{held}; {change.flag} changed {ago}."), True
+
+
+def _lives_in(best: dict[str, CohortShare], began: set[str], regression: Regression,
+              window: Window) -> str:  # fmt: skip
+    hosts = [c for flag, c in best.items() if flag not in began and c.share >= CONCENTRATED]
+    if not hosts:
+        return ""
+    top = max(hosts, key=lambda c: c.share)
+    where = regression.route or regression.service
+    verb = "are" if window.metric == ERRORS else "is"
+    return (f"{suspects.LIVES_IN} {top.share:.0%} of the {EXTRA[window.metric]} on {where} "
+            f"{verb} in requests with {top.flag}={top.cohort}.")  # fmt: skip
+
+
+# The suspects of a failed rollout.
+
+
+def regression_of(change: FlagChange, record) -> Regression:
+    """A failing look's regression: its worst route, from the change to the look's end."""
+    failing = list(record.findings.filter(significant=True).order_by("service", "route"))
+    worst = next((f for f in failing if f.route), failing[0] if failing else None)
+    service = worst.service if worst else (change.services or [""])[0]
+    baseline = timedelta(minutes=settings.MONOENV_DEPLOY_BASELINE_MINUTES)
+    return Regression(service=service, route=worst.route if worst else "", start=change.at,
+                      end=record.window_end, baseline_start=change.at - baseline,
+                      began=change.at)  # fmt: skip
+
+
+def explain_failed_rollouts(*, now: datetime | None = None) -> int:
+    """Rank the suspects of each failed rollout whose latest failing look is not ranked yet."""
+    now = now or timezone.now()
+    explained = 0
+    since = now - suspects.lookback()
+    for change in FlagChange.objects.filter(verdict=Verdict.FAIL, evaluated_at__gte=since):
+        record = change.verdict_records.filter(verdict=Verdict.FAIL).last()
+        if record is None or not record.findings.filter(significant=True).exists():
+            continue
+        recorded = suspects.for_change(KIND, change.pk, show_all=True).shown
+        if recorded and min(s.created_at for s in recorded) >= record.created_at:
+            continue
+        suspects.record_for_change(KIND, change.pk, regression_of(change, record))
+        explained += 1
+    return explained
+
+
+def for_change_listed(change: FlagChange, *, show_all: bool = False) -> list:
+    """The suspects of a rollout's regression that are not the flag itself, best first."""
+    every = suspects.for_change(KIND, change.pk, show_all=True).shown
+    others = [s for s in every if not (s.suspect_kind == KIND and s.suspect_change_id == change.pk)]
+    return others if show_all else suspects.shown(others)
