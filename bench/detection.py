@@ -3,6 +3,7 @@
 Three parts, each printed as it finishes. Run from the repo root:
 
     .venv/bin/python bench/detection.py [--seed 1] [--clean 300] [--each 12] [--skip-live]
+    .venv/bin/python bench/detection.py --only-pass --pass-runs 600   # the claim of `pass`
 
 1. Accuracy, in memory. Each scenario is generated minute by minute as
    deployments/judge.py Side values (three routes taking 60/30/10% of the
@@ -24,6 +25,11 @@ Three parts, each printed as it finishes. Run from the repo root:
 3. Cost: deploys at 20 req/s stored with an hour of baseline; one look each
    at 10, 30 and 60 minutes, timed (wall and CPU); what looking every minute
    at 50 such deploys costs, in cores.
+
+4. The claim of `pass`, in memory (--only-pass): regressions exactly at the
+   threshold (errors x1.5, p95 x1.2 with sigma 0.5 and 1), judged at the
+   checkpoints only, where a pass can be said, with the engine's rules; how
+   often one passes at any checkpoint, with its one-sided 95% upper bound.
 
 Parts 2 and 3 need the stack's database (DATABASE_URL or MONOENV_DATA_DIR).
 """
@@ -263,8 +269,65 @@ def _move_on(state: dict, verdict: str, look: int, *, summary: bool) -> None:
     if verdict == "fail":
         state["failed"] = True
         state["first_fail"] = state["first_fail"] or look
-    if verdict == "pass":
+    if state["verdict"] == "pass" and verdict == "pass":
+        # The deploy's verdict is pass: a pass after a fail or a recovery is
+        # never the deploy's verdict (both hold), and is not what `pass` claims.
         state["passed_at"].append(look)
+
+
+def passes_at_a_checkpoint(scenario: Scenario) -> bool:
+    """Whether a scenario passes at any checkpoint, judged there alone with the engine's rules."""
+    from django.conf import settings
+
+    from deployments import analysis, judge
+
+    rng = np.random.default_rng(scenario.seed)
+    rps = scenario.rps / 2 if scenario.canary else scenario.rps
+    before, baseline, candidate = Minutes(), Minutes(), Minutes()
+    for minute in range(MINUTES):
+        before.add(generate_minute(rng, scenario, scenario.rps, candidate=False, minute=minute))
+        if scenario.canary:
+            baseline.add(generate_minute(rng, scenario, rps, candidate=False, minute=minute))
+        candidate.add(generate_minute(rng, scenario, rps, candidate=True, minute=minute))
+    before_side = before.side(0, MINUTES)
+    for checkpoint in sorted(settings.MONOENV_DEPLOY_CHECKPOINTS):
+        rules = analysis.rules_at(checkpoint)
+        result = _look(judge, scenario, rules, before, before_side, baseline, candidate, 0,
+                       checkpoint)  # fmt: skip
+        if result.verdict == "pass":
+            return True
+    return False
+
+
+def pass_claim(args) -> None:
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    rates = tuple(float(r) for r in args.rates.split(","))
+    scenarios = [
+        Scenario(kind, rates[index % len(rates)], index % 2 == 1, args.seed * 1_000_000 + k)
+        for k, (kind, index) in enumerate(
+            (kind, index) for kind in AT_THRESHOLD for index in range(args.pass_runs)
+        )
+    ]
+    started = time.perf_counter()
+    with Pool(args.processes, initializer=django.setup) as pool:
+        passed = pool.map(passes_at_a_checkpoint, scenarios, chunksize=8)
+    confidence = settings.MONOENV_DEPLOY_CONFIDENCE
+    print(f"pass despite a regression exactly at the threshold, at any of the checkpoints "
+          f"{settings.MONOENV_DEPLOY_CHECKPOINTS} (claimed at most {1 - confidence:.2f}); "
+          f"{args.pass_runs} deploys per class at {args.rates} req/s, half canaries, "
+          f"{time.perf_counter() - started:.0f} s:")  # fmt: skip
+    total = 0
+    for kind in AT_THRESHOLD:
+        rows = [p for p, s in zip(passed, scenarios, strict=True) if s.kind == kind]
+        total += sum(rows)
+        print(f"    {KINDS[kind][1]}: {sum(rows)}/{len(rows)} = {sum(rows) / len(rows):.4f}, "
+              f"95% upper bound {upper_bound_95(sum(rows), len(rows)):.4f}")  # fmt: skip
+    print(f"    all three: {total}/{len(passed)} = {total / len(passed):.4f}, "
+          f"95% upper bound {upper_bound_95(total, len(passed)):.4f}")  # fmt: skip
 
 
 def upper_bound_95(failures: int, trials: int) -> float:
@@ -315,9 +378,11 @@ def accuracy(args) -> None:
         rows = by_kind[kind]
         passed = sum(bool(r["passed_at"]) for r in rows)
         if rows:
+            recovered = sum(r["verdict"] == "recovered" for r in rows)
             print(f"    {KINDS[kind][1]}: passed at some checkpoint {passed}/{len(rows)} = "
                   f"{passed / len(rows):.3f}, 95% upper bound "
-                  f"{upper_bound_95(passed, len(rows)):.3f}")  # fmt: skip
+                  f"{upper_bound_95(passed, len(rows)):.3f}; ended 'recovered' "
+                  f"{recovered}/{len(rows)}")  # fmt: skip
     at_ten = [r["first_fail"] for r in by_kind["errors_1pp"] + by_kind["p95_x1.3"]
               if r["scenario"].rps == 10 and r["first_fail"]]  # fmt: skip
     if at_ten:
@@ -536,6 +601,44 @@ def live(args, run: str) -> None:
         label = "errors +2 pp" if kind == "errors" else "latency x2 on the main route"
         shown = f"{failed_at[service]:.2f} min" if service in failed_at else "no fail"
         print(f"    {label}: {shown}")
+    first_minute_ceiling()
+
+
+def first_minute_ceiling(runs: int = 2000, seed: int = 7) -> None:
+    """How often the first minute's data alone can fail errors +2 pp at 10 req/s.
+
+    Before/after: an hour at 10 req/s and 1% errors, then one minute at 3%, the
+    three routes compared with themselves by the engine's exact test. Printed
+    for all of 1 - confidence spent on this one test (no rule can do better at
+    that false-positive rate) and for the first look's own share, divided by
+    the number of comparisons a look makes there (Bonferroni, Holm's first step).
+    """
+    from django.conf import settings
+
+    from deployments import analysis, stats
+
+    rng = np.random.default_rng(seed)
+    alpha = 1 - settings.MONOENV_DEPLOY_CONFIDENCE
+    look = analysis.rules_at(1).fail_alpha / FIRST_LOOK_COMPARISONS
+    p_values = []
+    for _ in range(runs):
+        strata = []
+        for share in SHARES:
+            base_n, cand_n = rng.poisson(36_000 * share), rng.poisson(600 * share)
+            strata.append(stats.Stratum(int(rng.binomial(base_n, 0.01)), int(base_n),
+                                        int(rng.binomial(cand_n, 0.03)), int(cand_n)))  # fmt: skip
+        p_values.append(stats._error_rate_p_value(strata))
+    p_values = np.array(p_values)
+    print(f"    errors +2 pp, the first minute alone ({runs} draws): one exact test spending all "
+          f"of alpha {alpha:g} fails {np.mean(p_values < alpha):.2f}; at the first look's "
+          f"{analysis.rules_at(1).fail_alpha:.2g} over its {FIRST_LOOK_COMPARISONS} "
+          f"comparisons, {np.mean(p_values < look):.2f}")  # fmt: skip
+
+
+# The comparisons of a before/after look at minute 1 at 10 req/s: the service's
+# error rate, p50, p95 and p99; each of the three routes' error rate and p50,
+# and p95 on the two busier; the two rollout findings.
+FIRST_LOOK_COMPARISONS = 14
 
 
 def cost(args, run: str) -> None:
@@ -594,6 +697,8 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--only", default="", help="comma-separated classes, e.g. clean")
     parser.add_argument("--rates", default="2,5,10", help="req/s of the regression classes")
+    parser.add_argument("--only-pass", action="store_true", help="only part 4")
+    parser.add_argument("--pass-runs", type=int, default=600, help="per at-threshold class")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-live", action="store_true")
     parser.add_argument("--skip-watch", action="store_true")
@@ -605,6 +710,9 @@ def main() -> int:
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
           f"{os.getloadavg()[2]:.2f}")  # fmt: skip
+    if args.only_pass:
+        pass_claim(args)
+        return 0
     if not args.skip_accuracy:
         accuracy(args)
     if not args.skip_watch:

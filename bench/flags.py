@@ -31,10 +31,15 @@ Run from the repo root with a migrated database:
    errors +2 pp (1% to 3%) or latency x2, and clean ones; each minute's
    requests drawn per cohort (two routes, log-normal latency), the cohort and
    the control built up as deployments/judge.py Side values and judged at
-   every look with the engine's own rules (analysis.rules_at, judge.judge),
-   as flags/verdicts.py does with the cohorts it reads. Prints recall, the
-   false-positive rate on clean rollouts with its one-sided 95% upper bound
-   (Clopper-Pearson), and the minutes from the change to the first fail.
+   every look with the engine's own rules (flags/verdicts.rules_at, the
+   flag's share of alpha at each look, and judge.judge), as flags/verdicts.py
+   does with the cohorts it reads. Prints recall, the false-positive rate on
+   clean rollouts with its one-sided 95% upper bound (Clopper-Pearson), the
+   minutes from the change to the first fail, and, for errors, how often a
+   single test at minute 3 with all of 1 - confidence would fail: the most any
+   sequential rule could do by then.
+
+       .venv/bin/python bench/flags.py --only-verdicts
 """
 
 import argparse
@@ -297,40 +302,91 @@ def first_fail(seed: int, *, error_rate: float, slowdown: float, horizon: int) -
     """The first look (minutes after the change) at which the cohort fails, if any."""
     import numpy as np
 
-    from deployments import analysis, judge
-    from deployments.models import looks
+    from deployments import judge
+    from flags import verdicts
 
     rng = np.random.default_rng(seed)
     control, cohort = judge.Side(), judge.Side()
-    schedule = [m for m in looks() if m <= horizon]
+    schedule = [m for m in verdicts.flag_looks() if m <= horizon]
     for minute in range(1, horizon + 1):
         in_cohort = int(rng.binomial(600, 0.1))  # 10 req/s, a 10% cohort
         _add(cohort, _minute(rng, in_cohort, error_rate=error_rate, slowdown=slowdown))
         _add(control, _minute(rng, 600 - in_cohort, error_rate=0.01, slowdown=1.0))
         if minute in schedule:
-            if judge.judge(control, cohort, analysis.rules_at(minute)).verdict == judge.FAIL:
+            if judge.judge(control, cohort, verdicts.rules_at(minute)).verdict == judge.FAIL:
                 return minute
     return None
 
 
+def best_possible_at(minute: int, runs: int, *, alpha: float, seed: int = 9000) -> float:
+    """Power of one exact test of the service's error rate at `minute`, spending all of alpha.
+
+    No sequential rule, and no rule with more than this one comparison, can
+    fail more often by that minute at the same false-positive rate.
+    """
+    import numpy as np
+
+    from deployments import judge, stats
+
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(runs):
+        control, cohort = judge.Side(), judge.Side()
+        for _ in range(minute):
+            in_cohort = int(rng.binomial(600, 0.1))
+            _add(cohort, _minute(rng, in_cohort, error_rate=0.03, slowdown=1.0))
+            _add(control, _minute(rng, 600 - in_cohort, error_rate=0.01, slowdown=1.0))
+        strata = [stats.Stratum(control.errors[r], control.requests[r], cohort.errors[r],
+                                cohort.requests[r]) for r in VERDICT_ROUTES]  # fmt: skip
+        result = stats.compare_stratified_error_rates(
+            strata, thresholds=stats.Thresholds(), confidence=1 - alpha
+        )
+        hits += result.p_value < alpha
+    return hits / runs
+
+
+def _first_fails(args, seeds, *, error_rate: float, slowdown: float) -> list[int | None]:
+    from functools import partial
+    from multiprocessing import Pool
+
+    import django
+
+    run = partial(_first_fail_of_seed, error_rate=error_rate, slowdown=slowdown,
+                  horizon=args.horizon)  # fmt: skip
+    with Pool(args.processes, initializer=django.setup) as pool:
+        return pool.map(run, seeds, chunksize=4)
+
+
+def _first_fail_of_seed(seed: int, **kwargs) -> int | None:
+    return first_fail(seed, **kwargs)
+
+
 def measure_verdicts(args) -> None:
+    from django.conf import settings
     from scipy.stats import beta
 
+    started = time.perf_counter()
     scenarios = {"errors +2 pp": (0.03, 1.0), "latency x2": (0.01, 2.0)}
     for name, (error_rate, slowdown) in scenarios.items():
-        fails = [first_fail(1000 + n, error_rate=error_rate, slowdown=slowdown,
-                            horizon=args.horizon) for n in range(args.regressions)]  # fmt: skip
+        fails = _first_fails(args, [1000 + n for n in range(args.regressions)],
+                             error_rate=error_rate, slowdown=slowdown)  # fmt: skip
         found = sorted(m for m in fails if m is not None)
         median = found[len(found) // 2] if found else None
         print(f"{name} in a 10% cohort at 10 req/s: recall {len(found) / len(fails):.2f} "
               f"({len(found)}/{len(fails)}); minutes to first fail: median {median}, "
-              f"max {found[-1] if found else None}")  # fmt: skip
-    clean = [first_fail(5000 + n, error_rate=0.01, slowdown=1.0, horizon=args.horizon)
-             for n in range(args.clean)]  # fmt: skip
+              f"max {found[-1] if found else None}; failed by minute 3: "
+              f"{sum(m <= 3 for m in found)}/{len(fails)}")  # fmt: skip
+    alpha = 1 - settings.MONOENV_DEPLOY_CONFIDENCE
+    bound = best_possible_at(3, args.regressions * 5, alpha=alpha)
+    print(f"    errors +2 pp: one exact test at minute 3 spending all of alpha {alpha:g} "
+          f"fails {bound:.2f} of the time: the most any rule can fail by minute 3")  # fmt: skip
+    clean = _first_fails(args, [5000 + n for n in range(args.clean)], error_rate=0.01,
+                         slowdown=1.0)  # fmt: skip
     false = sum(m is not None for m in clean)
     upper = beta.ppf(0.95, false + 1, len(clean) - false)
     print(f"clean rollouts: false-positive rate {false / len(clean):.3f} ({false}/{len(clean)}), "
           f"95% upper bound {upper:.3f}, over {args.horizon} minutes of looks")  # fmt: skip
+    print(f"verdicts: {time.perf_counter() - started:.0f} s ({args.processes} processes)")
 
 
 def main() -> None:
@@ -340,7 +396,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--regressions", type=int, default=40, help="runs per regression")
     parser.add_argument("--clean", type=int, default=300, help="clean runs")
-    parser.add_argument("--horizon", type=int, default=30, help="minutes of looks")
+    parser.add_argument("--horizon", type=int, default=60, help="minutes of looks")
+    parser.add_argument("--processes", type=int, default=2, help="for the verdicts")
     parser.add_argument("--only-verdicts", action="store_true")
     parser.add_argument("--no-verdicts", action="store_true", help="ingest and lazy parts only")
     args = parser.parse_args()

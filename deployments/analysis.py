@@ -8,7 +8,9 @@ deployments/judge.py decides, deployments/reasons.py words it.
 
 Looks. A deploy is looked at every minute of its first
 MONOENV_DEPLOY_WATCH_MINUTES, and at each of MONOENV_DEPLOY_CHECKPOINTS. Each
-look spends part of 1 − confidence (Lan-DeMets, Pocock type; stats.look_alpha):
+look spends part of 1 − confidence (Lan-DeMets spending, Kim-DeMets power
+family with MONOENV_DEPLOY_SPENDING_RHO, and MONOENV_DEPLOY_FINAL_ALPHA_SHARE
+kept for the last look; stats.look_alpha):
 a fail may come at any look, a pass only at a checkpoint. Over all the looks
 of a deploy, the chance of a false fail, and of a pass despite a
 threshold-sized regression, each stays within 1 − confidence.
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 
 from deployments import judge, reasons, sides, stats
 from deployments.models import Deployment, looks
@@ -53,6 +55,7 @@ def thresholds() -> stats.Thresholds:
         error_rate_min_ratio=settings.MONOENV_DEPLOY_ERROR_RATE_MIN_RATIO,
         latency_min_ratio=settings.MONOENV_DEPLOY_LATENCY_MIN_RATIO,
         latency_min_ms=settings.MONOENV_DEPLOY_LATENCY_MIN_MS,
+        fail_floor=settings.MONOENV_DEPLOY_FAIL_FLOOR,
     )
 
 
@@ -75,7 +78,11 @@ def rules_at(minutes: int) -> judge.Rules:
 def _spend(alpha: float, minutes: int, schedule: list[int]) -> float:
     earlier = [m for m in schedule if m < minutes]
     horizon = max(schedule)
-    return stats.look_alpha(alpha, min(minutes, horizon), earlier[-1] if earlier else 0, horizon)
+    return stats.look_alpha(
+        alpha, min(minutes, horizon), earlier[-1] if earlier else 0, horizon,
+        rho=settings.MONOENV_DEPLOY_SPENDING_RHO,
+        final=settings.MONOENV_DEPLOY_FINAL_ALPHA_SHARE,
+    )  # fmt: skip
 
 
 def evaluate(deployment: Deployment, checkpoint: int) -> LookResult:
@@ -155,7 +162,7 @@ def _read_since(deployment: Deployment, role: str, span_filter: RequestFilter, *
     if deployment.pk is None:
         return sides.read_side(span_filter, max_samples=_samples())
     key = f"deployments:side:{deployment.pk}:{role}:{span_filter.start.isoformat()}"
-    cached = None if exact else cache.get(key)
+    cached = None if exact else state_cache().get(key)
     if cached is not None and cached[0] <= span_filter.end:
         read_until, side = cached
         if read_until < span_filter.end:
@@ -163,8 +170,13 @@ def _read_since(deployment: Deployment, role: str, span_filter: RequestFilter, *
             side = side.merged(sides.read_side(later, max_samples=_samples()))
     else:
         side = sides.read_side(span_filter, max_samples=_samples())
-    cache.set(key, (span_filter.end, side), timeout=CACHE_SECONDS)
+    state_cache().set(key, (span_filter.end, side), timeout=CACHE_SECONDS)
     return side
+
+
+def state_cache():
+    """Where looks keep their state: Redis when MONOENV_DEPLOY_STATE_CACHE_URL is set."""
+    return caches["verdicts"] if "verdicts" in settings.CACHES else cache
 
 
 # Longer than a deploy's looks last, so the state outlives every look of the first hour.
@@ -242,7 +254,7 @@ def rollout(deployment: Deployment, end: datetime, rules) -> list[judge.Finding]
     finished = max(deployment.finished_at, start + timedelta(minutes=ROLLOUT_MIN_MINUTES))
     rollout_end = min(finished, start + timedelta(minutes=ROLLOUT_MAX_MINUTES), end)
     key = f"deployments:rollout:{deployment.pk}:{start.isoformat()}:{rollout_end.isoformat()}"
-    series = cache.get(key) if deployment.pk is not None else None
+    series = state_cache().get(key) if deployment.pk is not None else None
     if series is None:
         before = timedelta(minutes=settings.MONOENV_DEPLOY_BASELINE_MINUTES)
         every_version = {"environment": deployment.spans_environment}
@@ -255,7 +267,7 @@ def rollout(deployment: Deployment, end: datetime, rules) -> list[judge.Finding]
             ),
         )
         if deployment.pk is not None and rollout_end < end:
-            cache.set(key, series, timeout=CACHE_SECONDS)  # the rollout is over: fixed
+            state_cache().set(key, series, timeout=CACHE_SECONDS)  # the rollout is over: fixed
     return judge.rollout_findings(*series, rules)
 
 

@@ -12,8 +12,10 @@ Invariants:
 - A route the baseline never served is part of the candidate: its errors are
   compared with the baseline's service-wide rate, and its error types count
   as new like any other.
-- `fail` needs a finding that is beyond its practical threshold and
-  significant after Holm's correction at the look's alpha.
+- `fail` needs a finding that is significant after Holm's correction at the
+  look's alpha, and whose estimate reaches the fail floor: a share
+  (Thresholds.fail_floor) of its practical threshold, since a regression at
+  the threshold is a real one (docs/deployments.md, "What fail means").
 - `pass` needs non-inferiority of the service's error rate and p95 latency
   (stratified by route) at the look's pass alpha; anything else that does not
   fail is `inconclusive`.
@@ -231,11 +233,19 @@ def _strata(baseline: Side, candidate: Side, routes) -> list[stats.Stratum]:
 
 
 def error_rate_threshold(thresholds: stats.Thresholds) -> str:
-    return f"+{thresholds.error_rate_min_pp:g} pp and ×{thresholds.error_rate_min_ratio:g}"
+    text = f"+{thresholds.error_rate_min_pp:g} pp and ×{thresholds.error_rate_min_ratio:g}"
+    return text + _floor_text(thresholds)
 
 
 def latency_threshold(thresholds: stats.Thresholds) -> str:
-    return f"×{thresholds.latency_min_ratio:g} and +{thresholds.latency_min_ms:g} ms"
+    text = f"×{thresholds.latency_min_ratio:g} and +{thresholds.latency_min_ms:g} ms"
+    return text + _floor_text(thresholds)
+
+
+def _floor_text(thresholds: stats.Thresholds) -> str:
+    if thresholds.fail_floor >= 1:
+        return ""
+    return f"; a significant rise fails from {thresholds.fail_floor:.0%} of it"
 
 
 def error_rate_finding(label: str, baseline: Side, candidate: Side, routes, rules: Rules):
@@ -454,14 +464,27 @@ def judge_silence(
 def within_thresholds(recent: Judgement, rules: Rules) -> bool:
     """Whether a recent window shows the candidate back within every threshold.
 
-    Judged on point estimates, with no finding beyond its practical threshold
-    (significant or not), so noise makes a recovery later, never sooner.
+    Judged on point estimates, with no finding beyond its whole practical
+    threshold (significant or not; the fail floor is for significant rises),
+    so noise makes a recovery later, never sooner.
     """
     if recent.outcome in (Outcome.SERVICE_DOWN, Outcome.NO_BASELINE, Outcome.NO_TRAFFIC):
         return False
     if recent.candidate_requests < rules.min_route_requests:
         return False
-    return not any(f.practical for f in recent.findings)
+    return not any(beyond_threshold(f, rules.thresholds) for f in recent.findings)
+
+
+def beyond_threshold(finding: Finding, thresholds: stats.Thresholds) -> bool:
+    """Whether a finding's estimate reaches its whole practical threshold."""
+    base, cand = finding.baseline_value, finding.candidate_value
+    if base is None or cand is None:
+        return finding.practical
+    if finding.metric in (Metric.ERROR_RATE, Metric.ROLLOUT_ERROR_RATE):
+        return stats.error_rate_exceeds(base, cand, thresholds)
+    if finding.metric in QUANTILES:
+        return stats.latency_exceeds(base, cand, thresholds)
+    return finding.practical
 
 
 def recovery(

@@ -1,13 +1,24 @@
 """Per-variant verdicts: each cohort of a flag against its control, judged as a deploy is.
 
-At each look after a change (the deploy looks: every minute of the first
-MONOENV_DEPLOY_WATCH_MINUTES and each checkpoint), for every service that
-evaluates the flag, each cohort seen since the change is compared with the
-control cohort over the same range [change, look), on the same routes, by the
-verdict engine (deployments/judge.py) with the rules and alpha spending of a
-deploy's look (deployments/analysis.rules_at). Requests are read from
-telemetry through the flag cohort interface (telemetry/flag_store.py), each
-request once.
+At each look after a change, for every service that evaluates the flag, each
+cohort seen since the change is compared with the control cohort over the
+same range [change, look), on the same routes, by the verdict engine
+(deployments/judge.py). Requests are read from telemetry through the flag
+cohort interface (telemetry/flag_store.py), each request once.
+
+Looks (flag_looks): the deploy looks first (every minute of the first
+MONOENV_DEPLOY_WATCH_MINUTES, and each checkpoint), then, for as long as the
+flag is in a partial rollout, one every MONOENV_FLAG_CONTINUE_EVERY_MINUTES up
+to MONOENV_FLAG_WATCH_HOURS after the change. A partial rollout: the last
+MONOENV_FLAG_DETECT_MINUTES show the control and at least one other cohort
+serving, and no later change of the flag has taken over. Once a variant
+serves everyone (or no one), or the horizon is reached, looking stops.
+
+Alpha. The first hour's looks spend (1 − MONOENV_FLAG_CONTINUED_ALPHA_SHARE)
+of what a deploy's would (deployments/analysis.rules_at); the continued looks
+share the rest equally. By the union bound the chance of a false fail over
+every look stays within 1 − confidence. Continued looks cannot pass: a pass
+is said at the first hour's checkpoints, and only a fail can change it later.
 
 The change's verdict: fail as soon as any cohort of any service fails, and a
 fail holds (it is queued in the outbox once, flags/notify.py); at a
@@ -15,7 +26,7 @@ checkpoint, pass when every judged cohort passes, else inconclusive;
 pending until then.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -68,7 +79,7 @@ class Look:
 def look(change: FlagChange, minute: int) -> Look:
     """Judge every cohort of every service against the control, from the change to `minute`."""
     start, end = change.at, change.at + timedelta(minutes=minute)
-    rules = analysis.rules_at(minute)
+    rules = rules_at(minute)
     judged = []
     for service in change.services:
         judged += _judge_service(change, service, start, end, minute, rules)
@@ -126,9 +137,52 @@ def _checkpoints() -> list[int]:
     return sorted(settings.MONOENV_DEPLOY_CHECKPOINTS)
 
 
-def next_look_after(minute: int | None) -> int | None:
-    later = [m for m in looks() if minute is None or m > minute]
-    return min(later) if later else None
+def first_hour_looks() -> list[int]:
+    return looks()
+
+
+def continued_looks() -> list[int]:
+    """The looks after the first hour's, while a rollout stays partial."""
+    every = settings.MONOENV_FLAG_CONTINUE_EVERY_MINUTES
+    horizon = settings.MONOENV_FLAG_WATCH_HOURS * 60
+    last = max(first_hour_looks())
+    return list(range(last + every, horizon + 1, every))
+
+
+def flag_looks() -> list[int]:
+    return first_hour_looks() + continued_looks()
+
+
+def rules_at(minute: int):
+    """The rules of a flag's look at `minute`, with the alpha it may spend (see the docstring)."""
+    share = settings.MONOENV_FLAG_CONTINUED_ALPHA_SHARE
+    if minute <= max(first_hour_looks()):
+        rules = analysis.rules_at(minute)
+        return replace(rules, fail_alpha=rules.fail_alpha * (1 - share))
+    alpha = 1 - settings.MONOENV_DEPLOY_CONFIDENCE
+    rules = analysis.rules_at(max(first_hour_looks()))
+    return replace(rules, fail_alpha=alpha * share / len(continued_looks()), pass_alpha=0.0)
+
+
+def next_look_after(minute: int | None, change: FlagChange | None = None, *, now=None):
+    """The next look; past the first hour only while `change` is in a partial rollout."""
+    later = [m for m in flag_looks() if minute is None or m > minute]
+    if not later:
+        return None
+    if later[0] > max(first_hour_looks()) and not (change and still_partial(change, now=now)):
+        return None
+    return later[0]
+
+
+def still_partial(change: FlagChange, *, now: datetime | None = None) -> bool:
+    """Whether the flag still serves the control and another cohort, and nothing took over."""
+    now = now or timezone.now()
+    if FlagChange.objects.filter(flag=change.flag, at__gt=change.at).exists():
+        return False  # a later change has its own verdict, and the gate reads that one
+    recent = now - timedelta(minutes=settings.MONOENV_FLAG_DETECT_MINUTES)
+    counts = flag_store.cohort_counts(change.flag, recent, now, services=tuple(change.services))
+    serving = {cohort for cohort, count in counts.items() if count > 0}
+    return change.control in serving and len(serving) >= 2
 
 
 def run_look(change_id: int, minute: int, *, now: datetime | None = None) -> Look:
@@ -149,7 +203,7 @@ def run_look(change_id: int, minute: int, *, now: datetime | None = None) -> Loo
         elif change.verdict == Verdict.PENDING:
             change.verdict_reason = result.reason
         change.evaluated_at = now
-        change.schedule_look(next_look_after(minute))
+        change.schedule_look(next_look_after(minute, change, now=now))
         change.save()
         if change.verdict == Verdict.FAIL and not was_failing:
             # Queued in the look's transaction: a new fail is notified once.
@@ -166,12 +220,14 @@ def _failing(result: Look) -> list[notify.FailingCohort]:
 
 
 def _save(change: FlagChange, result: Look, *, now: datetime) -> None:
-    """Keep a checkpoint's look, and any look whose verdict is news; others leave no record."""
+    """Keep a checkpoint's look, and a new fail between them; others leave no record.
+
+    Between checkpoints a look has no pass alpha: its pending is no news.
+    """
     last = change.verdict_records.last()
-    if not result.checkpoint and last is not None and last.verdict == result.verdict:
-        return
-    if not result.checkpoint and last is None and result.verdict == Verdict.PENDING:
-        return
+    if not result.checkpoint:
+        if result.verdict != Verdict.FAIL or (last is not None and last.verdict == Verdict.FAIL):
+            return
     record = FlagVerdictRecord.objects.create(
         change=change, minute=result.minute, verdict=result.verdict, reason=result.reason,
         control=change.control, window_start=result.start, window_end=result.end,
@@ -194,10 +250,10 @@ def evaluate_due(*, now: datetime | None = None) -> int:
         if minute is None:
             continue
         # Catch up: the latest look whose time has come (as deploys do).
-        due = [m for m in looks() if m >= minute and change.at + timedelta(minutes=m) <= now]
+        due = [m for m in flag_looks() if m >= minute and change.at + timedelta(minutes=m) <= now]
         minute = max(due) if due else minute
         claimed = FlagChange.objects.filter(pk=change.pk, next_look=change.next_look).update(
-            next_look=next_look_after(minute)
+            next_look=next_look_after(minute, change, now=now)
         )
         if claimed:
             run_look(change.pk, minute, now=now)

@@ -259,6 +259,13 @@ MONOENV_DEPLOY_ERROR_RATE_MIN_PP = float(envstr("MONOENV_DEPLOY_ERROR_RATE_MIN_P
 MONOENV_DEPLOY_ERROR_RATE_MIN_RATIO = float(envstr("MONOENV_DEPLOY_ERROR_RATE_MIN_RATIO", "1.5"))
 MONOENV_DEPLOY_LATENCY_MIN_RATIO = float(envstr("MONOENV_DEPLOY_LATENCY_MIN_RATIO", "1.2"))
 MONOENV_DEPLOY_LATENCY_MIN_MS = float(envstr("MONOENV_DEPLOY_LATENCY_MIN_MS", "10"))
+# A significant regression fails once its estimate reaches this share of the
+# threshold (docs/deployments.md, "What fail means"); pass still needs the whole.
+MONOENV_DEPLOY_FAIL_FLOOR = float(envstr("MONOENV_DEPLOY_FAIL_FLOOR", "0.5"))
+# Alpha spending over the looks: (1 - final share)·alpha·t^rho, and the final
+# share at the last look (deployments/stats.py, spent_alpha).
+MONOENV_DEPLOY_SPENDING_RHO = float(envstr("MONOENV_DEPLOY_SPENDING_RHO", "0.5"))
+MONOENV_DEPLOY_FINAL_ALPHA_SHARE = float(envstr("MONOENV_DEPLOY_FINAL_ALPHA_SHARE", "0.25"))
 MONOENV_DEPLOY_MIN_ROUTE_REQUESTS = envint("MONOENV_DEPLOY_MIN_ROUTE_REQUESTS", 50)
 MONOENV_DEPLOY_MAX_SAMPLES = envint("MONOENV_DEPLOY_MAX_SAMPLES", 200_000)
 MONOENV_DEPLOY_UPSERT_MINUTES = envint("MONOENV_DEPLOY_UPSERT_MINUTES", 60)
@@ -268,6 +275,20 @@ MONOENV_DEPLOY_EVALUATION_LAG_SECONDS = envint("MONOENV_DEPLOY_EVALUATION_LAG_SE
 MONOENV_DEPLOY_WATCH_MINUTES = envint("MONOENV_DEPLOY_WATCH_MINUTES", 60)
 # A failing deploy this long back within every threshold has "recovered".
 MONOENV_DEPLOY_RECOVERY_MINUTES = envint("MONOENV_DEPLOY_RECOVERY_MINUTES", 10)
+# The per-look state of deploy verdicts (deployments/analysis.py, derived and
+# rebuilt when missing): each worker's memory by default, so a look taken by
+# another worker reads its spans again; a Redis URL (the broker's will do, e.g.
+# redis://127.0.0.1:6379/1) shares it between workers.
+MONOENV_DEPLOY_STATE_CACHE_URL = envstr("MONOENV_DEPLOY_STATE_CACHE_URL", "")
+if MONOENV_DEPLOY_STATE_CACHE_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "verdicts": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": MONOENV_DEPLOY_STATE_CACHE_URL,
+            "KEY_PREFIX": "monoenv",
+        },
+    }
 # A look whose worker died is claimed again after this long.
 MONOENV_DEPLOY_CLAIM_SECONDS = envint("MONOENV_DEPLOY_CLAIM_SECONDS", 120)
 # The route watch: between deploys, each route's last minutes against the hour before.
@@ -281,6 +302,11 @@ MONOENV_FLAG_BASELINE_MINUTES = envint("MONOENV_FLAG_BASELINE_MINUTES", 15)
 MONOENV_FLAG_DETECT_ALPHA = float(envstr("MONOENV_FLAG_DETECT_ALPHA", "0.001"))
 MONOENV_FLAG_MIN_SHARE_SHIFT = float(envstr("MONOENV_FLAG_MIN_SHARE_SHIFT", "0.05"))
 MONOENV_FLAG_MIN_EVALUATIONS = envint("MONOENV_FLAG_MIN_EVALUATIONS", 30)
+# Flag verdicts look on after the deploy looks while a rollout stays partial:
+# every few minutes up to the horizon, with this share of 1 - confidence.
+MONOENV_FLAG_CONTINUE_EVERY_MINUTES = envint("MONOENV_FLAG_CONTINUE_EVERY_MINUTES", 5)
+MONOENV_FLAG_WATCH_HOURS = envint("MONOENV_FLAG_WATCH_HOURS", 24)
+MONOENV_FLAG_CONTINUED_ALPHA_SHARE = float(envstr("MONOENV_FLAG_CONTINUED_ALPHA_SHARE", "0.2"))
 MONOENV_UNLEASH_WEBHOOK_SECRET = envsecret("MONOENV_UNLEASH_WEBHOOK_SECRET")
 MONOENV_FLAGSMITH_WEBHOOK_SECRET = envsecret("MONOENV_FLAGSMITH_WEBHOOK_SECRET")
 MONOENV_LAUNCHDARKLY_WEBHOOK_SECRET = envsecret("MONOENV_LAUNCHDARKLY_WEBHOOK_SECRET")

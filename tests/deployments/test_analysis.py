@@ -60,7 +60,7 @@ def test_it_fails_a_route_that_got_twice_as_slow(t0):
     assert finding.candidate_value / finding.baseline_value == pytest.approx(2.0, rel=0.2)
     assert finding.adjusted_p_value < 0.01
     assert finding.interval_low <= finding.candidate_value <= finding.interval_high
-    assert finding.threshold == "×1.2 and +10 ms"
+    assert finding.threshold == "×1.2 and +10 ms; a significant rise fails from 50% of it"
     assert "p95 latency on POST /orders rose from" in record.reason
 
 
@@ -77,7 +77,7 @@ def test_it_fails_a_raised_error_rate(t0):
     finding = record.findings.get(metric="error_rate", route="")
     assert finding.significant
     assert finding.baseline_n == 7200 and finding.candidate_n == 1800
-    assert finding.threshold == "+0.5 pp and ×1.5"
+    assert finding.threshold == "+0.5 pp and ×1.5; a significant rise fails from 50% of it"
     assert not record.findings.filter(metric="new_error_type").exists()
     assert record.reason.startswith("error rate for the service rose from")
 
@@ -313,3 +313,28 @@ def test_a_warm_up_is_a_transient_regression_that_recovers_and_opens_the_gate(t0
         "/api/v1/gate?service=shop", HTTP_AUTHORIZATION=f"Bearer {read_token}"
     )
     assert response.status_code == 200, response.json()
+
+
+def test_the_look_state_is_shared_through_redis_when_configured(t0, settings):
+    import os
+
+    from django.core.cache.backends.redis import RedisCache
+
+    from deployments import analysis
+
+    url = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "verdicts": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                     "LOCATION": url, "KEY_PREFIX": f"test-{t0.timestamp()}"},
+    }  # fmt: skip
+    before_and_after(t0, after_minutes=3)
+    deploy = make_deploy(t0)
+    analysis.evaluate(deploy, 2)
+    # Another worker: its own connection to the same Redis, nothing in its memory.
+    other = RedisCache(url, {"KEY_PREFIX": f"test-{t0.timestamp()}"})
+    key = f"deployments:side:{deploy.pk}:candidate:{deploy.judged_from.isoformat()}"
+    read_until, side = other.get(key)
+    assert read_until == t0 + timedelta(minutes=2)
+    assert side.total()[0] == 2 * 120
+    other.delete_many([key])

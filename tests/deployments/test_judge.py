@@ -87,3 +87,34 @@ def test_a_look_with_no_pass_alpha_cannot_pass():
     rules = judge.Rules(fail_alpha=0.001, pass_alpha=0.0)
     judgement = judge.judge(side(rng, routes), side(rng, routes), rules)
     assert (judgement.verdict, judgement.outcome) == (INCONCLUSIVE, Outcome.NO_REGRESSION_YET)
+
+
+def _sides_with_a_rise_between_floor_and_threshold():
+    # 1% to 1.35%: +0.35 pp, past half the +0.5 pp threshold but short of it;
+    # 100,000 requests a side make it certain (z above 7 by hand).
+    baseline, candidate = Side(), Side()
+    for one, errors in ((baseline, 1000), (candidate, 1350)):
+        one.requests["GET /a"], one.errors["GET /a"] = 100_000, errors
+        one.latencies_ms["GET /a"] = np.full(100, 30.0)
+    return baseline, candidate
+
+
+def test_a_significant_rise_past_the_floor_fails_though_short_of_the_threshold():
+    import dataclasses
+
+    baseline, candidate = _sides_with_a_rise_between_floor_and_threshold()
+    floor = dataclasses.replace(RULES, thresholds=judge.stats.Thresholds(fail_floor=0.5))
+    judgement = judge.judge(baseline, candidate, floor)
+    assert judgement.verdict == FAIL
+    [worst] = judge.worst(judgement.findings)
+    assert worst.metric == Metric.ERROR_RATE and worst.candidate_value == 0.0135
+    assert judge.judge(baseline, candidate, RULES).verdict != FAIL  # the whole threshold
+
+
+def test_recovery_asks_for_the_whole_threshold_not_the_floor():
+    import dataclasses
+
+    baseline, candidate = _sides_with_a_rise_between_floor_and_threshold()
+    floor = dataclasses.replace(RULES, thresholds=judge.stats.Thresholds(fail_floor=0.5))
+    # +0.35 pp is within the +0.5 pp threshold: a window like it counts as recovered.
+    assert judge.within_thresholds(judge.judge(baseline, candidate, floor), floor)

@@ -3,6 +3,7 @@
 No database: these are the pure statistics.
 """
 
+import itertools
 import math
 
 import numpy as np
@@ -50,14 +51,84 @@ def test_one_route_error_rates_use_fishers_exact_test():
     assert result.practical and result.effect_size == pytest.approx(0.015)
 
 
-def test_several_routes_use_the_one_sided_cmh_test():
+def _brute_force_stratified_p(tables) -> float:
+    """P(total ≥ observed) by enumerating every combination of the tables' hypergeometric cells."""
+    laws = []
+    for (a, b), (c, d) in tables:
+        total, events, candidate = a + b + c + d, a + c, a + b
+        support = range(max(0, candidate - (total - events)), min(events, candidate) + 1)
+        laws.append([(k, scipy_stats.hypergeom.pmf(k, total, events, candidate)) for k in support])
+    observed = sum(t[0][0] for t in tables)
+    return sum(
+        math.prod(p for _, p in combo)
+        for combo in itertools.product(*laws)
+        if sum(k for k, _ in combo) >= observed
+    )
+
+
+def test_several_routes_use_the_exact_conditional_test():
     strata = [stats.Stratum(5, 500, 12, 400), stats.Stratum(20, 200, 30, 200)]
     result = stats.compare_stratified_error_rates(strata, thresholds=LIMITS, confidence=0.99)
-    tables = [np.array([[12, 388], [5, 495]]), np.array([[30, 170], [20, 180]])]
-    chi2 = StratifiedTable(tables).test_null_odds(correction=True).statistic
-    assert result.p_value == pytest.approx(scipy_stats.norm.sf(math.sqrt(chi2)))
+    tables = [[[12, 388], [5, 495]], [[30, 170], [20, 180]]]
+    assert result.p_value == pytest.approx(_brute_force_stratified_p(tables), rel=1e-9)
     # Mix-adjusted baseline: the baseline's route rates at the candidate's mix.
     assert result.baseline_value == pytest.approx(400 / 600 * 0.01 + 200 / 600 * 0.10)
+
+
+
+
+def test_one_table_of_the_exact_conditional_test_is_fishers():
+    table = [[9, 591], [360, 35640]]
+    expected = scipy_stats.fisher_exact(table, alternative="greater").pvalue
+    assert stats.exact_stratified_greater([table]) == pytest.approx(expected, rel=1e-9)
+
+
+def test_long_laws_convolved_by_fft_give_the_direct_convolutions_tail():
+    # Two routes with thousands of errors each: above DIRECT_CONVOLUTION_MAX.
+    tables = [[[2600, 7400], [2400, 7600]], [[3100, 6900], [3000, 7000]]]
+    laws = []
+    for (a, b), (c, d) in tables:
+        support = np.arange(max(0, a + b - (b + d)), min(a + c, a + b) + 1)
+        laws.append(scipy_stats.hypergeom.pmf(support, a + b + c + d, a + c, a + b))
+    direct = np.convolve(*laws)
+    lowest = sum(max(0, a + b - (b + d)) for (a, b), (c, d) in tables)
+    expected = direct[2600 + 3100 - lowest :].sum()
+    assert stats.exact_stratified_greater(tables) == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_hypergeometric_law_is_scipys():
+    support = np.arange(0, 236)
+    expected = scipy_stats.hypergeom.pmf(support, 21_960, 235, 360)
+    law = stats.hypergeometric_law(support, 21_960, 235, 360)
+    assert law == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_many_events_use_the_one_sided_cmh_test():
+    tables = [np.array([[39_000, 261_000], [36_000, 264_000]]),
+              np.array([[21_000, 279_000], [19_500, 280_500]])]  # fmt: skip
+    chi2 = StratifiedTable(tables).test_null_odds(correction=True).statistic
+    p_value = stats.stratified_greater([t.tolist() for t in tables])
+    assert p_value == pytest.approx(scipy_stats.norm.sf(math.sqrt(chi2)))
+
+
+def test_the_exact_test_holds_its_level_for_rare_errors_where_cmh_does_not():
+    # A minute at 10 req/s against an hour before, three routes, 1% errors on
+    # both sides: about 6 candidate errors expected. An exact test rejects at
+    # most as often as its level; the CMH's normal tail is too thin here.
+    rng = np.random.default_rng(11)
+    level, runs = 2e-3, 2500
+    exact = cmh = 0
+    for _ in range(runs):
+        tables = []
+        for share in (0.6, 0.3, 0.1):
+            base_n, cand_n = int(36_000 * share), int(600 * share)
+            base_e, cand_e = rng.binomial(base_n, 0.01), rng.binomial(cand_n, 0.01)
+            tables.append([[cand_e, cand_n - cand_e], [base_e, base_n - base_e]])
+        exact += stats.exact_stratified_greater(tables) < level
+        cmh += stats._cmh_greater(tables) < level
+    # Binomial(2500, 0.002): 5 expected; 12 or more has probability 0.0054.
+    assert exact <= 11
+    assert cmh > exact
 
 
 def test_a_mix_shift_alone_is_not_an_error_rate_rise():
@@ -136,9 +207,35 @@ def test_alpha_spending_adds_up_to_alpha_over_the_looks():
     looks = list(range(1, 61))
     spent = [stats.look_alpha(0.01, m, m - 1, 60) for m in looks]
     assert sum(spent) == pytest.approx(0.01)
-    # Pocock type by hand: the first minute gets 0.01 ln(1 + (e-1)/60).
-    assert spent[0] == pytest.approx(0.01 * math.log(1 + (math.e - 1) / 60))
+    # Kim-DeMets power family by hand, rho 0.5 on 75% of alpha: the first
+    # minute gets 0.0075 sqrt(1/60); the last, what is left, a quarter and more.
+    assert spent[0] == pytest.approx(0.0075 * math.sqrt(1 / 60))
+    assert spent[-1] == pytest.approx(0.01 - 0.0075 * math.sqrt(59 / 60))
     assert all(a > 0 for a in spent)
+
+
+def test_the_power_family_is_the_kim_demets_function():
+    # alpha t^rho (Kim & DeMets 1987): rho 1 is a straight line, rho 3 near O'Brien-Fleming.
+    assert stats.spent_alpha(0.05, 0.25, rho=1, final=0) == pytest.approx(0.0125)
+    assert stats.spent_alpha(0.05, 0.5, rho=3, final=0) == pytest.approx(0.05 / 8)
+    assert stats.spent_alpha(0.05, 1.0, rho=3, final=0.3) == pytest.approx(0.05)
+    assert stats.spent_alpha(0.05, 0.0) == 0.0
+
+
+def test_a_significant_rise_fails_from_the_floor_not_the_whole_threshold():
+    half = stats.Thresholds(fail_floor=0.5)
+    # A 1% baseline: margin 0.5 pp, so the floor is 0.25 pp.
+    assert stats.error_rate_exceeds(0.01, 0.0126, half, floor=half.fail_floor)
+    assert not stats.error_rate_exceeds(0.01, 0.0124, half, floor=half.fail_floor)
+    assert not stats.error_rate_exceeds(0.01, 0.0126, half)
+    # 100 ms baseline: threshold 120 ms, floor at 110 ms.
+    assert stats.latency_exceeds(100, 110.5, half, floor=0.5)
+    assert not stats.latency_exceeds(100, 109.5, half, floor=0.5)
+    result = stats.compare_error_rates(100, 10_000, 130, 10_000, thresholds=half, confidence=0.99)
+    assert result.practical
+    assert not stats.compare_error_rates(
+        100, 10_000, 130, 10_000, thresholds=LIMITS, confidence=0.99
+    ).practical
 
 
 def test_sorted_quantile_is_numpys_linear_quantile():

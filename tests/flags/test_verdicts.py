@@ -102,3 +102,63 @@ def test_the_change_shows_its_history_and_findings(client, make_token, change_at
     significant = [f for f in body["findings"] if f["significant"]]
     assert significant and all(f["variant"] == "on" for f in significant)
     assert {f["metric"] for f in significant} >= {"error_rate"}
+
+
+def recent_traffic(now, shares: dict[str, float], *, minutes=5) -> None:
+    """A few requests a second over the last minutes, split between cohorts by share."""
+    from tests.flags.factories import evaluation_traffic
+
+    rows = evaluation_traffic("new-checkout", now - timedelta(minutes=minutes), minutes=minutes,
+                              per_minute=60, shares=shares, service="shop")  # fmt: skip
+    ingest.store_rows(rows)
+    flag_store.store_from_span_rows(rows)
+
+
+def old_change(now) -> FlagChange:
+    change = posted_change(now - timedelta(minutes=62))
+    change.control = "off"
+    change.save()
+    return change
+
+
+def test_looks_go_on_after_the_first_hour_while_the_rollout_is_partial():
+    now = timezone.now().replace(microsecond=0)
+    recent_traffic(now, {"on": 0.1, "off": 0.9})
+    change = old_change(now)
+    verdicts.run_look(change.pk, 60, now=now)
+    change.refresh_from_db()
+    assert change.next_look == 65
+    assert change.next_look_at == change.at + timedelta(minutes=65, seconds=30)
+
+
+def test_looks_stop_once_a_variant_serves_everyone():
+    now = timezone.now().replace(microsecond=0)
+    recent_traffic(now, {"on": 1.0})
+    change = old_change(now)
+    verdicts.run_look(change.pk, 60, now=now)
+    change.refresh_from_db()
+    assert change.next_look is None and change.next_look_at is None
+
+
+def test_a_later_change_of_the_flag_takes_the_looks_over():
+    now = timezone.now().replace(microsecond=0)
+    recent_traffic(now, {"on": 0.5, "off": 0.5})
+    change = old_change(now)
+    FlagChange.objects.create(flag="new-checkout", at=now - timedelta(minutes=1),
+                              services=["shop"], control="off")  # fmt: skip
+    verdicts.run_look(change.pk, 60, now=now)
+    change.refresh_from_db()
+    assert change.next_look is None
+
+
+def test_the_looks_of_a_change_spend_at_most_alpha_over_the_horizon(settings):
+    # By hand: 1 - 0.99 over the first hour's looks and the continued ones, 5
+    # minutes apart up to 24 hours: 276 of them sharing a fifth of it.
+    looks = verdicts.flag_looks()
+    continued = [m for m in looks if m > 60]
+    assert continued[:2] == [65, 70] and continued[-1] == 1440 and len(continued) == 276
+    fail = [verdicts.rules_at(m).fail_alpha for m in looks]
+    assert sum(fail) == pytest.approx(0.01)
+    assert verdicts.rules_at(65).fail_alpha == pytest.approx(0.01 * 0.2 / 276)
+    assert verdicts.rules_at(65).pass_alpha == 0
+    assert verdicts.rules_at(1).fail_alpha == pytest.approx(0.8 * 0.0075 * (1 / 60) ** 0.5)
