@@ -77,14 +77,28 @@ class Look:
 
 
 def look(change: FlagChange, minute: int) -> Look:
-    """Judge every cohort of every service against the control, from the change to `minute`."""
+    """Judge every cohort of every service against the control, from the change to `minute`.
+
+    The window ends at the flag's next change, if one came first: its shares
+    are that change's to judge. The rules then spend alpha for the minutes
+    judged, so looking again at the same minutes decides the same way.
+    """
     start, end = change.at, change.at + timedelta(minutes=minute)
-    rules = rules_at(minute)
+    next_change_at = _next_change_at(change)
+    if next_change_at is not None:
+        end = min(end, next_change_at)
+    judged_minutes = max(1, min(minute, int((end - start).total_seconds() // 60)))
+    rules = rules_at(judged_minutes)
     judged = []
     for service in change.services:
-        judged += _judge_service(change, service, start, end, minute, rules)
+        judged += _judge_service(change, service, start, end, judged_minutes, rules)
     verdict, reason = _overall(change, judged, checkpoint=minute in _checkpoints())
     return Look(minute, verdict, reason, start, end, judged, minute in _checkpoints())
+
+
+def _next_change_at(change: FlagChange) -> datetime | None:
+    later = FlagChange.objects.filter(flag=change.flag, at__gt=change.at).order_by("at")
+    return later.values_list("at", flat=True).first()
 
 
 def _judge_service(change, service, start, end, minute, rules) -> list[CohortJudgement]:

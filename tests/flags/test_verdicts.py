@@ -162,3 +162,19 @@ def test_the_looks_of_a_change_spend_at_most_alpha_over_the_horizon(settings):
     assert verdicts.rules_at(65).fail_alpha == pytest.approx(0.01 * 0.2 / 276)
     assert verdicts.rules_at(65).pass_alpha == 0
     assert verdicts.rules_at(1).fail_alpha == pytest.approx(0.8 * 0.0075 * (1 / 60) ** 0.5)
+
+
+def test_a_look_judges_only_the_minutes_before_the_flags_next_change(change_at):
+    # 10 clean minutes, then the next change (a wider rollout) whose `on`
+    # cohort fails: that is the next change's regression, not this one's.
+    rollout_traffic(change_at, minutes=10, on_error_rate=0.01)
+    rollout_traffic(change_at + timedelta(minutes=10), minutes=6, on_error_rate=0.30, seed=4)
+    change = posted_change(change_at)
+    FlagChange.objects.create(flag="new-checkout", at=change_at + timedelta(minutes=10),
+                              services=["shop"], control="off")  # fmt: skip
+
+    result = verdicts.look(change, 15)
+
+    assert result.end == change_at + timedelta(minutes=10)
+    assert result.verdict != "fail"
+    assert verdicts.look(change, 15).verdict == verdicts.look(change, 30).verdict
