@@ -215,13 +215,15 @@ class VerdictRecord(models.Model):
         return f"{self.deployment} @{self.checkpoint}m: {self.verdict}"
 
 
-class Finding(models.Model):
-    """One comparison of baseline and candidate, with its statistics."""
+class AbstractFinding(models.Model):
+    """The statistics of one comparison of a candidate side with a baseline side.
 
-    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="findings")
-    verdict_record = models.ForeignKey(
-        VerdictRecord, on_delete=models.CASCADE, related_name="findings"
-    )
+    One column per field of deployments.judge.Finding, so a finding is saved
+    as `Model(..., **vars(finding))`. Deploys keep theirs in Finding, flag
+    cohorts in flags.FlagFinding: each table has its owner, the columns are
+    defined once.
+    """
+
     metric = models.CharField(max_length=40, choices=Metric)
     route = models.TextField(blank=True, help_text="Empty for the whole service.")
     baseline_value = models.FloatField(null=True)
@@ -246,10 +248,22 @@ class Finding(models.Model):
     detail = models.TextField(blank=True)
 
     class Meta:
-        ordering = ["-significant", "route", "metric"]
+        abstract = True
 
     def __str__(self) -> str:
         return f"{self.metric} {self.route or '(service)'}"
+
+
+class Finding(AbstractFinding):
+    """One comparison of a deploy's candidate with its baseline."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="findings")
+    verdict_record = models.ForeignKey(
+        VerdictRecord, on_delete=models.CASCADE, related_name="findings"
+    )
+
+    class Meta:
+        ordering = ["-significant", "route", "metric"]
 
 
 class RouteShiftQuerySet(models.QuerySet):

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from deployments.models import Verdict
+from deployments.models import AbstractFinding, Verdict
 
 NOT_JUDGED_REASON = "Not judged yet: the first look comes a minute after the change."
 
@@ -120,34 +120,16 @@ class FlagVerdictRecord(models.Model):
         return f"{self.change} @{self.minute}m: {self.verdict}"
 
 
-class FlagFinding(models.Model):
+class FlagFinding(AbstractFinding):
     """One comparison of a variant's cohort with the control's, on one service and route."""
 
     change = models.ForeignKey(FlagChange, on_delete=models.CASCADE, related_name="findings")
     record = models.ForeignKey(FlagVerdictRecord, on_delete=models.CASCADE, related_name="findings")
     service = models.TextField()
     variant = models.TextField()
-    metric = models.CharField(max_length=40)
-    route = models.TextField(blank=True, help_text="Empty for the whole service.")
-    baseline_value = models.FloatField(null=True)
-    candidate_value = models.FloatField(null=True)
-    baseline_n = models.BigIntegerField()
-    candidate_n = models.BigIntegerField()
-    effect_size = models.FloatField(null=True)
-    p_value = models.FloatField(null=True)
-    adjusted_p_value = models.FloatField(null=True)
-    interval_low = models.FloatField(null=True)
-    interval_high = models.FloatField(null=True)
-    threshold = models.TextField(blank=True)
-    upper_bound = models.FloatField(null=True)
-    within_threshold = models.BooleanField(default=False)
-    practical = models.BooleanField(default=False)
-    significant = models.BooleanField(default=False)
-    direction = models.CharField(max_length=10, blank=True)
-    detail = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-significant", "service", "variant", "route", "metric"]
 
     def __str__(self) -> str:
-        return f"{self.variant} {self.metric} {self.route or '(service)'}"
+        return f"{self.variant} {super().__str__()}"

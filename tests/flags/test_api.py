@@ -73,7 +73,6 @@ class TestReads:
         rows = evaluation_traffic("new-checkout", now - timedelta(minutes=5), minutes=5,
                                   per_minute=60, shares={"on": 0.2, "off": 0.8})  # fmt: skip
         ingest.store_rows(rows)
-        flag_store.store_from_span_rows(rows)
         post_change(client, deploy_token, flag="new-checkout", at=now.isoformat())
         response = client.get("/api/v1/flags", headers=bearer(read_token))
         assert response.status_code == 200

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from flags import changes
 from flags.models import ChangeSource, FlagChange, FlagSettings
-from telemetry import flag_store, ingest
+from telemetry import ingest
 from tests.flags.factories import evaluation_traffic
 
 pytestmark = pytest.mark.django_db
@@ -18,19 +18,14 @@ def now():
     return timezone.now().replace(second=0, microsecond=0)
 
 
-def store(rows):
-    ingest.store_rows(rows)
-    flag_store.store_from_span_rows(rows)
-
-
 def rollout(now, *, widen_at_minute: int | None, total_minutes: int = 20, seed: int = 1):
     """10% on, widened to 50% at the given minute (or never)."""
     start = now - timedelta(minutes=total_minutes)
     split = total_minutes if widen_at_minute is None else widen_at_minute
-    store(evaluation_traffic("new-checkout", start, minutes=split, per_minute=120,
+    ingest.store_rows(evaluation_traffic("new-checkout", start, minutes=split, per_minute=120,
                              shares={"on": 0.1, "off": 0.9}, seed=seed))  # fmt: skip
     if split < total_minutes:
-        store(evaluation_traffic("new-checkout", start + timedelta(minutes=split),
+        ingest.store_rows(evaluation_traffic("new-checkout", start + timedelta(minutes=split),
                                  minutes=total_minutes - split, per_minute=120,
                                  shares={"on": 0.5, "off": 0.5}, seed=seed + 1))  # fmt: skip
     return start
@@ -62,7 +57,7 @@ class TestDetection:
         assert FlagChange.objects.count() == 1
 
     def test_a_flag_that_starts_being_evaluated(self, now):
-        store(evaluation_traffic("dark-launch", now - timedelta(minutes=3), minutes=3,
+        ingest.store_rows(evaluation_traffic("dark-launch", now - timedelta(minutes=3), minutes=3,
                                  per_minute=60, shares={"on": 1.0}))  # fmt: skip
         [change] = changes.detect_changes(now=now)
         assert change.description == "started being evaluated"

@@ -112,7 +112,6 @@ class TestLazyAttribution:
     def test_the_child_span_first_then_its_server_span(self, now):
         rows = request_rows(now, evaluate_on=GRANDCHILD_SPAN)
         ingest.store_rows([rows[GRANDCHILD_SPAN]])
-        flag_store.store_from_span_rows([rows[GRANDCHILD_SPAN]])
         assert only_row().attribution == Attribution.PENDING
         ingest.store_rows([rows[CHILD_SPAN], rows[SERVER_SPAN]])
         assert flag_store.attribute_pending(now=timezone.now())["attributed"] == 1

@@ -23,7 +23,7 @@ from flags import suspects as flag_suspects
 from flags import verdicts
 from flags.models import ChangeSource, FlagChange
 from slo.models import SLO, Alert, Severity
-from telemetry import flag_store, ingest
+from telemetry import ingest
 from telemetry.otlp import SPAN_COLUMNS
 from tests.flags.factories import evaluation_event, span_row, with_events
 from tests.helpers import bearer
@@ -60,11 +60,6 @@ def shop_traffic(start, end, *, version, on_share, on_error, seed=1, on_slowdown
         at += timedelta(seconds=0.25)
         index += 1
     return rows, cohorts
-
-
-def store(rows):
-    ingest.store_rows(rows)
-    flag_store.store_from_span_rows(rows)
 
 
 def expected_share(rows, cohorts, onset, end, baseline_start, cohort="on"):
@@ -127,7 +122,7 @@ def flag_breaks_checkout(t0):
         start, end, version=lambda at: "v2" if at >= deployed else "v1",
         on_share=lambda at: 0.2 if at >= t0 else 0.0, on_error=lambda at, v: 0.3,
     )  # fmt: skip
-    store(rows)
+    ingest.store_rows(rows)
     deploy = Deployment.objects.create(service="shop", version="v2", previous_version="v1",
                                        started_at=deployed)  # fmt: skip
     return deploy, flag_change(t0), rows, cohorts
@@ -161,7 +156,7 @@ def deploy_breaks_cohort(t0):
         on_share=lambda at: 0.2 if at >= t0 - timedelta(minutes=40) else 0.0,
         on_error=lambda at, version: 0.3 if version == "v2" else BASE_ERRORS, seed=2,
     )  # fmt: skip
-    store(rows)
+    ingest.store_rows(rows)
     change = flag_change(t0 - timedelta(minutes=40))
     deploy = Deployment.objects.create(service="shop", version="v2", previous_version="v1",
                                        started_at=t0)  # fmt: skip
@@ -208,7 +203,7 @@ def test_a_slowdown_in_one_cohort_ranks_its_flag_change_first(t0):
         start, end, version=lambda at: "v1", on_share=lambda at: 0.2 if at >= t0 else 0.0,
         on_error=lambda at, v: BASE_ERRORS, on_slowdown=lambda at: 3.0, seed=6,
     )  # fmt: skip
-    store(rows)
+    ingest.store_rows(rows)
     change = flag_change(t0)
     Deployment.objects.create(service="shop", version="v1", started_at=t0 - timedelta(minutes=90))
     regression = checkout_regression(t0)
@@ -235,7 +230,7 @@ def test_a_regression_spread_over_every_cohort_leaves_the_flag_unblamed(t0):
         if r[ROUTE] == CHECKOUT and r[START] >= t0 else r
         for r in rows
     ]  # fmt: skip
-    store(rows)
+    ingest.store_rows(rows)
     change = flag_change(t0)
     deploy = Deployment.objects.create(service="shop", version="v2", started_at=t0)
     own, flag = suspects.record_for_alert(2, checkout_regression(t0))
@@ -297,7 +292,7 @@ def test_a_failed_rollout_lists_the_deploy_that_broke_its_cohort(t0, client, rea
         on_share=lambda at: 0.2 if at >= change_at else 0.0,
         on_error=lambda at, version: 0.3 if version == "v2" else BASE_ERRORS, seed=5,
     )  # fmt: skip
-    store(rows)
+    ingest.store_rows(rows)
     deploy = Deployment.objects.create(service="shop", version="v2", previous_version="v1",
                                        started_at=t0)  # fmt: skip
     change = flag_change(change_at)
