@@ -387,25 +387,26 @@ def test_the_pages_name_a_flag_suspect_as_they_name_a_deploy(t0, deploy_breaks_c
 STOCK, PAGE, STOCK_ROUTE = "stock-cache", "GET /page", "GET /stock"
 
 
-def front_calls_back(t0, *, back_slowdown, front_slowdown=1.2, seed=8):
+def front_calls_back(t0, *, back_slowdown, front_slowdown=1.2, seed=8, on_since=None):
     """front GET /page calls back GET /stock, 2 requests/s; back evaluates stock-cache.
 
-    From t0, stock-cache=on serves 20% and back's requests are `back_slowdown(variant)`
-    times slower; front's own time `front_slowdown` times. No request errs. front
-    deployed v2 20 minutes before t0, cleanly. Returns (front's deploy, the rows).
+    From `on_since` (t0 unless given), stock-cache=on serves 20%. From t0,
+    back's requests (of b2) are `back_slowdown(variant)` times slower, front's
+    own time `front_slowdown` times. No request errs. front deployed v2 20
+    minutes before t0, cleanly. Returns (front's deploy, the rows).
     """
     rng = random.Random(seed)
     rows = []
     at = t0 - timedelta(minutes=20)
     while at < t0 + timedelta(minutes=10):
-        variant = "on" if at >= t0 and rng.random() < 0.2 else "off"
+        variant = "on" if at >= (on_since or t0) and rng.random() < 0.2 else "off"
         after = at >= t0
         back_ms = 30 * rng.lognormvariate(0, 0.3) * (back_slowdown(variant) if after else 1)
         own_ms = 10 * rng.lognormvariate(0, 0.2) * (front_slowdown if after else 1)
         trace = call_trace(
             at, rng=rng, caller={"service": "front", "version": "v2", "route": PAGE,
                                  "duration_ms": own_ms + back_ms},
-            callee={"service": "back", "version": "b1", "route": STOCK_ROUTE,
+            callee={"service": "back", "version": "b2" if after else "b1", "route": STOCK_ROUTE,
                     "duration_ms": back_ms},
         )  # fmt: skip
         trace[-1] = with_events(trace[-1], [evaluation_event(STOCK, at, variant=variant)])
@@ -505,3 +506,28 @@ def test_a_flag_below_whose_cohorts_are_alike_gets_no_credit(t0):
     assert flag.score == pytest.approx(through * best + 0.01, abs=1e-3)
     assert f"{STOCK} changed as the regression began; at most" in flag.evidence
     assert "flag cohorts" not in own.evidence and suspects.LIVES_IN not in own.evidence
+
+
+def test_a_flag_below_that_only_hosts_the_regression_is_named_by_the_deploys(t0):
+    """stock-cache=on has served 20% since 40 min before t0; back b2 at t0 slows only it 3×."""
+    front_deploy, rows = front_calls_back(t0, back_slowdown=lambda v: 3.0 if v == "on" else 1.0,
+                                          on_since=t0 - timedelta(minutes=40), seed=10)  # fmt: skip
+    change = stock_change(t0 - timedelta(minutes=40))
+    back_deploy = Deployment.objects.create(service="back", version="b2", previous_version="b1",
+                                            started_at=t0)  # fmt: skip
+    regression = front_regression(t0)
+    back, own, flag = suspects.record_for_deploy(front_deploy, regression)
+    through = back_time_share(rows, regression, t0)
+    in_cohort = back_cohort_shares(rows, regression, t0)["on"]
+    assert through * in_cohort >= 0.8  # the regression lives in that cohort
+    assert back.suspect == back_deploy
+    assert back.score == pytest.approx(through + 0.01, abs=1e-3)
+    # The cohort was as fast as the others until b2 came: the flag did not begin it.
+    assert flag.suspect_change_id == change.pk and "did not begin it" in flag.evidence
+    assert flag.score == pytest.approx(0.01 * (1 - 40 / 120), abs=1e-4)
+    # front's own deploy says where the regression lives.
+    assert own.suspect == front_deploy
+    assert own.evidence.endswith(
+        f"{suspects.LIVES_IN} {through:.0%} of the extra time on front {PAGE} is in back, "
+        f"and {in_cohort:.0%} of that in requests with {STOCK}=on."
+    )
