@@ -7,8 +7,8 @@ scored on one scale and listed in one order. The invariants:
 
 - **Who can explain it.** The latest change of each flag made in the same
   window as a deploy must be (within the lookback before the onset, up to
-  the end of the onset's minute and a little slack), of a flag the regressed
-  service evaluates.
+  the end of the onset's minute and a little slack), whose services name the
+  regressed service, a service below it that is read (below), or none.
 - **Evidence: the cohorts.** The regressed service's requests on the route
   after the onset are split by the cohort of the flag they evaluated
   (telemetry/flag_store.py). A cohort's *extra errors* are its errors minus
@@ -20,16 +20,32 @@ scored on one scale and listed in one order. The invariants:
   is done with ln(milliseconds) for errors, as deployments/changepoint.py
   models latency: the *extra time*. A change's score is its flag's best
   cohort share, plus the tie-break of closeness to the onset.
+- **Evidence below: two shares chained.** A service below the regressed
+  route (deployments/topology.py, through suspects.downstream_shares, the
+  share its deploy would score) that evaluates a flag is read the same way,
+  in the same metric and times, on the routes it serves in the route's
+  traces: its cohort's share of *its own* extra errors or time. The share of
+  the regression is the product ("87% of the extra time on front GET /page
+  is in back, and 98% of that in requests with stock-cache=on"), so a flag
+  below never outscores that service's own share. Services below with less
+  than EVIDENCE_MIN of it, or beyond the MAX_BELOW largest, are not read;
+  nor are the traces when no flag is evaluated outside the regressed service.
+  A flag read in both places keeps the larger product. The service's share
+  is the larger of its errors' and its time's, as for its deploy; the
+  sentence names the regressed service's metric.
 - **Began it, or only hosts it.** A cohort that was, between the change and
   the onset, clearly better than after it (errors: too few for its rate
   after, one-sided binomial; latency: ln(ms) lower, one-sided Welch t-test;
   p < HEALTHY_P) was healthy under that change: the change did not begin
   the regression and scores the tie-break only. If such a cohort (or that of
-  a flag not changed lately) holds CONCENTRATED of the extra errors or time,
-  the regression still lives there, and the regressed service's own deploy
-  says so in its evidence (OtherRanking.lives_in).
-- What the flags' changes explain is not left to the regressed service's
-  own deploy (OtherRanking.explains).
+  a flag not changed lately), here or below, holds CONCENTRATED of the extra
+  errors or time (the product, below), the regression still lives there,
+  and the regressed service's own deploy says so in its evidence
+  (OtherRanking.lives_in).
+- What the flags' changes explain, here or below, is not left to the
+  regressed service's own deploy (OtherRanking.explains). A service below
+  keeps its whole share for its own deploy (deployments/suspects.py has no
+  per-service hook for what its flags explain).
 
 `explain_failed_rollouts` ranks the suspects of each
 failed rollout, for `GET /api/v1/flags/changes/{id}`; `for_change_listed`
