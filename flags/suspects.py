@@ -7,8 +7,8 @@ scored on one scale and listed in one order. The invariants:
 
 - **Who can explain it.** The latest change of each flag made in the same
   window as a deploy must be (within the lookback before the onset, up to
-  the end of the onset's minute and a little slack), of a flag the regressed
-  service evaluates.
+  the end of the onset's minute and a little slack), whose services name the
+  regressed service, a service below it that is read (below), or none.
 - **Evidence: the cohorts.** The regressed service's requests on the route
   after the onset are split by the cohort of the flag they evaluated
   (telemetry/flag_store.py). A cohort's *extra errors* are its errors minus
@@ -20,16 +20,32 @@ scored on one scale and listed in one order. The invariants:
   is done with ln(milliseconds) for errors, as deployments/changepoint.py
   models latency: the *extra time*. A change's score is its flag's best
   cohort share, plus the tie-break of closeness to the onset.
+- **Evidence below: two shares chained.** A service below the regressed
+  route (deployments/topology.py, through suspects.downstream_shares, the
+  share its deploy would score) that evaluates a flag is read the same way,
+  in the same metric and times, on the routes it serves in the route's
+  traces: its cohort's share of *its own* extra errors or time. The share of
+  the regression is the product ("87% of the extra time on front GET /page
+  is in back, and 98% of that in requests with stock-cache=on"), so a flag
+  below never outscores that service's own share. Services below with less
+  than EVIDENCE_MIN of it, or beyond the MAX_BELOW largest, are not read;
+  nor are the traces when no flag is evaluated outside the regressed service.
+  A flag read in both places keeps the larger product. The service's share
+  is the larger of its errors' and its time's, as for its deploy; the
+  sentence names the regressed service's metric.
 - **Began it, or only hosts it.** A cohort that was, between the change and
   the onset, clearly better than after it (errors: too few for its rate
   after, one-sided binomial; latency: ln(ms) lower, one-sided Welch t-test;
   p < HEALTHY_P) was healthy under that change: the change did not begin
   the regression and scores the tie-break only. If such a cohort (or that of
-  a flag not changed lately) holds CONCENTRATED of the extra errors or time,
-  the regression still lives there, and the regressed service's own deploy
-  says so in its evidence (OtherRanking.lives_in).
-- What the flags' changes explain is not left to the regressed service's
-  own deploy (OtherRanking.explains).
+  a flag not changed lately), here or below, holds CONCENTRATED of the extra
+  errors or time (the product, below), the regression still lives there,
+  and the regressed service's own deploy says so in its evidence
+  (OtherRanking.lives_in).
+- What the flags' changes explain, here or below, is not left to the
+  regressed service's own deploy (OtherRanking.explains). A service below
+  keeps its whole share for its own deploy (deployments/suspects.py has no
+  per-service hook for what its flags explain).
 
 `explain_failed_rollouts` ranks the suspects of each
 failed rollout, for `GET /api/v1/flags/changes/{id}`; `for_change_listed`
@@ -37,6 +53,7 @@ is what that endpoint lists: the suspects other than the change itself.
 """
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -61,6 +78,10 @@ HEALTHY_P = 0.001
 # The flags of the regressed service compared, most evaluated first.
 MAX_FLAGS = 20
 MAX_COHORTS = 12
+# Services below the regressed one whose flags are followed, the largest shares first.
+MAX_BELOW = 5
+# Sampled traces of the regressed route read to find the routes each service below serves.
+ROUTE_TRACES = 300
 
 
 @dataclass(frozen=True)
@@ -93,16 +114,11 @@ EXTRA = {ERRORS: "extra errors", LATENCY: "extra time"}
 
 
 @dataclass(frozen=True)
-class CohortShare:
-    flag: str
-    cohort: str
-    share: float  # of the route's extra errors (or time), 0..1
-    after: Side  # the cohort's requests after the onset
-
-
-@dataclass(frozen=True)
 class Window:
-    """The regression as the flag ranker reads it: service, routes, after the onset, metric."""
+    """Where the flag ranker reads cohorts: service, routes, after the onset, metric.
+
+    The regressed service's own, or one below it, over the same times and metric.
+    """
 
     service: str
     routes: tuple[str, ...]
@@ -111,41 +127,100 @@ class Window:
     metric: str
     route_after: Side
     route_extra: float
+    # The share of the regression's extra errors (or time) in this service:
+    # 1 for the regressed service, its downstream share (from the traces) below.
+    through: float = 1.0
+
+
+@dataclass(frozen=True)
+class CohortShare:
+    flag: str
+    cohort: str
+    share: float  # of its window's extra errors (or time), 0..1
+    after: Side  # the cohort's requests after the onset
+    window: Window  # where it was read
+
+    @property
+    def of_regression(self) -> float:
+        """Its share of the regression itself: through the service below, if it is below."""
+        return self.share * self.window.through
 
 
 def rank(regression: Regression, onset: Onset) -> OtherRanking:
     """The flag changes that can explain the regression, and where it lives."""
     window = regression_window(regression, onset)
-    best = {}
-    if window.route_extra > 0:
-        for flag in _flags_of(window):
-            found = best_cohort(flag, window)
-            if found is not None:
-                best[flag] = found
+    seen = flag_store.flags_seen(window.start, window.end) if window.route_extra > 0 else []
+    places = [window, *windows_below(regression, onset, window, seen)]
+    best = best_cohorts(places, seen)
     entries, began = [], set()
-    for change in candidate_changes(regression.service, onset):
+    for change in candidate_changes(tuple(place.service for place in places), onset):
         entry, began_it = _score(change, best.get(change.flag), regression, onset, window)
         entries.append(entry)
         if began_it:
             began.add(change.flag)
-    explains = max((best[flag].share for flag in began), default=0.0)
-    return OtherRanking(entries, lives_in=_lives_in(best, began, regression, window),
+    explains = max((best[flag].of_regression for flag in began), default=0.0)
+    return OtherRanking(entries, lives_in=_lives_in(best, began, regression),
                         explains=explains)  # fmt: skip
 
 
 def regression_window(regression: Regression, onset: Onset) -> Window:
     """After the onset, as the deploys' evidence reads it (the window as given if none was
     found), in the metric that changed: the onset's, else errors if they rose, else time."""
-    start, end = (onset.at if onset.found else regression.start), regression.end
+    start = onset.at if onset.found else regression.start
     routes = (regression.route,) if regression.route else ()
-    after = _route_side(regression.service, start, end, routes)
-    before = _route_side(regression.service, regression.baseline_start, start, routes)
+    return service_window(regression.service, routes, baseline_start=regression.baseline_start,
+                          start=start, end=regression.end, metric=onset.metric)  # fmt: skip
+
+
+def service_window(service: str, routes: tuple[str, ...], *, baseline_start: datetime,
+                   start: datetime, end: datetime, metric: str = "",
+                   through: float = 1.0) -> Window:  # fmt: skip
+    """The service's routes in [start, end), against [baseline_start, start)."""
+    after = _route_side(service, start, end, routes)
+    before = _route_side(service, baseline_start, start, routes)
 
     def excess(metric: str) -> float:
         return after.amount(metric) - after.requests * before.mean(metric)
 
-    metric = onset.metric or (ERRORS if excess(ERRORS) > 0 else LATENCY)
-    return Window(regression.service, routes, start, end, metric, after, excess(metric))
+    metric = metric or (ERRORS if excess(ERRORS) > 0 else LATENCY)
+    return Window(service, routes, start, end, metric, after, excess(metric), through)
+
+
+def windows_below(regression: Regression, onset: Onset, window: Window, seen) -> list[Window]:
+    """The services below the regressed route that evaluate a flag, with their shares of it.
+
+    Each is read on the routes it serves in the regressed route's traces, over
+    the same times and in the same metric as the regressed service.
+    """
+    elsewhere = {service for flag in seen for service in flag.services} - {window.service}
+    if window.route_extra <= 0 or not elsewhere:
+        return []  # no flag below could be credited: spare reading the traces
+    shares = suspects.downstream_shares(regression, onset)
+    below = sorted((service for service, share in shares.items()
+                    if service in elsewhere and share >= suspects.EVIDENCE_MIN),
+                   key=lambda service: -shares[service])[:MAX_BELOW]  # fmt: skip
+    routes = routes_below(regression, window, set(below))
+    return [service_window(service, tuple(sorted(routes[service])),
+                           baseline_start=regression.baseline_start, start=window.start,
+                           end=window.end, metric=window.metric, through=shares[service])
+            for service in below if routes.get(service)]  # fmt: skip
+
+
+def routes_below(regression: Regression, window: Window, services: set[str]) -> dict[str, set]:
+    """The routes each of these services served in sampled traces of the regressed route.
+
+    Only those: a flag's cohort is compared with the service's other requests
+    of the same routes, not with faster or slower routes the route never calls.
+    """
+    if not services:
+        return {}
+    roots = spans.sample_requests(regression.service, window.start, window.end,
+                                  route=regression.route, limit=ROUTE_TRACES)  # fmt: skip
+    found: dict[str, set] = defaultdict(set)
+    for span in spans.linked_spans([root.trace_id for root in roots], window.start, window.end):
+        if span.is_request and span.service in services:
+            found[span.service].add(span.route)
+    return found
 
 
 def _route_side(service: str, start: datetime, end: datetime, routes) -> Side:
@@ -156,11 +231,24 @@ def _route_side(service: str, start: datetime, end: datetime, routes) -> Side:
                 sum(m[2] for m in minutes.values()))  # fmt: skip
 
 
-def _flags_of(window: Window) -> list[str]:
-    seen = [f for f in flag_store.flags_seen(window.start, window.end)
-            if window.service in f.services]  # fmt: skip
-    seen.sort(key=lambda f: -sum(f.cohorts.values()))
-    return [f.flag for f in seen[:MAX_FLAGS] if len(f.cohorts) <= MAX_COHORTS]
+def _flags_of(window: Window, seen) -> list[str]:
+    evaluated = [flag for flag in seen if window.service in flag.services]
+    evaluated.sort(key=lambda flag: -sum(flag.cohorts.values()))
+    return [f.flag for f in evaluated[:MAX_FLAGS] if len(f.cohorts) <= MAX_COHORTS]
+
+
+def best_cohorts(places: list[Window], seen) -> dict[str, CohortShare]:
+    """Each flag's cohort holding the largest share of the regression, wherever it is read."""
+    best: dict[str, CohortShare] = {}
+    for window in places:
+        if window.route_extra <= 0:
+            continue
+        for flag in _flags_of(window, seen):
+            found = best_cohort(flag, window)
+            if found is not None and (flag not in best or
+                                      found.of_regression > best[flag].of_regression):
+                best[flag] = found
+    return best
 
 
 def cohort_side(flag: str, cohort: str, window: Window, start: datetime, end: datetime) -> Side:
@@ -188,7 +276,7 @@ def best_cohort(flag: str, window: Window) -> CohortShare | None:
         side = cohort_side(flag, cohort, window, window.start, window.end)
         share = extra_share(side, window.route_after, window.route_extra, metric=window.metric)
         if side.requests and (found is None or share > found.share):
-            found = CohortShare(flag, cohort, share, side)
+            found = CohortShare(flag, cohort, share, side, window)
     return found
 
 
@@ -202,12 +290,16 @@ def extra_share(cohort: Side, route: Side, route_extra: float, *, metric: str = 
     return min(1.0, max(0.0, extra / route_extra))
 
 
-def candidate_changes(service: str, onset: Onset) -> list[FlagChange]:
-    """The latest change of each flag of the service made in the window that can explain it."""
+def candidate_changes(services: tuple[str, ...], onset: Onset) -> list[FlagChange]:
+    """The latest change of each flag of these services made in the window that can explain it."""
     earliest, cutoff = suspects.cause_window(onset)
-    rows = FlagChange.objects.filter(at__gte=earliest, at__lt=cutoff).filter(
-        Q(services__contains=[service]) | Q(services=[])
-    ).order_by("flag", "-at", "-id")  # fmt: skip
+    # services is a JSON list: one containment test per service.
+    naming = Q(services=[])
+    for service in services:
+        naming |= Q(services__contains=[service])
+    rows = FlagChange.objects.filter(at__gte=earliest, at__lt=cutoff).filter(naming).order_by(
+        "flag", "-at", "-id"
+    )
     latest: dict[str, FlagChange] = {}
     for change in rows:
         latest.setdefault(change.flag, change)
@@ -243,36 +335,42 @@ def _score(change: FlagChange, cohort: CohortShare | None, regression: Regressio
                       link=change.link(), at=change.at)  # fmt: skip
 
     if cohort is None:
-        evidence = (f"{change.flag} changed {ago}; no request of {where} evaluated it "
-                    f"after the regression began, or the route had no {extra}.")  # fmt: skip
+        evidence = (f"{change.flag} changed {ago}; no request of {where} or of a service below "
+                    f"it evaluated it after the regression began, or the route had no {extra}.")
         return entry(tie_break, evidence), False
-    verb = "are" if window.metric == ERRORS else "is"
-    held = (f"{cohort.share:.0%} of the {extra} on {where} {verb} in requests with "
-            f"{cohort.flag}={cohort.cohort}")  # fmt: skip
-    if cohort.share < CONCENTRATED / 2:
-        return entry(cohort.share + tie_break,
-                     f"{change.flag} changed {ago}; at most {held}."), False  # fmt: skip
+    held, share = _held(cohort, regression), cohort.of_regression
+    if share < CONCENTRATED / 2:
+        return entry(share + tie_break, f"{change.flag} changed {ago}; at most {held}."), False
     since = max(change.at, regression.baseline_start)
-    before = cohort_side(change.flag, cohort.cohort, window, since, window.start)
+    before = cohort_side(change.flag, cohort.cohort, cohort.window, since, cohort.window.start)
     if healthy_before(cohort, before, metric=window.metric):
         served = (f"{before.requests} requests with {before.errors} errors"
                   if window.metric == ERRORS else f"{before.requests} faster requests")
         evidence = (f"{held}, but that cohort served {served} from the change until the "
                     f"regression began: {change.flag} changed {ago} and did not begin it.")
         return entry(tie_break, evidence), False
-    return entry(cohort.share + tie_break, f"{held}; {change.flag} changed {ago}."), True
+    return entry(share + tie_break, f"{held}; {change.flag} changed {ago}."), True
 
 
-def _lives_in(best: dict[str, CohortShare], began: set[str], regression: Regression,
-              window: Window) -> str:  # fmt: skip
-    hosts = [c for flag, c in best.items() if flag not in began and c.share >= CONCENTRATED]
+def _held(cohort: CohortShare, regression: Regression) -> str:
+    """Where the cohort holds the regression, in words: in the service, or through one below."""
+    window = cohort.window
+    extra, verb = EXTRA[window.metric], ("are" if window.metric == ERRORS else "is")
+    requests = f"requests with {cohort.flag}={cohort.cohort}"
+    if window.service == regression.service:
+        where = regression.route or regression.service
+        return f"{cohort.share:.0%} of the {extra} on {where} {verb} in {requests}"
+    where = f"{regression.service} {regression.route}".strip()
+    return (f"{window.through:.0%} of the {extra} on {where} {verb} in {window.service}, "
+            f"and {cohort.share:.0%} of that in {requests}")
+
+
+def _lives_in(best: dict[str, CohortShare], began: set[str], regression: Regression) -> str:
+    hosts = [c for flag, c in best.items() if flag not in began and c.of_regression >= CONCENTRATED]
     if not hosts:
         return ""
-    top = max(hosts, key=lambda c: c.share)
-    where = regression.route or regression.service
-    verb = "are" if window.metric == ERRORS else "is"
-    return (f"{suspects.LIVES_IN} {top.share:.0%} of the {EXTRA[window.metric]} on {where} "
-            f"{verb} in requests with {top.flag}={top.cohort}.")  # fmt: skip
+    top = max(hosts, key=lambda c: c.of_regression)
+    return f"{suspects.LIVES_IN} {_held(top, regression)}."
 
 
 # The suspects of a failed rollout.

@@ -9,6 +9,7 @@ of the route; the route's extra errors are its errors minus its requests
 times its own rate before the onset.
 """
 
+import json
 import math
 import random
 import re
@@ -25,16 +26,17 @@ from flags.models import ChangeSource, FlagChange
 from slo.models import SLO, Alert, Severity
 from telemetry import ingest
 from telemetry.otlp import SPAN_COLUMNS
-from tests.flags.factories import evaluation_event, span_row, with_events
-from tests.helpers import bearer
+from tests.flags.factories import EVENTS, SERVER, evaluation_event, span_row, with_events
+from tests.helpers import bearer, call_trace
 
 pytestmark = pytest.mark.django_db
 
 FLAG = "new-checkout"
 CHECKOUT = "POST /checkout"
 BASE_ERRORS = 0.01
-START, ERROR, ROUTE, DURATION = (
-    SPAN_COLUMNS.index(c) for c in ("start_time", "is_error", "http_route", "duration_us")
+START, ERROR, ROUTE, DURATION, SERVICE, KIND = (
+    SPAN_COLUMNS.index(c)
+    for c in ("start_time", "is_error", "http_route", "duration_us", "service", "kind")
 )
 
 
@@ -378,3 +380,154 @@ def test_the_pages_name_a_flag_suspect_as_they_name_a_deploy(t0, deploy_breaks_c
     assert flag["url"] == change.link() and flag["started_at"] == change.at.isoformat()
     # The alert's likely cause, on the SLO pages, is the deploy.
     assert causes.of_alerts([7])[7]["version"] == "v2"
+
+
+# Flags evaluated below the regressed service, followed down the traces.
+
+STOCK, PAGE, STOCK_ROUTE = "stock-cache", "GET /page", "GET /stock"
+
+
+def front_calls_back(t0, *, back_slowdown, front_slowdown=1.2, seed=8, on_since=None):
+    """front GET /page calls back GET /stock, 2 requests/s; back evaluates stock-cache.
+
+    From `on_since` (t0 unless given), stock-cache=on serves 20%. From t0,
+    back's requests (of b2) are `back_slowdown(variant)` times slower, front's
+    own time `front_slowdown` times. No request errs. front deployed v2 20
+    minutes before t0, cleanly. Returns (front's deploy, the rows).
+    """
+    rng = random.Random(seed)
+    rows = []
+    at = t0 - timedelta(minutes=20)
+    while at < t0 + timedelta(minutes=10):
+        variant = "on" if at >= (on_since or t0) and rng.random() < 0.2 else "off"
+        after = at >= t0
+        back_ms = 30 * rng.lognormvariate(0, 0.3) * (back_slowdown(variant) if after else 1)
+        own_ms = 10 * rng.lognormvariate(0, 0.2) * (front_slowdown if after else 1)
+        trace = call_trace(
+            at, rng=rng, caller={"service": "front", "version": "v2", "route": PAGE,
+                                 "duration_ms": own_ms + back_ms},
+            callee={"service": "back", "version": "b2" if after else "b1", "route": STOCK_ROUTE,
+                    "duration_ms": back_ms},
+        )  # fmt: skip
+        trace[-1] = with_events(trace[-1], [evaluation_event(STOCK, at, variant=variant)])
+        rows += trace
+        at += timedelta(seconds=0.5)
+    ingest.store_rows(rows)
+    deploy = Deployment.objects.create(service="front", version="v2", previous_version="v1",
+                                       started_at=t0 - timedelta(minutes=20))  # fmt: skip
+    return deploy, rows
+
+
+def front_regression(t0) -> suspects.Regression:
+    """Fewer than 3000 front requests on each side of t0: the traces read are all of them."""
+    return suspects.Regression(
+        service="front", route=PAGE, start=t0, end=t0 + timedelta(minutes=10),
+        baseline_start=t0 - timedelta(minutes=20),
+    )  # fmt: skip
+
+
+def back_time_share(rows, regression, onset):
+    """back's share of front's extra time, counted by hand as the deploys' ranking counts it.
+
+    The rise in mean milliseconds of back's spans under front's requests, over
+    the rise in mean milliseconds of front's requests (after the onset against before).
+    """
+    def mean_ms(service, start, end):
+        picked = [r[DURATION] for r in rows if r[SERVICE] == service and r[KIND] == SERVER
+                  and start <= r[START] < end]  # fmt: skip
+        return sum(picked) / len(picked) / 1000
+
+    before, after = (regression.baseline_start, onset), (onset, regression.end)
+    rise = mean_ms("back", *after) - mean_ms("back", *before)
+    return min(1.0, rise / (mean_ms("front", *after) - mean_ms("front", *before)))
+
+
+def back_cohort_shares(rows, regression, onset):
+    """Each stock-cache cohort's share of back's own extra time on GET /stock, in ln(ms)."""
+    def log_ms(start, end, variant=None):
+        return [math.log(r[DURATION] / 1000) for r in rows
+                if r[SERVICE] == "back" and start <= r[START] < end
+                and (variant is None or _variant(r) == variant)]  # fmt: skip
+
+    before, after = log_ms(regression.baseline_start, onset), log_ms(onset, regression.end)
+    back_extra = sum(after) - len(after) * sum(before) / len(before)
+    shares = {}
+    for variant in ("on", "off"):
+        inside = log_ms(onset, regression.end, variant)
+        others_mean = (sum(after) - sum(inside)) / (len(after) - len(inside))
+        extra = sum(inside) - len(inside) * others_mean
+        shares[variant] = min(1.0, max(0.0, extra / back_extra))
+    return shares
+
+
+def _variant(row) -> str:
+    return json.loads(row[EVENTS])[0]["attributes"]["feature_flag.result.variant"]
+
+
+def stock_change(at) -> FlagChange:
+    return FlagChange.objects.create(flag=STOCK, at=at, services=["back"],
+                                     source=ChangeSource.API, control="off")  # fmt: skip
+
+
+def test_a_flag_below_the_regressed_service_ranks_first_with_the_chained_share(t0):
+    """stock-cache=on makes back 3× slower, and front calls back: front's latency regresses."""
+    front_deploy, rows = front_calls_back(t0, back_slowdown=lambda v: 3.0 if v == "on" else 1.0)
+    change = stock_change(t0)
+    regression = front_regression(t0)
+    top, own = suspects.record_for_deploy(front_deploy, regression)
+    assert top.suspect_kind == "flag" and top.suspect_change_id == change.pk
+    assert top.onset_at == t0
+    through = back_time_share(rows, regression, t0)
+    in_cohort = back_cohort_shares(rows, regression, t0)["on"]
+    assert 0.6 < through < 0.95 and in_cohort > 0.9  # the scenario is what it says
+    assert top.evidence == (
+        f"{through:.0%} of the extra time on front {PAGE} is in back, and {in_cohort:.0%} of "
+        f"that in requests with {STOCK}=on; {STOCK} changed as the regression began."
+    )
+    # The chained share, plus the tie-break of a change at the onset (0.01).
+    assert top.score == pytest.approx(through * in_cohort + 0.01, abs=1e-3)
+    # front's clean deploy is left what back does not explain.
+    assert own.suspect == front_deploy
+    assert own.score == pytest.approx(1 - through + 0.01 * (1 - 20 / 120), abs=1e-3)
+    assert "not explained by services below it or flag cohorts" in own.evidence
+    assert suspects.blamed_elsewhere(front_deploy) == top
+
+
+def test_a_flag_below_whose_cohorts_are_alike_gets_no_credit(t0):
+    """back is 3× slower for every request from t0, whatever stock-cache serves."""
+    front_deploy, rows = front_calls_back(t0, back_slowdown=lambda v: 3.0, seed=9)
+    change = stock_change(t0)
+    regression = front_regression(t0)
+    own, flag = suspects.record_for_deploy(front_deploy, regression)
+    assert own.suspect == front_deploy and flag.suspect_change_id == change.pk
+    through = back_time_share(rows, regression, t0)
+    best = max(back_cohort_shares(rows, regression, t0).values())
+    assert best < 0.1  # by construction, the cohorts are alike
+    assert flag.score == pytest.approx(through * best + 0.01, abs=1e-3)
+    assert f"{STOCK} changed as the regression began; at most" in flag.evidence
+    assert "flag cohorts" not in own.evidence and suspects.LIVES_IN not in own.evidence
+
+
+def test_a_flag_below_that_only_hosts_the_regression_is_named_by_the_deploys(t0):
+    """stock-cache=on has served 20% since 40 min before t0; back b2 at t0 slows only it 3×."""
+    front_deploy, rows = front_calls_back(t0, back_slowdown=lambda v: 3.0 if v == "on" else 1.0,
+                                          on_since=t0 - timedelta(minutes=40), seed=10)  # fmt: skip
+    change = stock_change(t0 - timedelta(minutes=40))
+    back_deploy = Deployment.objects.create(service="back", version="b2", previous_version="b1",
+                                            started_at=t0)  # fmt: skip
+    regression = front_regression(t0)
+    back, own, flag = suspects.record_for_deploy(front_deploy, regression)
+    through = back_time_share(rows, regression, t0)
+    in_cohort = back_cohort_shares(rows, regression, t0)["on"]
+    assert through * in_cohort >= 0.8  # the regression lives in that cohort
+    assert back.suspect == back_deploy
+    assert back.score == pytest.approx(through + 0.01, abs=1e-3)
+    # The cohort was as fast as the others until b2 came: the flag did not begin it.
+    assert flag.suspect_change_id == change.pk and "did not begin it" in flag.evidence
+    assert flag.score == pytest.approx(0.01 * (1 - 40 / 120), abs=1e-4)
+    # front's own deploy says where the regression lives.
+    assert own.suspect == front_deploy
+    assert own.evidence.endswith(
+        f"{suspects.LIVES_IN} {through:.0%} of the extra time on front {PAGE} is in back, "
+        f"and {in_cohort:.0%} of that in requests with {STOCK}=on."
+    )
