@@ -11,8 +11,11 @@ MINUTE = timedelta(minutes=1)
 
 
 def _traffic(slo, now, *, minutes, good, total, ago=timedelta(0)):
-    """`minutes` minutes of counts ending at the current minute, shifted `ago`."""
-    last = now.replace(second=0, microsecond=0) - ago
+    """`minutes` minutes of counts ending at the last complete minute, shifted `ago`.
+
+    Burn windows read complete minutes only: at 12:00:30 the 1h window is 11:00-11:59.
+    """
+    last = now.replace(second=0, microsecond=0) - MINUTE - ago
     add_minutes(slo, last - (minutes - 1) * MINUTE, minutes, good=good, total=total)
 
 
@@ -117,8 +120,8 @@ def test_a_broken_slo_does_not_stop_the_pass(now, monkeypatch):
 @pytest.mark.parametrize(
     ("window", "tiers"),
     [
-        ("1h", ["1m/1m", "2m/1m", "3m/1m", "6m/1m"]),
-        ("2h", ["13m/1m", "1m/1m", "2m/1m", "4m/1m"]),
+        ("1h", ["1m/1m", "2m/2m", "3m/3m", "6m/5m"]),
+        ("2h", ["13m/5m", "1m/1m", "2m/2m", "4m/4m"]),
     ],
 )
 def test_hour_long_slos_page_at_high_burn_without_a_second_alert_per_tier(now, window, tiers):
@@ -127,13 +130,42 @@ def test_hour_long_slos_page_at_high_burn_without_a_second_alert_per_tier(now, w
     _traffic(slo, now, minutes=15, good=50, total=100)  # 50% errors: 500× a 99.9% objective
 
     first = evaluation.evaluate_all(now=now)
-    _traffic(slo, now + MINUTE, minutes=1, good=50, total=100)  # one-minute short windows
+    _traffic(slo, now + MINUTE, minutes=1, good=50, total=100)  # the minute just completed
     second = evaluation.evaluate_all(now=now + MINUTE)
 
     assert first.evaluated == second.evaluated == 1  # no rolled-back pass
     assert _open_tiers(slo) == tiers
     assert Alert.objects.filter(slo=slo, severity="page").count() == 2
     assert second.fired == []
+
+
+def test_a_seven_day_slo_pages_on_five_complete_minutes_whatever_the_minute_just_begun(now):
+    # 7 d ÷ 28 d of the Workbook's 1h/5m is 15m, and its short window stays 5m (not 1m).
+    slo = make_slo(window="7d")
+    _traffic(slo, now, minutes=720, good=100, total=100, ago=15 * MINUTE)
+    _traffic(slo, now, minutes=15, good=50, total=100)  # 50% errors: 500× a 99.9% objective
+    add_minutes(slo, now.replace(second=0), 1, good=3, total=3)  # 12:00, thirty seconds old
+
+    evaluation.evaluate_all(now=now)
+
+    (page,) = Alert.objects.open().filter(slo=slo, severity="page", long_window=15 * MINUTE)
+    assert page.short_window == 5 * MINUTE
+    # 5 complete minutes, 11:55-11:59, at 50% bad; the three good events of 12:00 are not read.
+    assert page.short_burn_rate == pytest.approx(0.5 / 0.001)
+
+
+def test_errors_in_the_minute_under_way_wait_for_it_to_complete(now):
+    slo = make_slo(window="7d")
+    _traffic(slo, now, minutes=720, good=100, total=100)
+    add_minutes(slo, now.replace(second=0), 1, good=0, total=100)  # 12:00, all failing so far
+
+    assert evaluation.evaluate_all(now=now).fired == []
+
+    # At 12:01:30 the 12:00 minute is complete: 15m window 11:46-12:00, 5m window 11:56-12:00.
+    fired = evaluation.evaluate_all(now=now + MINUTE).fired
+    page = next(alert for alert in fired if alert.long_window == 15 * MINUTE)
+    assert page.long_burn_rate == pytest.approx(100 / 1_500 / 0.001)
+    assert page.short_burn_rate == pytest.approx(100 / 500 / 0.001)
 
 
 def test_the_status_gives_the_worst_firing_tier_with_its_current_burn(now):
@@ -150,7 +182,7 @@ def test_the_status_gives_the_worst_firing_tier_with_its_current_burn(now):
 
     worst = found.worst_firing_tier
     assert (worst.severity, worst.windows) == ("page", "1h/5m")
-    # 1h window at 12:01:30: minutes 11:02-12:01, 59 at 10% bad and one at 100%.
+    # 1h window at 12:01:30: complete minutes 11:01-12:00, 59 at 10% bad and one at 100%.
     assert worst.long_burn_rate == pytest.approx((59 * 10 + 100) / 6_000 / 0.001)
     assert worst.alert.long_burn_rate == pytest.approx(100)
     assert [t.windows for t in found.firing_tiers] == ["1h/5m", "6h/30m", "1d/2h", "3d/6h"]
