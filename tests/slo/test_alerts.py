@@ -66,14 +66,53 @@ def test_an_alert_resolves_and_keeps_its_times(now):
     evaluation.evaluate_all(now=now)
     fired = set(Alert.objects.values_list("pk", flat=True))
 
-    # The errors stop: the short windows recover first and every tier resolves.
+    # The errors stop: every tier is calm, and after five calm minutes it resolves,
+    # as of the first calm pass.
     SLOMinute.objects.filter(slo=slo).update(good=100)
-    later = now + 5 * MINUTE
-    report = evaluation.evaluate_all(now=later)
+    calm = now + 5 * MINUTE
+    assert evaluation.evaluate_all(now=calm).resolved == []
+    report = evaluation.evaluate_all(now=calm + 5 * MINUTE)
 
     assert set(a.pk for a in report.resolved) == fired
     for alert in Alert.objects.all():
-        assert (alert.fired_at, alert.resolved_at) == (now, later)
+        assert (alert.fired_at, alert.resolved_at) == (now, calm)
+
+
+def test_a_burn_hovering_at_the_threshold_stays_one_alert(now):
+    slo = make_slo(window="30d")
+    _traffic(slo, now, minutes=3 * 1440 - 60, good=100, total=100, ago=60 * MINUTE)
+    _traffic(slo, now, minutes=60, good=98, total=100)  # 20× for the last hour: 1h/5m pages
+    evaluation.evaluate_all(now=now)
+    (page,) = Alert.objects.open().filter(long_window=60 * MINUTE)
+
+    # 12:00-12:02 are clean: the 5m window at 12:03:30 (11:58-12:02) is 2 × 2% of 500 = 8×.
+    _traffic(slo, now + 3 * MINUTE, minutes=3, good=100, total=100)
+    dip = evaluation.evaluate_all(now=now + 3 * MINUTE)
+    page.refresh_from_db()
+    assert page.calm_since == now + 3 * MINUTE
+    # 12:03-12:05 fail at 10%: the 5m window at 12:06:30 (12:01-12:05) has 30 bad of 500,
+    # 60×; the 1h window (11:06-12:05) 54 × 2 + 30 = 138 bad of 6,000, 23×.
+    _traffic(slo, now + 6 * MINUTE, minutes=3, good=90, total=100)
+    back = evaluation.evaluate_all(now=now + 6 * MINUTE)
+
+    assert dip.resolved == back.resolved == back.fired == []
+    page.refresh_from_db()
+    assert (page.resolved_at, page.calm_since) == (None, None)
+    assert page.short_burn_rate == pytest.approx(30 / 500 / 0.001)
+    assert page.long_burn_rate == pytest.approx(138 / 6_000 / 0.001)
+
+
+def test_an_alert_resolves_five_calm_minutes_after_the_calm_began(now):
+    slo = make_slo(window="30d")
+    _traffic(slo, now, minutes=60, good=90, total=100)
+    evaluation.evaluate_all(now=now)
+    SLOMinute.objects.filter(slo=slo).update(good=100)
+
+    passes = [evaluation.evaluate_all(now=now + n * MINUTE) for n in range(1, 7)]
+
+    # Calm from the pass at 12:01:30; five minutes later, at 12:06:30, it is over.
+    assert [len(p.resolved) for p in passes] == [0, 0, 0, 0, 0, 4]
+    assert set(Alert.objects.values_list("resolved_at", flat=True)) == {now + MINUTE}
 
 
 def test_a_firing_alert_is_not_fired_again(now):
