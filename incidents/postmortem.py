@@ -166,9 +166,12 @@ def _trigger(incident: Incident) -> str:
         top = incident.suspects[0]
         what = "change" if top.get("kind") == "flag" else "deploy"
         when = (top["started_at"] or "")[:16].replace("T", " ")
+        at = f" at {when} UTC" if when else ""
         lines.append(
-            f"The most likely change: {_change_name(top)} at {when} UTC "
-            f"([{what}]({top['link']})): {escape(top['evidence'])}."
+            _with_evidence(
+                f"The most likely change: {_change_name(top)}{at} ([{what}]({top['link']}))",
+                top.get("evidence"),
+            )
         )
         findings = sources.significant_findings([top["deployment_id"]] if top.get(
             "deployment_id") else [])  # fmt: skip
@@ -179,6 +182,12 @@ def _trigger(incident: Incident) -> str:
         lines.append("Monoenv found no change that explains the regression.")
     lines += ["", f"{PROMPT} confirm or correct the change that triggered it."]
     return "\n".join(lines)
+
+
+def _with_evidence(sentence: str, evidence: str | None) -> str:
+    """The sentence, then ": evidence." when the ranking recorded any; never a dangling colon."""
+    evidence = (evidence or "").strip().rstrip(".")
+    return f"{sentence}: {escape(evidence)}." if evidence else f"{sentence}."
 
 
 def _change_name(suspect: dict) -> str:
@@ -210,7 +219,7 @@ def _resolution(incident: Incident) -> str:
 
 def _causes(incident: Incident) -> str:
     suspects = [
-        f"{index}. {_change_name(s)}: {escape(s['evidence'])}"
+        _with_evidence(f"{index}. {_change_name(s)}", s.get("evidence"))
         for index, s in enumerate(incident.suspects[:5], start=1)
     ]
     listed = "\n".join(suspects) or "Monoenv ranked no change events."

@@ -86,6 +86,7 @@ class TierOut(Schema):
     short_burn_rate: float
     firing: bool
     fired_at: datetime | None
+    calm_since: datetime | None
 
 
 class StatusOut(Schema):
@@ -203,6 +204,7 @@ def _tier_out(tier: status.TierState) -> dict:
         "short_burn_rate": tier.short_burn_rate,
         "firing": tier.firing,
         "fired_at": tier.alert.fired_at if tier.alert else None,
+        "calm_since": tier.alert.calm_since if tier.alert else None,
     }
 
 

@@ -14,6 +14,7 @@ Invariants kept here:
   tiers can ever be the same alert.
 """
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,16 +36,21 @@ STATUS_BURN_WINDOWS: dict[str, timedelta] = {
 }
 
 # The SRE Workbook's tiers for a 30-day SLO: severity, share of the budget
-# that a burn over the long window consumes, long window, short window (1/12).
+# that a burn over the long window consumes, long window. Each tier's short
+# window is 1/12 of its long one (1h/5m, 6h/30m, 1d/2h, 3d/6h).
 _WORKBOOK_TIERS = (
-    ("page", 0.02, timedelta(hours=1), timedelta(minutes=5)),
-    ("page", 0.05, timedelta(hours=6), timedelta(minutes=30)),
-    ("ticket", 0.10, timedelta(days=1), timedelta(hours=2)),
-    ("ticket", 0.10, timedelta(days=3), timedelta(hours=6)),
+    ("page", 0.02, timedelta(hours=1)),
+    ("page", 0.05, timedelta(hours=6)),
+    ("ticket", 0.10, timedelta(days=1)),
+    ("ticket", 0.10, timedelta(days=3)),
 )
-# Shorter SLO periods shrink the windows in proportion from here, so a 7-day
-# SLO is not judged over a 3-day window; 28 and 30 days keep the standard ones.
+_SHORT_WINDOW_SHARE = 12
+# Shorter SLO periods shrink the long windows in proportion from here, so a
+# 7-day SLO is not judged over a 3-day window; 28 and 30 days keep the standard ones.
 _FULL_WINDOWS_FROM = timedelta(days=28)
+# The Workbook's shortest short window. Shrinking it in proportion gave a
+# 7-day SLO a 1-minute short window: one minute's noise decided every page.
+MIN_SHORT_WINDOW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -223,20 +229,32 @@ def alert_windows(period: timedelta) -> list[AlertWindow]:
 
     Every period keeps the Workbook's share of budget per tier: the threshold
     is share × period ÷ long window (14.4 for 1h of a 30-day SLO, 13.44 for
-    28 days). Windows are whole minutes, at least one. When shrinking would
-    give a tier the long window of the tier before it (1h and 2h SLOs), it
-    takes the next minute up, so each tier's long window is its own.
+    28 days). Long windows are whole minutes, at least one. When shrinking
+    would give a tier the long window of the tier before it (1h and 2h SLOs),
+    it takes the next minute up, so each tier's long window is its own.
+
+    The short window is 1/12 of the long one rounded up to whole minutes, but
+    at least MIN_SHORT_WINDOW, and never longer than the long window itself.
     """
     scale = min(1.0, period / _FULL_WINDOWS_FROM)
     tiers: list[AlertWindow] = []
-    for severity, share, long, short in _WORKBOOK_TIERS:
+    for severity, share, long in _WORKBOOK_TIERS:
         long_window = _whole_minutes(long * scale)
         if tiers and long_window <= tiers[-1].long:
             long_window = tiers[-1].long + timedelta(minutes=1)
-        short_window = min(_whole_minutes(short * scale), long_window)
-        rate = share * (period / long_window)
-        tiers.append(AlertWindow(severity, share, long_window, short_window, rate))
+        tiers.append(
+            AlertWindow(
+                severity, share, long_window, short_window(long_window),
+                share * (period / long_window),
+            )
+        )  # fmt: skip
     return tiers
+
+
+def short_window(long_window: timedelta) -> timedelta:
+    """1/12 of `long_window` in whole minutes, rounded up; at least MIN_SHORT_WINDOW."""
+    twelfth = math.ceil(long_window / timedelta(minutes=1) / _SHORT_WINDOW_SHARE)
+    return min(long_window, max(MIN_SHORT_WINDOW, timedelta(minutes=twelfth)))
 
 
 def _whole_minutes(duration: timedelta) -> timedelta:

@@ -246,6 +246,8 @@ class Alert(models.Model):
     budget_consumed_pct = models.FloatField(help_text="Of the SLO window, when last evaluated.")
     fired_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # When its tier last stopped burning while it is still open (slo/evaluation.py).
+    calm_since = models.DateTimeField(null=True, blank=True, editable=False)
     last_evaluated_at = models.DateTimeField()
 
     objects = AlertQuerySet.as_manager()

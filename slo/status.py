@@ -9,6 +9,11 @@ Invariants:
   per-minute counts (slo.minutes), as of the same moment: used + left = 100%,
   the burndown ends at the remaining budget, and the SLI series sums to the
   SLI. Burn rates and tiers come from one read of the rolling windows.
+- A burn-rate window of N minutes is the last N *complete* minutes
+  (`burn_range`): the minute under way is never judged as if it were whole,
+  so a short window cannot swing with the few spans of a minute just begun.
+  The SLO window's own counts do include it: its events are real, and a
+  budget only adds them up.
 - Units are events under occurrences budgeting, and minutes with traffic
   under timeslices (a minute is bad when its own SLI misses the target).
   Minutes without traffic count for neither the SLI nor the budget, so the
@@ -141,6 +146,12 @@ def rolling_range(duration: timedelta, now: datetime) -> tuple[datetime, datetim
     return end - duration, end
 
 
+def burn_range(duration: timedelta, now: datetime) -> tuple[datetime, datetime]:
+    """The last `duration` of complete minutes: at 12:00:30 the 5m window is 11:55-11:59."""
+    end = minute_floor(now)
+    return end - duration, end
+
+
 def window_range(slo: SLO, now: datetime) -> tuple[datetime, datetime]:
     window = slo.window_spec
     if window.rolling is not None:
@@ -188,14 +199,14 @@ def _whole_hours(start: datetime, end: datetime) -> tuple[datetime, datetime]:
 
 
 def _read(slos: list[SLO], now: datetime, *, window: bool = True) -> dict[int, _Read]:
-    """Window counts, rolling-window counts and first counted minute, per SLO, in one query.
+    """Window counts, burn-window counts and first counted minute, per SLO, in one query.
 
     An occurrences window sums slo_slohour for its whole hours and the minutes
     at either end (timeslices need each minute). Without `window` the window's
     counts are left at zero (the caller sums its own buckets instead).
     """
     durations = _durations(slos, now)
-    end = minute_floor(now) + MINUTE
+    _, end = burn_range(durations[-1], now)
     values, params = [], []
     for slo in slos:
         start, window_end = window_range(slo, now)

@@ -1,12 +1,19 @@
 """Forgetting services: every telemetry row about them goes (the demo's clear_demo).
 
-Spans, per-minute rollups, minutes waiting for a rollup, and the per-day
-inventory: after this, nothing in telemetry remembers the services.
+Spans, per-minute rollups, minutes waiting for a rollup, the per-day
+inventory and flag evaluations: after this, nothing in telemetry remembers
+the services.
 """
 
 from django.db import connection
 
-from telemetry.models import PendingMinute, RollupMinute, ServiceDay
+from telemetry.models import (
+    FlagEvaluation,
+    FlagEvaluationBatch,
+    PendingMinute,
+    RollupMinute,
+    ServiceDay,
+)
 
 
 def forget_services(names: list[str]) -> int:
@@ -15,7 +22,7 @@ def forget_services(names: list[str]) -> int:
         # Partitioned and unmanaged: one statement, pruned by no partition key.
         cursor.execute("DELETE FROM telemetry_span WHERE service = ANY(%s)", [list(names)])
         removed = cursor.rowcount
-    for model in (RollupMinute, PendingMinute, ServiceDay):
+    for model in (RollupMinute, PendingMinute, ServiceDay, FlagEvaluation, FlagEvaluationBatch):
         removed += model.objects.filter(service__in=names).delete()[0]
     return removed
 

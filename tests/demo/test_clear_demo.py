@@ -68,7 +68,7 @@ def test_it_removes_every_demo_services_data_and_keeps_the_rest():
     assert _rows(REAL) == before
     assert out.getvalue().startswith(
         "Cleared the demo (demo-checkout, demo-from-an-older-demo, demo-frontend, "
-        "demo-inventory, demo-payments): 4 deploys and route shifts, 2 SLOs, "
+        "demo-inventory, demo-payments): 0 flag changes, 4 deploys and route shifts, 2 SLOs, "
     )
 
 

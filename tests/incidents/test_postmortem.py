@@ -5,6 +5,7 @@ from html.parser import HTMLParser
 
 import pytest
 
+from deployments.models import Suspect
 from incidents import jobs, postmortem
 from incidents.markdown import escape, render
 from incidents.models import Incident, PostMortem
@@ -127,3 +128,23 @@ def test_escape_makes_markdown_syntax_literal():
 
 def test_headings_move_down_under_a_pages_own_title():
     assert render("# A\n\n###### B", heading_offset=1) == "<h2>A</h2>\n<h6>B</h6>\n"
+
+
+def test_the_trigger_is_a_whole_sentence_when_the_suspect_has_no_evidence(t0):
+    slo = f.make_slo()
+    f.slo_minutes(slo, t0 - 30 * M, 30, bad=0)
+    f.slo_minutes(slo, t0, 20, bad=30)
+    bad = f.deploy("checkout", "2.0", t0 - 2 * M)
+    suspect = f.suspect_of_alert(f.page_alert(slo, t0 + 6 * M), bad)
+    Suspect.objects.filter(pk=suspect.pk).update(evidence="")
+    jobs.run_once(now=t0 + 7 * M)
+
+    text = PostMortem.objects.get().markdown
+    trigger = text.split("## Trigger\n\n", 1)[1].splitlines()[0]
+    assert trigger.startswith(
+        f"The most likely change: deploy of checkout 2\\.0 at {t0 - 2 * M:%Y-%m-%d %H:%M} UTC "
+        "([deploy](http"
+    ), trigger
+    assert trigger.endswith(f"/deploys/{bad.pk}/)).")
+    assert "1. deploy of checkout 2\\.0.\n" in text  # the root causes' list, likewise
+    assert ": ." not in text and ": \n" not in text

@@ -11,8 +11,11 @@ MINUTE = timedelta(minutes=1)
 
 
 def _traffic(slo, now, *, minutes, good, total, ago=timedelta(0)):
-    """`minutes` minutes of counts ending at the current minute, shifted `ago`."""
-    last = now.replace(second=0, microsecond=0) - ago
+    """`minutes` minutes of counts ending at the last complete minute, shifted `ago`.
+
+    Burn windows read complete minutes only: at 12:00:30 the 1h window is 11:00-11:59.
+    """
+    last = now.replace(second=0, microsecond=0) - MINUTE - ago
     add_minutes(slo, last - (minutes - 1) * MINUTE, minutes, good=good, total=total)
 
 
@@ -63,14 +66,53 @@ def test_an_alert_resolves_and_keeps_its_times(now):
     evaluation.evaluate_all(now=now)
     fired = set(Alert.objects.values_list("pk", flat=True))
 
-    # The errors stop: the short windows recover first and every tier resolves.
+    # The errors stop: every tier is calm, and after five calm minutes it resolves,
+    # as of the first calm pass.
     SLOMinute.objects.filter(slo=slo).update(good=100)
-    later = now + 5 * MINUTE
-    report = evaluation.evaluate_all(now=later)
+    calm = now + 5 * MINUTE
+    assert evaluation.evaluate_all(now=calm).resolved == []
+    report = evaluation.evaluate_all(now=calm + 5 * MINUTE)
 
     assert set(a.pk for a in report.resolved) == fired
     for alert in Alert.objects.all():
-        assert (alert.fired_at, alert.resolved_at) == (now, later)
+        assert (alert.fired_at, alert.resolved_at) == (now, calm)
+
+
+def test_a_burn_hovering_at_the_threshold_stays_one_alert(now):
+    slo = make_slo(window="30d")
+    _traffic(slo, now, minutes=3 * 1440 - 60, good=100, total=100, ago=60 * MINUTE)
+    _traffic(slo, now, minutes=60, good=98, total=100)  # 20× for the last hour: 1h/5m pages
+    evaluation.evaluate_all(now=now)
+    (page,) = Alert.objects.open().filter(long_window=60 * MINUTE)
+
+    # 12:00-12:02 are clean: the 5m window at 12:03:30 (11:58-12:02) is 2 × 2% of 500 = 8×.
+    _traffic(slo, now + 3 * MINUTE, minutes=3, good=100, total=100)
+    dip = evaluation.evaluate_all(now=now + 3 * MINUTE)
+    page.refresh_from_db()
+    assert page.calm_since == now + 3 * MINUTE
+    # 12:03-12:05 fail at 10%: the 5m window at 12:06:30 (12:01-12:05) has 30 bad of 500,
+    # 60×; the 1h window (11:06-12:05) 54 × 2 + 30 = 138 bad of 6,000, 23×.
+    _traffic(slo, now + 6 * MINUTE, minutes=3, good=90, total=100)
+    back = evaluation.evaluate_all(now=now + 6 * MINUTE)
+
+    assert dip.resolved == back.resolved == back.fired == []
+    page.refresh_from_db()
+    assert (page.resolved_at, page.calm_since) == (None, None)
+    assert page.short_burn_rate == pytest.approx(30 / 500 / 0.001)
+    assert page.long_burn_rate == pytest.approx(138 / 6_000 / 0.001)
+
+
+def test_an_alert_resolves_five_calm_minutes_after_the_calm_began(now):
+    slo = make_slo(window="30d")
+    _traffic(slo, now, minutes=60, good=90, total=100)
+    evaluation.evaluate_all(now=now)
+    SLOMinute.objects.filter(slo=slo).update(good=100)
+
+    passes = [evaluation.evaluate_all(now=now + n * MINUTE) for n in range(1, 7)]
+
+    # Calm from the pass at 12:01:30; five minutes later, at 12:06:30, it is over.
+    assert [len(p.resolved) for p in passes] == [0, 0, 0, 0, 0, 4]
+    assert set(Alert.objects.values_list("resolved_at", flat=True)) == {now + MINUTE}
 
 
 def test_a_firing_alert_is_not_fired_again(now):
@@ -117,8 +159,8 @@ def test_a_broken_slo_does_not_stop_the_pass(now, monkeypatch):
 @pytest.mark.parametrize(
     ("window", "tiers"),
     [
-        ("1h", ["1m/1m", "2m/1m", "3m/1m", "6m/1m"]),
-        ("2h", ["13m/1m", "1m/1m", "2m/1m", "4m/1m"]),
+        ("1h", ["1m/1m", "2m/2m", "3m/3m", "6m/5m"]),
+        ("2h", ["13m/5m", "1m/1m", "2m/2m", "4m/4m"]),
     ],
 )
 def test_hour_long_slos_page_at_high_burn_without_a_second_alert_per_tier(now, window, tiers):
@@ -127,13 +169,42 @@ def test_hour_long_slos_page_at_high_burn_without_a_second_alert_per_tier(now, w
     _traffic(slo, now, minutes=15, good=50, total=100)  # 50% errors: 500× a 99.9% objective
 
     first = evaluation.evaluate_all(now=now)
-    _traffic(slo, now + MINUTE, minutes=1, good=50, total=100)  # one-minute short windows
+    _traffic(slo, now + MINUTE, minutes=1, good=50, total=100)  # the minute just completed
     second = evaluation.evaluate_all(now=now + MINUTE)
 
     assert first.evaluated == second.evaluated == 1  # no rolled-back pass
     assert _open_tiers(slo) == tiers
     assert Alert.objects.filter(slo=slo, severity="page").count() == 2
     assert second.fired == []
+
+
+def test_a_seven_day_slo_pages_on_five_complete_minutes_whatever_the_minute_just_begun(now):
+    # 7 d ÷ 28 d of the Workbook's 1h/5m is 15m, and its short window stays 5m (not 1m).
+    slo = make_slo(window="7d")
+    _traffic(slo, now, minutes=720, good=100, total=100, ago=15 * MINUTE)
+    _traffic(slo, now, minutes=15, good=50, total=100)  # 50% errors: 500× a 99.9% objective
+    add_minutes(slo, now.replace(second=0), 1, good=3, total=3)  # 12:00, thirty seconds old
+
+    evaluation.evaluate_all(now=now)
+
+    (page,) = Alert.objects.open().filter(slo=slo, severity="page", long_window=15 * MINUTE)
+    assert page.short_window == 5 * MINUTE
+    # 5 complete minutes, 11:55-11:59, at 50% bad; the three good events of 12:00 are not read.
+    assert page.short_burn_rate == pytest.approx(0.5 / 0.001)
+
+
+def test_errors_in_the_minute_under_way_wait_for_it_to_complete(now):
+    slo = make_slo(window="7d")
+    _traffic(slo, now, minutes=720, good=100, total=100)
+    add_minutes(slo, now.replace(second=0), 1, good=0, total=100)  # 12:00, all failing so far
+
+    assert evaluation.evaluate_all(now=now).fired == []
+
+    # At 12:01:30 the 12:00 minute is complete: 15m window 11:46-12:00, 5m window 11:56-12:00.
+    fired = evaluation.evaluate_all(now=now + MINUTE).fired
+    page = next(alert for alert in fired if alert.long_window == 15 * MINUTE)
+    assert page.long_burn_rate == pytest.approx(100 / 1_500 / 0.001)
+    assert page.short_burn_rate == pytest.approx(100 / 500 / 0.001)
 
 
 def test_the_status_gives_the_worst_firing_tier_with_its_current_burn(now):
@@ -150,7 +221,7 @@ def test_the_status_gives_the_worst_firing_tier_with_its_current_burn(now):
 
     worst = found.worst_firing_tier
     assert (worst.severity, worst.windows) == ("page", "1h/5m")
-    # 1h window at 12:01:30: minutes 11:02-12:01, 59 at 10% bad and one at 100%.
+    # 1h window at 12:01:30: complete minutes 11:01-12:00, 59 at 10% bad and one at 100%.
     assert worst.long_burn_rate == pytest.approx((59 * 10 + 100) / 6_000 / 0.001)
     assert worst.alert.long_burn_rate == pytest.approx(100)
     assert [t.windows for t in found.firing_tiers] == ["1h/5m", "6h/30m", "1d/2h", "3d/6h"]

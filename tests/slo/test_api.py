@@ -107,6 +107,7 @@ def test_status_returns_everything_the_on_call_engineer_needs(
     assert [alert["windows"] for alert in body["alerts"]] == ["1h/5m"]
     (page,) = [tier for tier in body["tiers"] if tier["firing"]]
     assert (page["windows"], page["long_burn_rate"]) == ("1h/5m", pytest.approx(10))
+    assert page["calm_since"] is None  # no pass has seen its tier calm yet
     assert sum(p["good"] for p in body["sli_history"]) == 29_700
     assert body["budget_history"][0]["remaining_pct"] == 100
     assert body["budget_history"][-1]["remaining_pct"] == pytest.approx(-900)

@@ -89,16 +89,17 @@ def test_it_keeps_the_workbook_budget_shares_for_other_periods(days, expected):
     [
         # 1h ÷ 28d = 1/672: the long windows shrink to 5 s, 32 s, 2.1 min and 6.4 min, so
         # whole minutes give 1m, 1m, 2m, 6m; a repeated long window takes the next minute.
+        # A short window is at most its long one, so the first three are single windows.
         (
             timedelta(hours=1),
-            [("page", "1m/1m", 0.02 * 60 / 1), ("page", "2m/1m", 0.05 * 60 / 2),
-             ("ticket", "3m/1m", 0.10 * 60 / 3), ("ticket", "6m/1m", 0.10 * 60 / 6)],
+            [("page", "1m/1m", 0.02 * 60 / 1), ("page", "2m/2m", 0.05 * 60 / 2),
+             ("ticket", "3m/3m", 0.10 * 60 / 3), ("ticket", "6m/5m", 0.10 * 60 / 6)],
         ),
         # 2h ÷ 28d = 1/336: 11 s, 64 s, 4.3 min and 12.9 min give 1m, 1m→2m, 4m, 13m.
         (
             timedelta(hours=2),
-            [("page", "1m/1m", 0.02 * 120 / 1), ("page", "2m/1m", 0.05 * 120 / 2),
-             ("ticket", "4m/1m", 0.10 * 120 / 4), ("ticket", "13m/1m", 0.10 * 120 / 13)],
+            [("page", "1m/1m", 0.02 * 120 / 1), ("page", "2m/2m", 0.05 * 120 / 2),
+             ("ticket", "4m/4m", 0.10 * 120 / 4), ("ticket", "13m/5m", 0.10 * 120 / 13)],
         ),
     ],
 )  # fmt: skip
@@ -110,6 +111,30 @@ def test_hour_long_slos_get_one_tier_per_long_window(period, expected):
     ]
     longs = [t.long for t in tiers]
     assert longs == sorted(set(longs))
+
+
+@pytest.mark.parametrize(
+    ("days", "expected"),
+    [
+        # days ÷ 28 of the Workbook's long windows; short windows are 1/12 of those,
+        # rounded up to whole minutes, never under the Workbook's shortest, 5m.
+        # 7 d: 15m ÷ 12 = 1.25 → 2 → 5m; 90m ÷ 12 = 7.5 → 8m; 6h ÷ 12 = 30m; 18h ÷ 12 = 90m.
+        (7, ["15m/5m", "1h30m/8m", "6h/30m", "18h/1h30m"]),
+        # 14 d: 30m ÷ 12 = 2.5 → 3 → 5m; 3h ÷ 12 = 15m; 12h ÷ 12 = 1h; 36h ÷ 12 = 3h.
+        (14, ["30m/5m", "3h/15m", "12h/1h", "1d12h/3h"]),
+        # 1 d: 1h ÷ 28 = 2.1 min → 2m, which is shorter than 5m: a single 2-minute window.
+        (1, ["2m/2m", "13m/5m", "51m/5m", "2h34m/13m"]),
+        # 28 d and more keep the Workbook's own windows.
+        (28, ["1h/5m", "6h/30m", "1d/2h", "3d/6h"]),
+        (90, ["1h/5m", "6h/30m", "1d/2h", "3d/6h"]),
+    ],
+)
+def test_short_windows_are_a_twelfth_of_the_long_ones_and_at_least_five_minutes(days, expected):
+    tiers = maths.alert_windows(timedelta(days=days))
+
+    assert [t.name for t in tiers] == expected
+    for tier in tiers:
+        assert tier.short >= min(tier.long, timedelta(minutes=5))
 
 
 def test_it_shrinks_the_windows_of_short_slos():

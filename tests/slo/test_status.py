@@ -38,6 +38,20 @@ def test_it_computes_sli_budget_and_burn_rates_by_hand(now):
     assert found.time_to_exhaustion.total_seconds() == pytest.approx(6 * 86_400, rel=1e-9)
 
 
+def test_burn_rates_read_complete_minutes_while_the_budget_counts_every_event(now):
+    slo = make_slo(objective="99.9", window="30d")
+    counted_since(slo, now - timedelta(days=31))
+    add_minutes(slo, datetime(2026, 3, 10, 11, 58, tzinfo=UTC), 1, good=980, total=1_000)
+    add_minutes(slo, datetime(2026, 3, 10, 12, 0, tzinfo=UTC), 1, good=0, total=10)  # under way
+
+    found = status.status(slo, now=now)
+
+    # At 12:00:30 the 5m window is 11:55-11:59: 20 bad of 1,000 is 2%, 20× a 0.1% allowance.
+    assert found.burn_rates["5m"] == pytest.approx(20, rel=1e-12)
+    assert found.budget_consumed == 20 + 10
+    assert found.total == 1_000 + 10  # the event 31 days ago is outside the window
+
+
 def test_it_ignores_minutes_outside_the_window(now):
     slo = make_slo(window="7d")
     add_minutes(slo, now - timedelta(days=8), 1, good=0, total=500)

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from demo import simulator
 from deployments import forget as deployments_forget
+from flags import forget as flags_forget
 from slo import forget as slo_forget
 from telemetry import demo
 from telemetry import forget as telemetry_forget
@@ -21,12 +22,16 @@ def demo_services() -> list[str]:
 
 
 class Command(BaseCommand):
-    help = "Delete the spans, rollups, SLOs, deploys and route shifts of every demo service."
+    help = (
+        "Delete the spans, rollups, SLOs, deploys, route shifts and flag changes of every demo "
+        "service."
+    )
 
     def handle(self, *args, **options):
         names = demo_services()
         with transaction.atomic():
             removed = {
+                "flag changes": flags_forget.forget_services(names),
                 "deploys and route shifts": deployments_forget.forget_services(names),
                 "SLOs": slo_forget.forget_services(names),
                 "telemetry rows": telemetry_forget.forget_services(names),
