@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from deployments.models import Deployment, RouteShift, Suspect
+from incidents.models import Incident, IncidentSignal, TimelineEntry
 from slo.models import SLO, Alert, SLOMinute
 from telemetry import rollups
 from telemetry.models import PendingMinute, RollupMinute, ServiceDay, Span
@@ -36,6 +37,24 @@ def _everything_about(service: str, minute) -> None:
         window_start=minute, window_end=minute + timedelta(minutes=10),
     )  # fmt: skip
     Suspect.objects.create(route_shift=shift, suspect=deploy, rank=1, score=1, evidence="")
+    incident = _incident([service], minute)
+    _signal(incident, service, source_id=deploy.pk, at=minute)
+
+
+def _incident(services: list[str], at) -> Incident:
+    incident = Incident.objects.create(
+        title=f"{', '.join(services)} regressed", services=services, started_at=at,
+        detected_at=at, last_signal_at=at,
+    )  # fmt: skip
+    TimelineEntry.objects.create(incident=incident, at=at, kind="verdict", summary="opened")
+    return incident
+
+
+def _signal(incident: Incident, service: str, *, source_id: int, at) -> IncidentSignal:
+    return IncidentSignal.objects.create(
+        incident=incident, kind="deploy", source_id=source_id, service=service, at=at,
+        summary=f"{service} failed its verdict",
+    )  # fmt: skip
 
 
 def _rows(service: str) -> dict:
@@ -50,6 +69,8 @@ def _rows(service: str) -> dict:
         "deploys": Deployment.objects.filter(service=service).count(),
         "shifts": RouteShift.objects.filter(service=service).count(),
         "suspects": Suspect.objects.filter(suspect__service=service).count(),
+        "incidents": Incident.objects.filter(services__contains=[service]).count(),
+        "signals": IncidentSignal.objects.filter(service=service).count(),
     }
 
 
@@ -68,7 +89,8 @@ def test_it_removes_every_demo_services_data_and_keeps_the_rest():
     assert _rows(REAL) == before
     assert out.getvalue().startswith(
         "Cleared the demo (demo-checkout, demo-from-an-older-demo, demo-frontend, "
-        "demo-inventory, demo-payments): 0 flag changes, 4 deploys and route shifts, 2 SLOs, "
+        "demo-inventory, demo-payments): 2 incidents, 0 flag changes, 4 deploys and route "
+        "shifts, 2 SLOs, "
     )
 
 
@@ -76,3 +98,17 @@ def test_it_does_nothing_on_a_database_without_a_demo():
     call_command("clear_demo", stdout=StringIO())
 
     assert not SLO.objects.exists()
+
+
+def test_an_incident_shared_with_a_real_service_stays_without_the_demo():
+    at = (timezone.now() - timedelta(minutes=30)).replace(second=0, microsecond=0)
+    shared = _incident([DEMO, REAL], at)
+    _signal(shared, DEMO, source_id=1, at=at)
+    real_signal = _signal(shared, REAL, source_id=2, at=at)
+
+    call_command("clear_demo", stdout=StringIO())
+
+    shared.refresh_from_db()
+    assert shared.services == [REAL]
+    assert list(shared.signals.all()) == [real_signal]
+    assert shared.timeline.count() == 1

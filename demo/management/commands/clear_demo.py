@@ -10,6 +10,7 @@ from django.db import transaction
 from demo import simulator
 from deployments import forget as deployments_forget
 from flags import forget as flags_forget
+from incidents import forget as incidents_forget
 from slo import forget as slo_forget
 from telemetry import demo
 from telemetry import forget as telemetry_forget
@@ -23,14 +24,15 @@ def demo_services() -> list[str]:
 
 class Command(BaseCommand):
     help = (
-        "Delete the spans, rollups, SLOs, deploys, route shifts and flag changes of every demo "
-        "service."
+        "Delete the spans, flag evaluations, rollups, SLOs, deploys, route shifts, flag changes "
+        "and incidents of every demo service."
     )
 
     def handle(self, *args, **options):
         names = demo_services()
         with transaction.atomic():
             removed = {
+                "incidents": incidents_forget.forget_services(names),
                 "flag changes": flags_forget.forget_services(names),
                 "deploys and route shifts": deployments_forget.forget_services(names),
                 "SLOs": slo_forget.forget_services(names),
