@@ -34,6 +34,24 @@ def test_a_rate_counts_only_the_time_the_service_served():
     assert figures.rate(10, 0) is None
 
 
+def test_a_service_serves_while_any_of_its_versions_does():
+    start, end = T0, T0 + timedelta(hours=1)
+    # An old version gone hours before the range, then two overlapping versions:
+    # [10:20, 10:40) and [10:30, 11:00) served 40 minutes, not 60.
+    intervals = [
+        (T0 - timedelta(hours=5), T0 - timedelta(hours=4)),
+        (T0 + 20 * MIN, T0 + 40 * MIN),
+        (T0 + 30 * MIN, end + 5 * MIN),
+    ]
+    assert figures.served_seconds_of(intervals, start, end) == 40 * 60
+    # A gap between two versions does not count: [10:00, 10:10) and [10:50, 11:00).
+    gap = [(T0 - MIN, T0 + 10 * MIN), (T0 + 50 * MIN, end + MIN)]
+    assert figures.served_seconds_of(gap, start, end) == 20 * 60
+    # One interval is the single-version rule above.
+    assert figures.served_seconds_of([(end - 5 * MIN, end + MIN)], start, end) == 300
+    assert figures.served_seconds_of([], start, end) == 0
+
+
 def test_the_default_range_is_the_shortest_that_holds_the_data_up_to_six_hours():
     assert figures.fitting_range(timedelta(minutes=5)) == "15m"
     assert figures.fitting_range(timedelta(minutes=50)) == "1h"
