@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 from django.utils import timezone
 
-from slo.models import SLO
+from slo.models import SLO, Alert
 from tests.dashboard.factories import XSS, build_world, span_row, store
 from tests.slo.factories import add_minutes
 
@@ -200,7 +200,8 @@ def test_the_same_budget_reads_the_same_on_every_page(session, browser_world):
     used = _text(session, "#tile-used")
     assert float(left.split()[0]) + float(used.split()[0]) == pytest.approx(100, abs=0.1)
     session.open(pages["budgets"][0])
-    budget_cell = session.page.locator("#slos tbody tr").first.locator("td").nth(3)
+    first_row = session.page.locator("#slos tbody tr").first
+    budget_cell = first_row.locator("td[data-label='Budget left']")
     assert budget_cell.inner_text().splitlines()[0].strip() == left
     session.open(pages["overview"][0])
     number = left.replace(" %", "%")
@@ -217,22 +218,107 @@ def test_the_same_budget_reads_the_same_on_every_page(session, browser_world):
     assert session.problems == []
 
 
+def _minute_of(data: dict) -> str:
+    return data["generated_at"][:16]
+
+
+def test_the_same_rate_reads_the_same_on_the_overview_and_the_service_page(
+    session, browser_world
+):
+    service_1h = reverse("dashboard:service", args=["checkout"]) + "?range=1h"
+    # Both pages over the same hour of complete minutes: loaded within one minute
+    # (a second try if the clock turned a minute between the two loads).
+    for _ in range(3):
+        session.open(reverse("dashboard:overview"))
+        row = session.page.locator("#services tbody tr", has_text="checkout")
+        overview_text = row.locator("td[data-label='Rate']").inner_text().strip()
+        overview = next(r for r in _initial(session)["services"] if r["service"] == "checkout")
+        overview_minute = _minute_of(_initial(session))
+        session.open(service_1h)
+        service = _initial(session)
+        if _minute_of(service) == overview_minute:
+            break
+    assert _minute_of(service) == overview_minute
+    # The hour of complete minutes [-62, -2): 1.0.0's 320 over [-62, -30), 2.0.0's
+    # 280 over [-30, -2), the fixture's 50 spans at the deploy and the trace's root.
+    assert overview["rate"] == service["summary"]["rate"] == round(651 / 3600, 4)
+    assert overview["requests"] == service["summary"]["requests"]
+    assert overview_text == _text(session, "#tile-rate") != "\u2014"
+    assert session.problems == []
+
+
+def _key_cells_out_of_view(session) -> list[str]:
+    """The key columns' cells (th.key's) that are not wholly on screen, but for folded ones."""
+    return session.page.evaluate(
+        """(width) => [...document.querySelectorAll("table td.key")].filter((cell) => {
+             if (cell.closest("details:not([open])") || cell.closest("[hidden]")) return false;
+             const box = cell.getBoundingClientRect();
+             return box.width === 0 || box.left < 0 || box.right > width;
+           }).map((cell) => cell.dataset.label + ": " + cell.textContent.slice(0, 40))""",
+        session.page.viewport_size["width"],
+    )
+
+
 def test_the_phone_layout_keeps_every_tables_key_columns_in_view(session, browser_world):
     session.page.set_viewport_size(PHONE)
     for name, (path, _) in _pages(browser_world).items():
         session.open(path)
-        hidden = session.page.evaluate(
-            """(width) => [...document.querySelectorAll("table td.key")].filter((cell) => {
-                 if (cell.closest("details:not([open])") || cell.closest("[hidden]")) return false;
-                 const box = cell.getBoundingClientRect();
-                 return box.width === 0 || box.left < 0 || box.right > width;
-               }).map((cell) => cell.dataset.label + ": " + cell.textContent.slice(0, 40))""",
-            PHONE["width"],
-        )
+        hidden = _key_cells_out_of_view(session)
         assert hidden == [], f"{name}: key columns out of view on a phone: {hidden}"
         keys = session.page.locator("table td.key").count()
         rows = session.page.locator("table tbody tr:not(:has(td.empty))").count()
         assert keys or not rows, f"{name}: its tables mark no key columns"
+    assert session.problems == []
+
+
+# Every visible cell, with the box of the scrolling frame it sits in (or the page's).
+_CELLS_OUT_OF_VIEW = """(width) => [...document.querySelectorAll("table th, table td")]
+.filter((cell) => {
+  if (cell.closest("details:not([open])") || cell.closest("[hidden]")) return false;
+  const box = cell.getBoundingClientRect();
+  if (box.width === 0 && box.height === 0) return false;
+  const frame = cell.closest(".table-wrap");
+  const right = frame ? Math.min(frame.getBoundingClientRect().right, width) : width;
+  const left = frame ? Math.max(frame.getBoundingClientRect().left, 0) : 0;
+  return box.left < left - 0.5 || box.right > right + 0.5;
+}).map((cell) => (cell.closest("table").id || "table") + ": " + (cell.dataset.label || "")
+  + " " + cell.textContent.trim().slice(0, 30))"""
+
+
+def _crowded_slo(world) -> None:
+    """An SLO with everything that widens a budgets row: a long name, a demo
+    badge, a long route, counts in millions, an exhausted budget and an alert."""
+    slo = SLO.objects.create(
+        name="demo-storefront-recommendations-latency", service="demo-storefront-recommendations",
+        display_name="Storefront recommendations: p95 latency under 300 ms",
+        route="/api/v2/recommendations/{customer_id}/items/*", sli="latency",
+        threshold_ms=300, objective=99.95,
+    )  # fmt: skip
+    first = world.now.replace(second=0, microsecond=0) - timedelta(days=2)
+    add_minutes(slo, first, 2 * 24 * 60, good=99_000, total=100_000)
+    Alert.objects.create(
+        slo=slo, severity="ticket", long_window=timedelta(days=1),
+        short_window=timedelta(hours=2), threshold=3, long_burn_rate=4.0, short_burn_rate=4.0,
+        budget_consumed_pct=1.0, fired_at=world.now - timedelta(minutes=10),
+        last_evaluated_at=world.now,
+    )  # fmt: skip
+
+
+def test_every_table_column_is_in_view_on_a_laptop_and_key_ones_on_a_phone(
+    session, browser_world
+):
+    _crowded_slo(browser_world)
+    # 1366 x 768, the most common laptop screen: no table scrolls sideways.
+    session.page.set_viewport_size({"width": 1366, "height": 768})
+    for name, (path, _) in _pages(browser_world).items():
+        session.open(path)
+        hidden = session.page.evaluate(_CELLS_OUT_OF_VIEW, 1366)
+        assert hidden == [], f"{name}: cells out of view at 1366 px: {hidden}"
+    session.shot("laptop-budgets-crowded")
+    session.page.set_viewport_size(PHONE)
+    for name in ("budgets", "overview"):
+        session.open(_pages(browser_world)[name][0])
+        assert _key_cells_out_of_view(session) == [], name
     assert session.problems == []
 
 
