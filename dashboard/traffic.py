@@ -136,20 +136,53 @@ def _breakdown(service: str, *, start: datetime, end: datetime, step: timedelta)
 
     A long range ends at its last complete bucket (six hours for 30d), so its
     rows only change when late spans land in it: each poll then pays for the
-    cheap fingerprint, not for merging a month of histograms. Minute ranges are
-    cheap to read and change every minute; they are read afresh.
+    cheap fingerprint, not for merging a month of histograms. When the range
+    moves on by a bucket, the buckets it left are taken off and the new ones
+    put on, so the first load after a boundary merges only those. Minute
+    ranges are cheap to read and change every minute; they are read afresh.
     """
     if int(step.total_seconds()) % coarse_rollups.FIVE_MINUTES:
         return coarse_rollups.breakdown(service, start=start, end=end, step=step)
     digest = hashlib.sha256(service.encode()).hexdigest()[:32]
-    key = f"dashboard:breakdown:{digest}:{start.isoformat()}:{end.isoformat()}"
+    span = int((end - start).total_seconds())
+    key = f"dashboard:breakdown:{digest}:{int(step.total_seconds())}:{span}"
     mark = coarse_rollups.fingerprint(service, start=start, end=end, step=step)
     cached = cache.get(key)
-    if cached is not None and cached[0] == mark:
-        return cached[1]
-    found = coarse_rollups.breakdown(service, start=start, end=end, step=step)
-    cache.set(key, (mark, found), BREAKDOWN_CACHE_SECONDS)
-    return found
+    found = _reused(service, cached, start=start, end=end, step=step) if cached else None
+    if found is None or found[0] != mark:
+        found = (mark, coarse_rollups.breakdown(service, start=start, end=end, step=step))
+    cache.set(key, (start, end, *found), BREAKDOWN_CACHE_SECONDS)
+    return found[1]
+
+
+def _reused(service: str, cached: tuple, *, start: datetime, end: datetime, step: timedelta):
+    """The cached breakdown moved to [start, end), with the fingerprint it should have now.
+
+    None when the cache holds a range this one cannot be moved from. The
+    caller compares the fingerprint with the stored rows' and merges afresh
+    when they differ: late spans landed in the range.
+    """
+    old_start, old_end, old_mark, old = cached
+    if (old_start, old_end) == (start, end):
+        return old_mark, old
+    if not old_start < start < old_end < end:
+        return None
+    edges = {"dropped": (old_start, start), "added": (old_end, end)}
+    parts = {
+        name: coarse_rollups.breakdown(service, start=lower, end=upper, step=step)
+        for name, (lower, upper) in edges.items()
+    }
+    marks = {
+        name: coarse_rollups.fingerprint(service, start=lower, end=upper, step=step)
+        for name, (lower, upper) in edges.items()
+    }
+    # What the moved range's rows add up to, if the rows the cache was built from are
+    # unchanged: the old range's sums less the dropped buckets', plus the new ones'.
+    mark = tuple(
+        kept - dropped + added
+        for kept, dropped, added in zip(old_mark, marks["dropped"], marks["added"], strict=True)
+    )
+    return mark, old.shifted(**parts)
 
 
 def _series(buckets: dict, step: timedelta, start: datetime, end: datetime, presence) -> dict:

@@ -130,6 +130,17 @@ class Totals:
     def percentile_us(self, quantile: float) -> float | None:
         return histogram.percentile_us(self.buckets, quantile)
 
+    def combined(self, *, minus: "Totals | None" = None, plus: "Totals | None" = None) -> "Totals":
+        """These totals with others taken off and added: counts and histograms are sums."""
+        found = Totals(self.requests, self.errors, list(self.buckets))
+        for other, sign in ((minus, -1), (plus, 1)):
+            if other is not None:
+                found.requests += sign * other.requests
+                found.errors += sign * other.errors
+                pairs = zip(found.buckets, other.buckets, strict=True)
+                found.buckets = [mine + sign * theirs for mine, theirs in pairs]
+        return found
+
 
 @dataclass
 class Breakdown:
@@ -139,6 +150,33 @@ class Breakdown:
     routes: dict[str, Totals]
     versions: dict[str, Totals]
     overall: Totals
+
+    def shifted(self, *, dropped: "Breakdown", added: "Breakdown") -> "Breakdown":
+        """This range with the buckets at its start taken off and new ones put on its end.
+
+        `dropped` and `added` are breakdown()s of those buckets as stored now.
+        Every figure is a sum, so the result equals breakdown() of the moved
+        range whenever this one still matches its rows (its fingerprint).
+        """
+        buckets = {at: totals for at, totals in self.buckets.items() if at not in dropped.buckets}
+        buckets.update(added.buckets)
+        return Breakdown(
+            buckets=buckets,
+            routes=_shifted(self.routes, dropped.routes, added.routes),
+            versions=_shifted(self.versions, dropped.versions, added.versions),
+            overall=self.overall.combined(minus=dropped.overall, plus=added.overall),
+        )
+
+
+def _shifted(kept: dict, dropped: dict, added: dict) -> dict:
+    found = {}
+    for key in kept.keys() | added.keys():
+        base = kept.get(key) or Totals()
+        totals = base.combined(minus=dropped.get(key), plus=added.get(key))
+        # A route or version seen only in the dropped buckets leaves the range.
+        if totals.requests or any(totals.buckets):
+            found[key] = totals
+    return found
 
 
 @dataclass(frozen=True)
