@@ -381,6 +381,35 @@ def test_clicking_a_deploy_marker_opens_the_deploy_page(session, browser_world):
     assert session.problems == []
 
 
+def _click_marker(session, chart_id: str, trace_name: str) -> None:
+    """Click the first marker of a chart's change trace (Monoenv.changeMarkers)."""
+    names = session.page.evaluate(
+        "(id) => document.getElementById(id).data.map((trace) => trace.name)", chart_id
+    )
+    trace = session.page.locator(f"#{chart_id} .scatterlayer .trace").nth(names.index(trace_name))
+    box = trace.locator(".point").first.bounding_box()
+    session.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    session.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+def test_the_slo_charts_mark_the_deploys_as_the_service_charts_do(session, browser_world):
+    session.open(reverse("dashboard:slo", args=[browser_world.slo.pk]))
+    session.page.wait_for_selector("#chart-burndown .main-svg", state="attached")
+    for chart_id in ("chart-sli", "chart-burndown"):
+        names = session.page.evaluate(
+            "(id) => document.getElementById(id).data.map((trace) => trace.name)", chart_id
+        )
+        assert names[-1] == "deploys", chart_id
+        # A line across the chart at the deploy, as on the service charts.
+        shapes = session.page.evaluate(
+            "(id) => document.getElementById(id).layout.shapes.length", chart_id
+        )
+        assert shapes == 1, chart_id
+    _click_marker(session, "chart-sli", "deploys")
+    session.page.wait_for_url(f"**/deploys/{browser_world.failed_deploy.pk}/")
+    assert session.problems == []
+
+
 def test_a_hostile_span_name_shows_as_text(session, browser_world):
     session.open(reverse("dashboard:trace", args=[browser_world.trace_id]))
     assert session.page.locator(".span-label .op").first.inner_text() == XSS

@@ -18,6 +18,7 @@ from tests.dashboard.test_browser import (
     PASSWORD,
     PHONE,
     Session,
+    _click_marker,
     _overlaps,
     _require_chromium,
 )
@@ -151,6 +152,22 @@ def test_clicking_a_flag_change_marker_on_a_service_chart_opens_the_change(
     box = marker.bounding_box()
     session.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     session.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    session.page.wait_for_url(f"**/flags/{FLAG}/?change={flag_world.change.pk}")
+    assert session.problems == []
+
+
+def test_the_slo_charts_mark_flag_changes_too_and_a_click_opens_the_change(
+    session, flag_browser_world
+):
+    world, flag_world = flag_browser_world
+    session.open(reverse("dashboard:slo", args=[world.slo.pk]))
+    session.page.wait_for_selector("#chart-burndown .main-svg", state="attached")
+    for chart_id in ("chart-sli", "chart-burndown"):
+        names = session.page.evaluate(
+            "(id) => document.getElementById(id).data.map((trace) => trace.name)", chart_id
+        )
+        assert names[-2:] == ["flag changes", "deploys"], chart_id
+    _click_marker(session, "chart-burndown", "flag changes")
     session.page.wait_for_url(f"**/flags/{FLAG}/?change={flag_world.change.pk}")
     assert session.problems == []
 
