@@ -72,17 +72,6 @@ def fitting_range(age: timedelta | None, *, choices=RANGES, longest=LONGEST_DEFA
 
 
 def served_seconds(
-    start: datetime, end: datetime, first_seen: datetime | None, last_seen: datetime | None
-) -> float:
-    """Seconds of [start, end) between the first and the last span seen."""
-    if first_seen is None or last_seen is None:
-        return 0.0
-    served_from = max(start, first_seen)
-    served_to = min(end, max(last_seen, served_from))
-    return max((served_to - served_from).total_seconds(), 0.0)
-
-
-def served_seconds_of(
     intervals: Iterable[tuple[datetime, datetime]], start: datetime, end: datetime
 ) -> float:
     """Seconds of [start, end) inside any of the (first span, last span) intervals."""

@@ -36,7 +36,7 @@ class Presence:
         return min((first for first, _ in self.intervals), default=None)
 
     def served_seconds(self, start: datetime, end: datetime) -> float:
-        return figures.served_seconds_of(self.intervals, start, end)
+        return figures.served_seconds(self.intervals, start, end)
 
 
 def _presence(seen: list[spans.VersionSeen]) -> Presence:
