@@ -5,12 +5,16 @@
   Ranges therefore end at the last complete bucket, never at "now".
 - A rate is requests over the time the service (or version) actually served
   within the range: from its first span, or the range's start if later, to
-  its last span, or the range's end if earlier. Time before a service's first
-  span never counts, so a service that started five minutes ago shows its
-  real rate, not a twelfth of it.
+  its last span, or the range's end if earlier. A service serves while any of
+  its versions does (the union of their first-to-last spans). Time before a
+  service's first span never counts, so a service that started five minutes
+  ago shows its real rate, not a twelfth of it.
+- Every page rates a range the same way: the overview's "1h" is the service
+  page's "1h" (RANGES), the same complete minutes, the same served time.
 - Percentages are of the requests that exist; no requests gives None ("—").
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -68,14 +72,19 @@ def fitting_range(age: timedelta | None, *, choices=RANGES, longest=LONGEST_DEFA
 
 
 def served_seconds(
-    start: datetime, end: datetime, first_seen: datetime | None, last_seen: datetime | None
+    intervals: Iterable[tuple[datetime, datetime]], start: datetime, end: datetime
 ) -> float:
-    """Seconds of [start, end) between the first and the last span seen."""
-    if first_seen is None or last_seen is None:
-        return 0.0
-    served_from = max(start, first_seen)
-    served_to = min(end, max(last_seen, served_from))
-    return max((served_to - served_from).total_seconds(), 0.0)
+    """Seconds of [start, end) inside any of the (first span, last span) intervals."""
+    clipped = sorted(
+        (max(start, first), min(end, last)) for first, last in intervals if last > start
+    )
+    total, covered_to = 0.0, start
+    for served_from, served_to in clipped:
+        served_from = max(served_from, covered_to)
+        if served_to > served_from:
+            total += (served_to - served_from).total_seconds()
+            covered_to = served_to
+    return total
 
 
 def rate(requests: int, seconds: float) -> float | None:

@@ -198,11 +198,18 @@ def slo_page(slo: SLO, *, now: datetime, chart_range: str | None = None) -> dict
         ).order_by("started_at", "id")
     )
     spent = slos.deploy_budget_use(slo, state, in_window, now=now)
+    chart_start, chart_end = (
+        datetime.fromisoformat(detail[key]) for key in ("chart_start", "chart_end")
+    )
     return {
         "generated_at": now.isoformat(),
         **detail,
         "demo": is_demo(slo.service),
         "alert_history": slos.alert_history(slo),
+        # Marked on the charts as on the service's (both ends of the chart included).
+        "flag_changes": flag_data.changes_for_service(
+            slo.service, chart_start, chart_end + timedelta(microseconds=1)
+        ),
         "deploys": [
             {**deploys.deploy_row(deploy), "budget_consumed_pct": share}
             for deploy, share in zip(in_window, spent, strict=True)

@@ -19,27 +19,33 @@ from telemetry import coarse_rollups, histogram, spans
 from telemetry.coarse_rollups import Totals
 
 SERVICE_LOOKBACK = timedelta(days=30)
-OVERVIEW_WINDOWS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1)}
-OVERVIEW_STEP = timedelta(minutes=5)
+# The overview's windows are the service page's ranges of the same name.
+OVERVIEW_WINDOWS = {name: figures.RANGES[name] for name in ("15m", "1h")}
 # A breakdown is reused only while its fingerprint holds; this only bounds the memory.
 BREAKDOWN_CACHE_SECONDS = 6 * 3600
 
 
 @dataclass(frozen=True)
 class Presence:
-    """When a service, or one version of it, sent its first and last spans."""
+    """When a service, or one version of it, served: each version's first to last span."""
 
-    first_seen: datetime | None = None
-    last_seen: datetime | None = None
+    intervals: tuple[tuple[datetime, datetime], ...] = ()
+
+    @property
+    def first_seen(self) -> datetime | None:
+        return min((first for first, _ in self.intervals), default=None)
 
     def served_seconds(self, start: datetime, end: datetime) -> float:
-        return figures.served_seconds(start, end, self.first_seen, self.last_seen)
+        return figures.served_seconds(self.intervals, start, end)
 
 
 def _presence(seen: list[spans.VersionSeen]) -> Presence:
-    if not seen:
-        return Presence()
-    return Presence(min(v.first_seen for v in seen), max(v.last_seen for v in seen))
+    return Presence(tuple((version.first_seen, version.last_seen) for version in seen))
+
+
+def window_figures(totals: Totals, presence: Presence, start: datetime, end: datetime) -> dict:
+    """A service's figures over [start, end): the one rule of every page's headline rate."""
+    return figures_of(totals, presence.served_seconds(start, end))
 
 
 def figures_of(totals: Totals, seconds: float) -> dict:
@@ -66,9 +72,8 @@ def service_age(service: str, *, now: datetime) -> timedelta | None:
 
 
 def overview_window(now: datetime, name: str) -> tuple[datetime, datetime]:
-    """The last 15 minutes or hour, in whole complete five-minute buckets."""
-    end = figures.complete_until(now, OVERVIEW_STEP)
-    return end - OVERVIEW_WINDOWS[name], end
+    """The last 15 minutes or hour of complete minutes: the service page's range of that name."""
+    return OVERVIEW_WINDOWS[name].bounds(now)
 
 
 def overview(*, now: datetime, window: str) -> dict[str, dict]:
@@ -81,10 +86,9 @@ def overview(*, now: datetime, window: str) -> dict[str, dict]:
         seen_by_service[seen.service].append(seen)
     rows = {}
     for service, seen in seen_by_service.items():
-        service_totals = totals.get(service) or Totals()
         presence = _presence(seen)
         rows[service] = {
-            **figures_of(service_totals, presence.served_seconds(start, end)),
+            **window_figures(totals.get(service) or Totals(), presence, start, end),
             "spark": _sparkline(per_minute.get(service, {}), start, end, presence),
             "spark_start": start.isoformat(),
         }
@@ -116,7 +120,7 @@ def service_traffic(service: str, time_range: TimeRange, *, now: datetime) -> di
     if presence.first_seen and presence.first_seen > start:
         data_start = max(start, figures.floor(presence.first_seen, time_range.step))
     return {
-        "summary": figures_of(parts.overall, seconds),
+        "summary": window_figures(parts.overall, presence, start, end),
         # A service younger than the range says so: its figures cover only that time.
         "serving_since": presence.first_seen.isoformat()
         if presence.first_seen and presence.first_seen > start
@@ -132,20 +136,53 @@ def _breakdown(service: str, *, start: datetime, end: datetime, step: timedelta)
 
     A long range ends at its last complete bucket (six hours for 30d), so its
     rows only change when late spans land in it: each poll then pays for the
-    cheap fingerprint, not for merging a month of histograms. Minute ranges are
-    cheap to read and change every minute; they are read afresh.
+    cheap fingerprint, not for merging a month of histograms. When the range
+    moves on by a bucket, the buckets it left are taken off and the new ones
+    put on, so the first load after a boundary merges only those. Minute
+    ranges are cheap to read and change every minute; they are read afresh.
     """
     if int(step.total_seconds()) % coarse_rollups.FIVE_MINUTES:
         return coarse_rollups.breakdown(service, start=start, end=end, step=step)
     digest = hashlib.sha256(service.encode()).hexdigest()[:32]
-    key = f"dashboard:breakdown:{digest}:{start.isoformat()}:{end.isoformat()}"
+    span = int((end - start).total_seconds())
+    key = f"dashboard:breakdown:{digest}:{int(step.total_seconds())}:{span}"
     mark = coarse_rollups.fingerprint(service, start=start, end=end, step=step)
     cached = cache.get(key)
-    if cached is not None and cached[0] == mark:
-        return cached[1]
-    found = coarse_rollups.breakdown(service, start=start, end=end, step=step)
-    cache.set(key, (mark, found), BREAKDOWN_CACHE_SECONDS)
-    return found
+    found = _reused(service, cached, start=start, end=end, step=step) if cached else None
+    if found is None or found[0] != mark:
+        found = (mark, coarse_rollups.breakdown(service, start=start, end=end, step=step))
+    cache.set(key, (start, end, *found), BREAKDOWN_CACHE_SECONDS)
+    return found[1]
+
+
+def _reused(service: str, cached: tuple, *, start: datetime, end: datetime, step: timedelta):
+    """The cached breakdown moved to [start, end), with the fingerprint it should have now.
+
+    None when the cache holds a range this one cannot be moved from. The
+    caller compares the fingerprint with the stored rows' and merges afresh
+    when they differ: late spans landed in the range.
+    """
+    old_start, old_end, old_mark, old = cached
+    if (old_start, old_end) == (start, end):
+        return old_mark, old
+    if not old_start < start < old_end < end:
+        return None
+    edges = {"dropped": (old_start, start), "added": (old_end, end)}
+    parts = {
+        name: coarse_rollups.breakdown(service, start=lower, end=upper, step=step)
+        for name, (lower, upper) in edges.items()
+    }
+    marks = {
+        name: coarse_rollups.fingerprint(service, start=lower, end=upper, step=step)
+        for name, (lower, upper) in edges.items()
+    }
+    # What the moved range's rows add up to, if the rows the cache was built from are
+    # unchanged: the old range's sums less the dropped buckets', plus the new ones'.
+    mark = tuple(
+        kept - dropped + added
+        for kept, dropped, added in zip(old_mark, marks["dropped"], marks["added"], strict=True)
+    )
+    return mark, old.shifted(**parts)
 
 
 def _series(buckets: dict, step: timedelta, start: datetime, end: datetime, presence) -> dict:
@@ -170,10 +207,8 @@ def _versions(seen: list, totals: dict[str, Totals], start: datetime, end: datet
     """Versions seen in the range, newest first, each rated over its own served time."""
     rows = []
     for version in seen:
-        presence = Presence(version.first_seen, version.last_seen)
-        row = figures_of(
-            totals.get(version.version) or Totals(), presence.served_seconds(start, end)
-        )
+        presence = _presence([version])
+        row = window_figures(totals.get(version.version) or Totals(), presence, start, end)
         rows.append(
             {
                 "version": version.version,

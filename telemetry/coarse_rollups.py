@@ -72,6 +72,11 @@ def floor(moment: datetime, seconds: int) -> datetime:
     return ORIGIN + ((moment - ORIGIN) // step) * step
 
 
+def _ceil(moment: datetime, seconds: int) -> datetime:
+    floored = floor(moment, seconds)
+    return floored if floored == moment else floored + timedelta(seconds=seconds)
+
+
 def refresh(service: str, minutes: list[datetime]) -> None:
     """Rebuild the five-minute buckets and hours that hold these minutes."""
     if not minutes:
@@ -125,6 +130,17 @@ class Totals:
     def percentile_us(self, quantile: float) -> float | None:
         return histogram.percentile_us(self.buckets, quantile)
 
+    def combined(self, *, minus: "Totals | None" = None, plus: "Totals | None" = None) -> "Totals":
+        """These totals with others taken off and added: counts and histograms are sums."""
+        found = Totals(self.requests, self.errors, list(self.buckets))
+        for other, sign in ((minus, -1), (plus, 1)):
+            if other is not None:
+                found.requests += sign * other.requests
+                found.errors += sign * other.errors
+                pairs = zip(found.buckets, other.buckets, strict=True)
+                found.buckets = [mine + sign * theirs for mine, theirs in pairs]
+        return found
+
 
 @dataclass
 class Breakdown:
@@ -134,6 +150,33 @@ class Breakdown:
     routes: dict[str, Totals]
     versions: dict[str, Totals]
     overall: Totals
+
+    def shifted(self, *, dropped: "Breakdown", added: "Breakdown") -> "Breakdown":
+        """This range with the buckets at its start taken off and new ones put on its end.
+
+        `dropped` and `added` are breakdown()s of those buckets as stored now.
+        Every figure is a sum, so the result equals breakdown() of the moved
+        range whenever this one still matches its rows (its fingerprint).
+        """
+        buckets = {at: totals for at, totals in self.buckets.items() if at not in dropped.buckets}
+        buckets.update(added.buckets)
+        return Breakdown(
+            buckets=buckets,
+            routes=_shifted(self.routes, dropped.routes, added.routes),
+            versions=_shifted(self.versions, dropped.versions, added.versions),
+            overall=self.overall.combined(minus=dropped.overall, plus=added.overall),
+        )
+
+
+def _shifted(kept: dict, dropped: dict, added: dict) -> dict:
+    found = {}
+    for key in kept.keys() | added.keys():
+        base = kept.get(key) or Totals()
+        totals = base.combined(minus=dropped.get(key), plus=added.get(key))
+        # A route or version seen only in the dropped buckets leaves the range.
+        if totals.requests or any(totals.buckets):
+            found[key] = totals
+    return found
 
 
 @dataclass(frozen=True)
@@ -262,24 +305,62 @@ def _add(totals: Totals, index: int | None, count: int | None, errors: int | Non
 
 
 def per_service(*, start: datetime, end: datetime) -> dict[str, Totals]:
-    """Totals of every service over [start, end), aligned on five minutes."""
+    """Totals of every service over [start, end), aligned on minutes.
+
+    The whole five-minute buckets inside the range are read from the
+    five-minute rows and the minutes at either edge from the minute rollups:
+    the same counts as summing every minute (refresh() keeps the two equal),
+    from a fifth of the rows, so any minute-aligned range is as cheap as a
+    five-minute one and every page can use the same range.
+    """
+    inner_start = min(_ceil(start, FIVE_MINUTES), end)
+    inner_end = max(inner_start, floor(end, FIVE_MINUTES))
     per: dict[str, Totals] = {}
     for service, index, count, errors in _fetch(
         """
         SELECT service, NULL::int, sum(requests)::bigint, sum(errors)::bigint
         FROM telemetry_coarserollup
-        WHERE resolution = %(resolution)s AND start >= %(start)s AND start < %(end)s
+        WHERE resolution = %(resolution)s AND start >= %(inner_start)s AND start < %(inner_end)s
         GROUP BY service
         UNION ALL
         SELECT service, u.i, sum(u.c)::bigint, NULL FROM telemetry_coarserollup
         CROSS JOIN LATERAL unnest(bucket_indexes, bucket_counts) AS u(i, c)
-        WHERE resolution = %(resolution)s AND start >= %(start)s AND start < %(end)s
+        WHERE resolution = %(resolution)s AND start >= %(inner_start)s AND start < %(inner_end)s
+        GROUP BY service, u.i
+        UNION ALL
+        SELECT service, NULL::int, sum(requests)::bigint, sum(errors)::bigint
+        FROM telemetry_rollupminute WHERE span_kind = ANY(%(kinds)s) AND (
+            (minute >= %(start)s AND minute < %(inner_start)s)
+            OR (minute >= %(inner_end)s AND minute < %(end)s))
+        GROUP BY service
+        UNION ALL
+        SELECT service, u.i - 1, sum(u.c)::bigint, NULL FROM telemetry_rollupminute
+        CROSS JOIN LATERAL unnest(latency_histogram) WITH ORDINALITY AS u(c, i)
+        WHERE span_kind = ANY(%(kinds)s) AND u.c > 0 AND (
+            (minute >= %(start)s AND minute < %(inner_start)s)
+            OR (minute >= %(inner_end)s AND minute < %(end)s))
         GROUP BY service, u.i
         """,
-        {"resolution": FIVE_MINUTES, "start": start, "end": end},
+        {
+            "resolution": FIVE_MINUTES,
+            "start": start,
+            "end": end,
+            "inner_start": inner_start,
+            "inner_end": inner_end,
+            "kinds": list(REQUEST_KINDS),
+        },
     ):
-        _add(per.setdefault(service, Totals()), index, count, errors)
+        _add_summed(per.setdefault(service, Totals()), index, count, errors)
     return per
+
+
+def _add_summed(totals: Totals, index: int | None, count: int | None, errors: int | None) -> None:
+    """Like _add, for reads that yield a service's totals in more than one row."""
+    if index is None:
+        totals.requests += count or 0
+        totals.errors += errors or 0
+    else:
+        totals.buckets[index] += count
 
 
 def requests_per_minute(*, start: datetime, end: datetime) -> dict[str, dict[datetime, int]]:

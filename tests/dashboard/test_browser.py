@@ -3,46 +3,34 @@
 Screenshots land in test-artifacts/screenshots/, which git ignores.
 """
 
-import os
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 from django.utils import timezone
 
-from slo.models import SLO
+from slo.models import SLO, Alert
+from tests.dashboard.browser import (
+    PASSWORD,
+    PHONE,
+    assert_no_label_overlaps,
+    chart_trace_names,
+    click_marker,
+    key_cells_out_of_view,
+    load_every_page,
+    logged_in,
+    require_chromium,
+)
 from tests.dashboard.factories import XSS, build_world, span_row, store
 from tests.slo.factories import add_minutes
-
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-PASSWORD = "a-long-browser-password"
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 
-def _require_chromium() -> None:
-    reason = f"no browser: {CHROMIUM} is missing (apt-get install chromium)"
-    if CHROMIUM.exists():
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason}; CI must run the browser tests")
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def browser_world(transactional_db, live_server, monkeypatch):
-    _require_chromium()
+    require_chromium()
     # Playwright's sync API runs an event loop in this thread; the ORM work
     # below happens before any page is driven.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -59,47 +47,10 @@ def browser_world(transactional_db, live_server, monkeypatch):
     return world
 
 
-class Session:
-    def __init__(self, page, base_url: str):
-        self.page = page
-        self.base_url = base_url
-        self.problems: list[str] = []
-        self.dialogs: list[str] = []
-        page.on("console", self._console)
-        page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-        page.on("dialog", self._dialog)
-
-    def _console(self, message) -> None:
-        if message.type == "error":
-            self.problems.append(f"console error on {self.page.url}: {message.text}")
-
-    def _dialog(self, dialog) -> None:
-        self.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    def open(self, path: str) -> None:
-        self.page.goto(self.base_url + path, wait_until="networkidle")
-
-    def shot(self, name: str) -> None:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
 @pytest.fixture
 def session(browser_world, live_server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1366, "height": 900})
-        session = Session(page, live_server.url)
-        session.open("/login/")
-        page.fill("input[name=username]", "oncall")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(live_server.url + "/")
+    with logged_in(live_server.url) as session:
         yield session
-        browser.close()
 
 
 def _pages(world) -> dict[str, tuple[str, bool]]:
@@ -119,22 +70,8 @@ def _pages(world) -> dict[str, tuple[str, bool]]:
     }
 
 
-DESKTOP = {"width": 1366, "height": 900}
-PHONE = {"width": 390, "height": 844}
-
-
 def test_every_page_loads_cleanly_on_desktop_and_phone_with_screenshots(session, browser_world):
-    for viewport_name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
-        session.page.set_viewport_size(viewport)
-        for name, (path, has_charts) in _pages(browser_world).items():
-            session.open(path)
-            if has_charts:
-                session.page.wait_for_selector(".main-svg", state="attached")
-            assert session.page.locator("main h1").count() == 1, name
-            session.shot(f"{viewport_name}-{name}")
-            if viewport_name == "phone":
-                width = session.page.evaluate("document.documentElement.scrollWidth")
-                assert width <= PHONE["width"], f"{name} scrolls sideways on a phone ({width}px)"
+    load_every_page(session, _pages(browser_world))
     assert session.problems == []
 
 
@@ -200,7 +137,8 @@ def test_the_same_budget_reads_the_same_on_every_page(session, browser_world):
     used = _text(session, "#tile-used")
     assert float(left.split()[0]) + float(used.split()[0]) == pytest.approx(100, abs=0.1)
     session.open(pages["budgets"][0])
-    budget_cell = session.page.locator("#slos tbody tr").first.locator("td").nth(3)
+    first_row = session.page.locator("#slos tbody tr").first
+    budget_cell = first_row.locator("td[data-label='Budget left']")
     assert budget_cell.inner_text().splitlines()[0].strip() == left
     session.open(pages["overview"][0])
     number = left.replace(" %", "%")
@@ -217,18 +155,40 @@ def test_the_same_budget_reads_the_same_on_every_page(session, browser_world):
     assert session.problems == []
 
 
+def _minute_of(data: dict) -> str:
+    return data["generated_at"][:16]
+
+
+def test_the_same_rate_reads_the_same_on_the_overview_and_the_service_page(
+    session, browser_world
+):
+    service_1h = reverse("dashboard:service", args=["checkout"]) + "?range=1h"
+    # Both pages over the same hour of complete minutes: loaded within one minute
+    # (a second try if the clock turned a minute between the two loads).
+    for _ in range(3):
+        session.open(reverse("dashboard:overview"))
+        row = session.page.locator("#services tbody tr", has_text="checkout")
+        overview_text = row.locator("td[data-label='Rate']").inner_text().strip()
+        overview = next(r for r in _initial(session)["services"] if r["service"] == "checkout")
+        overview_minute = _minute_of(_initial(session))
+        session.open(service_1h)
+        service = _initial(session)
+        if _minute_of(service) == overview_minute:
+            break
+    assert _minute_of(service) == overview_minute
+    # The hour of complete minutes [-62, -2): 1.0.0's 320 over [-62, -30), 2.0.0's
+    # 280 over [-30, -2), the fixture's 50 spans at the deploy and the trace's root.
+    assert overview["rate"] == service["summary"]["rate"] == round(651 / 3600, 4)
+    assert overview["requests"] == service["summary"]["requests"]
+    assert overview_text == _text(session, "#tile-rate") != "\u2014"
+    assert session.problems == []
+
+
 def test_the_phone_layout_keeps_every_tables_key_columns_in_view(session, browser_world):
     session.page.set_viewport_size(PHONE)
     for name, (path, _) in _pages(browser_world).items():
         session.open(path)
-        hidden = session.page.evaluate(
-            """(width) => [...document.querySelectorAll("table td.key")].filter((cell) => {
-                 if (cell.closest("details:not([open])") || cell.closest("[hidden]")) return false;
-                 const box = cell.getBoundingClientRect();
-                 return box.width === 0 || box.left < 0 || box.right > width;
-               }).map((cell) => cell.dataset.label + ": " + cell.textContent.slice(0, 40))""",
-            PHONE["width"],
-        )
+        hidden = key_cells_out_of_view(session)
         assert hidden == [], f"{name}: key columns out of view on a phone: {hidden}"
         keys = session.page.locator("table td.key").count()
         rows = session.page.locator("table tbody tr:not(:has(td.empty))").count()
@@ -236,44 +196,62 @@ def test_the_phone_layout_keeps_every_tables_key_columns_in_view(session, browse
     assert session.problems == []
 
 
-_LABEL_BOXES = """() => [...document.querySelectorAll(".js-plotly-plot")].map((plot) => {
-  const boxes = [...plot.querySelectorAll(
-    ".xtick text, .ytick text, .legendtext, .g-xtitle text, .g-ytitle text")]
-    .map((node) => node.getBoundingClientRect())
-    .filter((box) => box.width > 0 && box.height > 0)
-    .map((box) => [box.left, box.top, box.right, box.bottom]);
-  return [plot.id, boxes];
-})"""
+# Every visible cell, with the box of the scrolling frame it sits in (or the page's).
+_CELLS_OUT_OF_VIEW = """(width) => [...document.querySelectorAll("table th, table td")]
+.filter((cell) => {
+  if (cell.closest("details:not([open])") || cell.closest("[hidden]")) return false;
+  const box = cell.getBoundingClientRect();
+  if (box.width === 0 && box.height === 0) return false;
+  const frame = cell.closest(".table-wrap");
+  const right = frame ? Math.min(frame.getBoundingClientRect().right, width) : width;
+  const left = frame ? Math.max(frame.getBoundingClientRect().left, 0) : 0;
+  return box.left < left - 0.5 || box.right > right + 0.5;
+}).map((cell) => (cell.closest("table").id || "table") + ": " + (cell.dataset.label || "")
+  + " " + cell.textContent.trim().slice(0, 30))"""
 
 
-def _overlaps(boxes: list, slack: float = 0.5) -> list:
-    found = []
-    for i, a in enumerate(boxes):
-        for b in boxes[i + 1 :]:
-            apart_x = a[2] - slack <= b[0] or b[2] - slack <= a[0]
-            apart_y = a[3] - slack <= b[1] or b[3] - slack <= a[1]
-            if not (apart_x or apart_y):
-                found.append((a, b))
-    return found
+def _crowded_slo(world) -> None:
+    """An SLO with everything that widens a budgets row: a long name, a demo
+    badge, a long route, counts in millions, an exhausted budget and an alert."""
+    slo = SLO.objects.create(
+        name="demo-storefront-recommendations-latency", service="demo-storefront-recommendations",
+        display_name="Storefront recommendations: p95 latency under 300 ms",
+        route="/api/v2/recommendations/{customer_id}/items/*", sli="latency",
+        threshold_ms=300, objective=99.95,
+    )  # fmt: skip
+    first = world.now.replace(second=0, microsecond=0) - timedelta(days=2)
+    add_minutes(slo, first, 2 * 24 * 60, good=99_000, total=100_000)
+    Alert.objects.create(
+        slo=slo, severity="ticket", long_window=timedelta(days=1),
+        short_window=timedelta(hours=2), threshold=3, long_burn_rate=4.0, short_burn_rate=4.0,
+        budget_consumed_pct=1.0, fired_at=world.now - timedelta(minutes=10),
+        last_evaluated_at=world.now,
+    )  # fmt: skip
+
+
+def test_every_table_column_is_in_view_on_a_laptop_and_key_ones_on_a_phone(
+    session, browser_world
+):
+    _crowded_slo(browser_world)
+    # 1366 x 768, the most common laptop screen: no table scrolls sideways.
+    session.page.set_viewport_size({"width": 1366, "height": 768})
+    for name, (path, _) in _pages(browser_world).items():
+        session.open(path)
+        hidden = session.page.evaluate(_CELLS_OUT_OF_VIEW, 1366)
+        assert hidden == [], f"{name}: cells out of view at 1366 px: {hidden}"
+    session.shot("laptop-budgets-crowded")
+    session.page.set_viewport_size(PHONE)
+    for name in ("budgets", "overview"):
+        session.open(_pages(browser_world)[name][0])
+        assert key_cells_out_of_view(session) == [], name
+    assert session.problems == []
 
 
 def test_no_chart_label_overlaps_another(session, browser_world):
-    for viewport in (DESKTOP, PHONE):
-        session.page.set_viewport_size(viewport)
-        for name, (path, has_charts) in _pages(browser_world).items():
-            if not has_charts or name.startswith("overview"):
-                continue  # the overview's sparklines have no labels
-            session.open(path)
-            session.page.wait_for_selector(".main-svg", state="attached")
-            # Folded charts (the deploy page's, on a phone) are measured unfolded.
-            session.page.evaluate(
-                "async () => { for (const d of document.querySelectorAll('details')) d.open = true;"
-                " await Promise.all([...document.querySelectorAll('.js-plotly-plot')]"
-                ".map((plot) => Plotly.Plots.resize(plot))); }"
-            )
-            for plot_id, boxes in session.page.evaluate(_LABEL_BOXES):
-                assert boxes, (name, plot_id)
-                assert _overlaps(boxes) == [], (name, viewport["width"], plot_id)
+    # The overview's sparklines have no labels.
+    assert_no_label_overlaps(
+        session, _pages(browser_world), skip=lambda name: name.startswith("overview")
+    )
     assert session.problems == []
 
 
@@ -291,6 +269,21 @@ def test_clicking_a_deploy_marker_opens_the_deploy_page(session, browser_world):
     box = marker.first.bounding_box()
     session.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     session.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    session.page.wait_for_url(f"**/deploys/{browser_world.failed_deploy.pk}/")
+    assert session.problems == []
+
+
+def test_the_slo_charts_mark_the_deploys_as_the_service_charts_do(session, browser_world):
+    session.open(reverse("dashboard:slo", args=[browser_world.slo.pk]))
+    session.page.wait_for_selector("#chart-burndown .main-svg", state="attached")
+    for chart_id in ("chart-sli", "chart-burndown"):
+        assert chart_trace_names(session, chart_id)[-1] == "deploys", chart_id
+        # A line across the chart at the deploy, as on the service charts.
+        shapes = session.page.evaluate(
+            "(id) => document.getElementById(id).layout.shapes.length", chart_id
+        )
+        assert shapes == 1, chart_id
+    click_marker(session, "chart-sli", "deploys")
     session.page.wait_for_url(f"**/deploys/{browser_world.failed_deploy.pk}/")
     assert session.problems == []
 

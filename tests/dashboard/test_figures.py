@@ -24,14 +24,29 @@ def test_a_range_ends_at_the_last_bucket_that_ended_two_minutes_ago():
 def test_a_rate_counts_only_the_time_the_service_served():
     start, end = T0, T0 + timedelta(hours=1)
     # Started five minutes before the end, still serving: 300 s, not 3600 s.
-    assert figures.served_seconds(start, end, end - 5 * MIN, end + MIN) == 300
+    assert figures.served_seconds([(end - 5 * MIN, end + MIN)], start, end) == 300
     assert figures.rate(4_800, 300) == 16.0
     # Stopped half-way: only the first half counts.
-    assert figures.served_seconds(start, end, start - MIN, start + 30 * MIN) == 1800
+    assert figures.served_seconds([(start - MIN, start + 30 * MIN)], start, end) == 1800
     # Never served in the range, or never seen.
-    assert figures.served_seconds(start, end, end + MIN, end + 2 * MIN) == 0
-    assert figures.served_seconds(start, end, None, None) == 0
+    assert figures.served_seconds([(end + MIN, end + 2 * MIN)], start, end) == 0
+    assert figures.served_seconds([], start, end) == 0
     assert figures.rate(10, 0) is None
+
+
+def test_a_service_serves_while_any_of_its_versions_does():
+    start, end = T0, T0 + timedelta(hours=1)
+    # An old version gone hours before the range, then two overlapping versions:
+    # [10:20, 10:40) and [10:30, 11:00) served 40 minutes, not 60.
+    intervals = [
+        (T0 - timedelta(hours=5), T0 - timedelta(hours=4)),
+        (T0 + 20 * MIN, T0 + 40 * MIN),
+        (T0 + 30 * MIN, end + 5 * MIN),
+    ]
+    assert figures.served_seconds(intervals, start, end) == 40 * 60
+    # A gap between two versions does not count: [10:00, 10:10) and [10:50, 11:00).
+    gap = [(T0 - MIN, T0 + 10 * MIN), (T0 + 50 * MIN, end + MIN)]
+    assert figures.served_seconds(gap, start, end) == 20 * 60
 
 
 def test_the_default_range_is_the_shortest_that_holds_the_data_up_to_six_hours():

@@ -60,9 +60,8 @@ def test_a_young_service_is_rated_from_its_first_span(world):
     store(traffic(start, 5, per_minute=60, service="fresh"))
     row = pages.overview(now=world.now, window="1h")
     fresh = next(service for service in row["services"] if service["service"] == "fresh")
-    # The overview's window ends at the last complete five-minute bucket: it may hold
-    # none of fresh's minutes yet; whatever it holds is rated at 1 request/s.
-    assert fresh["rate"] in (None, 1.0)
+    # The overview's hour holds fresh's complete minutes [-4, -2): 1 request/s.
+    assert fresh["rate"] == 1.0
     page = pages.service_page("fresh", figures.RANGES["15m"], now=world.now)
     # Complete minutes [-4, -2): 120 requests over the 120 s it served, not over 15 minutes.
     assert page["summary"]["requests"] == 120
@@ -86,9 +85,9 @@ def test_the_overview_shows_what_serves_now_and_sorts_the_paging_service_first(w
     assert checkout["serving_deploy"]["verdict"] == "fail"
     assert checkout["silent_since"] is None
     payments = next(row for row in data["services"] if row["service"] == "payments")
-    end = figures.floor(world.now - figures.SETTLE, timedelta(minutes=5))
-    # payments serves 5 a minute (plus the trace's span, if it falls in the window).
-    expected = 5 * 60 + (1 if world.now - 5 * MIN < end else 0)
+    # payments serves 5 a minute over the hour of complete minutes [-62, -2), plus
+    # the trace's span five minutes ago.
+    expected = 5 * 60 + 1
     assert payments["requests"] == expected
     # The sparkline's per-second rates (rounded to 4 places) add up to the same minutes.
     assert sum(point or 0 for point in payments["spark"]) * 60 == pytest.approx(expected, abs=0.2)

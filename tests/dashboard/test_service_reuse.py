@@ -48,3 +48,43 @@ def test_minute_ranges_are_read_afresh(world):
     with CaptureQueriesContext(connection) as queries:
         pages.service_page("checkout", figures.RANGES["1h"], now=world.now)
     assert _merges(queries.captured_queries) == 1
+
+
+@pytest.mark.parametrize("name", ["24h", "7d"])
+def test_a_range_that_moves_on_a_bucket_merges_only_the_buckets_it_gained_and_lost(
+    world, name, monkeypatch
+):
+    from telemetry import coarse_rollups
+
+    cache.clear()
+    time_range = figures.RANGES[name]
+    pages.service_page("checkout", time_range, now=world.now)
+    # One step later, with a late failing request in a bucket both ranges hold.
+    later = world.now + time_range.step
+    late = world.now.replace(second=0, microsecond=0) - timedelta(minutes=80)
+    merged = []
+    real = coarse_rollups.breakdown
+
+    def recording(service, *, start, end, step):
+        merged.append(end - start)
+        return real(service, start=start, end=end, step=step)
+
+    monkeypatch.setattr(coarse_rollups, "breakdown", recording)
+    moved = pages.service_page("checkout", time_range, now=later)
+    # Only the buckets the range lost and gained were merged: one step each.
+    assert merged == [time_range.step, time_range.step]
+    # And the moved figures are exactly a fresh merge's.
+    cache.clear()
+    fresh = pages.service_page("checkout", time_range, now=later)
+    for part in ("summary", "series", "routes", "versions"):
+        assert moved[part] == fresh[part], part
+
+    # A late span in the buckets the range keeps: the next move merges afresh and counts it.
+    store([span_row(late + timedelta(seconds=7), error=True)])
+    merged.clear()
+    after = pages.service_page("checkout", time_range, now=later + time_range.step)
+    assert time_range.span in merged
+    assert after["summary"]["requests"] == fresh["summary"]["requests"] + 1
+    cache.clear()
+    again = pages.service_page("checkout", time_range, now=later + time_range.step)
+    assert after["summary"] == again["summary"] and after["routes"] == again["routes"]

@@ -31,9 +31,11 @@
 
   function render(data) {
     Monoenv.replaceRows(table.querySelector("tbody"), data.slos, (slo) => el("tr", {},
+      /* The SLO's cell names its service (linked) and route: no column of its own,
+       * so every column fits a 1366 px laptop. */
       el("td", { class: "name" }, link(slo.url, slo.name), slo.demo ? Monoenv.demoBadge() : null,
-        el("div", { class: "muted small" }, slo.service + (slo.route ? " " + slo.route : ""))),
-      el("td", { class: "name hide-phone" }, link(slo.service_url, slo.service)),
+        el("div", { class: "muted small" }, link(slo.service_url, slo.service),
+          slo.route ? " " + slo.route : "")),
       el("td", { class: "num hide-phone" }, fmt.pct(slo.sli_pct, 3), el("div", { class: "muted small" },
         `objective ${fmt.pct(slo.objective, 2)} over ${slo.window}`)),
       budgetCell(slo),
@@ -44,7 +46,7 @@
         : slo.time_to_exhaustion_s === null ? "not burning" : fmt.duration(slo.time_to_exhaustion_s)),
       alertCell(slo),
       causeCell(slo)),
-    "No SLOs yet. Create one with POST /api/v1/slos or manage.py openslo import.", 10);
+    "No SLOs yet. Create one with POST /api/v1/slos or manage.py openslo import.", 9);
   }
 
   document.addEventListener("DOMContentLoaded", () => {

@@ -1,39 +1,9 @@
-/* SLO page: one banner for the worst firing tier, budget tiles, SLI and burndown with deploys. */
+/* SLO page: one banner for the worst firing tier, budget tiles, SLI and burndown with change markers. */
 "use strict";
 (() => {
-  const { el, fmt, link, badge, timeEl, plotTime, plotText } = Monoenv;
+  const { el, fmt, link, badge, timeEl, plotTime } = Monoenv;
   /* One decimal, as the banner and the alerts print them (13.4×, not 13×). */
   const times = (value) => (value === null || value === undefined ? "—" : `${value.toFixed(1)}×`);
-
-  function deployMarks(deploys, yValue) {
-    return {
-      name: "deploys", type: "scatter", mode: "markers", showlegend: false,
-      x: deploys.map((d) => plotTime(d.started_at)), y: deploys.map(yValue),
-      customdata: deploys.map((d) => d.url),
-      text: deploys.map((d) => plotText(`${d.version} (${d.verdict}): ` +
-        (d.budget_consumed_pct === null ? "no data" : `${d.budget_consumed_pct.toFixed(2)} % of budget`))),
-      hovertemplate: "deploy %{text}<extra></extra>",
-      marker: { symbol: "triangle-down", size: 12, color: deploys.map((d) => Monoenv.colorFor(d.verdict)) },
-    };
-  }
-
-  function onDeployClick(node) {
-    if (node.dataset.clicks) return;
-    node.dataset.clicks = "1";
-    node.on("plotly_click", (event) => {
-      const point = event.points.find((p) => p.data.name === "deploys");
-      if (point) window.location.href = point.customdata;
-    });
-  }
-
-  function remainingAt(history, iso) {
-    let value = history.length ? history[0].remaining_pct : 100;
-    for (const point of history) {
-      if (point.at > iso) break;
-      value = point.remaining_pct;
-    }
-    return value;
-  }
 
   /* The x range: where the charts' data starts to the end of their last complete step. */
   function xRange(data) {
@@ -58,12 +28,28 @@
     return [low >= 0 ? Math.max(0, low - span * 0.5) : low - span * 0.1, 100 + span * 0.05];
   }
 
+  /* The deploys and flag changes in the charts' range, drawn as on the service charts. */
+  function markers(data) {
+    const inRange = (at) => at >= data.chart_start && at <= data.chart_end;
+    return Monoenv.changeMarkers(data.deploys.filter((d) => inRange(d.started_at)),
+      (data.flag_changes || []).filter((c) => inRange(c.at)));
+  }
+
+  function drawWithMarkers(id, traces, layout, changes) {
+    const node = document.getElementById(id);
+    layout.shapes = changes.shapes;
+    layout.yaxis2 = { overlaying: "y", range: [0, 1.05], visible: false, fixedrange: true };
+    Plotly.react(node, traces.concat(changes.traces), layout, Monoenv.plotConfig);
+    Monoenv.openMarkersOnClick(node);
+  }
+
   function renderCharts(data) {
     const range = xRange(data);
+    const changes = markers(data);
     const series = data.sli_series;
     const sliValues = series.map((p) => p.sli_pct);
     const low = Math.min(data.objective, ...sliValues.filter((v) => v !== null));
-    Plotly.react("chart-sli", [
+    drawWithMarkers("chart-sli", [
       { name: "SLI", x: series.map((p) => plotTime(p.t)), y: sliValues, type: "scatter",
         mode: "lines+markers", line: { color: "#2f5bd3", width: 1.6 }, marker: { color: "#2f5bd3", size: 4 },
         customdata: series.map((p) => `${fmt.count(p.good)} good of ${fmt.count(p.total)}`),
@@ -71,23 +57,16 @@
       { name: "objective", x: range, y: [data.objective, data.objective], type: "scatter", mode: "lines",
         line: { color: "#b42318", dash: "dash", width: 1.2 }, hovertemplate: "%{y:.3f} %" },
     ], Monoenv.layout("%", { xaxis: { range },
-      yaxis: { title: { text: "%" }, range: [Math.max(0, low - (100 - low) * 0.5), 100.02] } }),
-    Monoenv.plotConfig);
+      yaxis: { title: { text: "%" }, range: [Math.max(0, low - (100 - low) * 0.5), 100.02] } }), changes);
 
-    const burndown = document.getElementById("chart-burndown");
     const history = data.history;
-    const traces = [{ name: "budget left", x: history.map((p) => plotTime(p.at)),
+    drawWithMarkers("chart-burndown", [{ name: "budget left", x: history.map((p) => plotTime(p.at)),
       y: history.map((p) => p.remaining_pct), type: "scatter", mode: "lines+markers", fill: "tozeroy",
       line: { color: "#1a7f43", width: 1.6 }, fillcolor: "rgba(26,127,67,.1)",
-      marker: { color: "#1a7f43", size: 4 }, hovertemplate: "%{y:.2f} % left<extra></extra>" }];
-    const shown = data.deploys.filter((d) => d.started_at >= data.chart_start && d.started_at <= data.chart_end);
-    if (shown.length) {
-      traces.push(deployMarks(shown, (d) => remainingAt(history, d.started_at)));
-    }
-    Plotly.react(burndown, traces, Monoenv.layout("% of budget left", {
+      marker: { color: "#1a7f43", size: 4 }, hovertemplate: "%{y:.2f} % left<extra></extra>" }],
+    Monoenv.layout("% of budget left", {
       xaxis: { range }, yaxis: { title: { text: "% left" }, range: burndownRange(history) },
-    }), Monoenv.plotConfig);
-    onDeployClick(burndown);
+    }), changes);
   }
 
   function renderTables(data) {
