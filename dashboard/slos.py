@@ -35,10 +35,13 @@ def _level(state: slo_status.Status) -> str:
 
 
 def _tier_text(tier) -> str:
-    return (
-        f"{tier.severity} alert: burning {tier.long_burn_rate:.1f}× over {tier.windows} now "
-        f"(threshold {tier.threshold:.1f}×)"
-    )
+    burn = f"{tier.long_burn_rate:.1f}× over {tier.windows} now (threshold {tier.threshold:.1f}×)"
+    calm_since = tier.alert.calm_since if tier.alert else None
+    if calm_since is not None:
+        # slo/evaluation.py keeps an alert open for a few calm minutes, so a burn
+        # hovering at the threshold pages once; say so rather than "burning" under it.
+        return f"{tier.severity} alert calming since {calm_since:%H:%M} UTC: {burn}"
+    return f"{tier.severity} alert: burning {burn}"
 
 
 def slo_row(slo: SLO, state: slo_status.Status, cause: dict | None = None) -> dict:

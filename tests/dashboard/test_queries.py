@@ -110,6 +110,15 @@ def test_one_banner_per_slo_with_its_worst_tier_and_the_burn_now(world):
     assert state["alert"]["burn_rate"] != 20.0
 
 
+def test_a_calming_alert_says_so_in_its_banner(world):
+    # slo/evaluation.py keeps the alert open for five calm minutes after its burn drops.
+    calm_since = world.now.replace(second=0, microsecond=0) - 2 * MIN
+    Alert.objects.filter(pk=world.alert.pk).update(calm_since=calm_since)
+    banners = [b for b in pages.overview(now=world.now)["banners"] if "SLO" in b["text"]]
+    assert f"page alert calming since {calm_since:%H:%M} UTC: " in banners[0]["text"]
+    assert "burning" not in banners[0]["text"]
+
+
 def test_budget_figures_add_up_on_every_page(world):
     slo_page = pages.slo_page(world.slo, now=world.now)
     budgets = pages.budgets(now=world.now)["slos"][0]
