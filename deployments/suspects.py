@@ -14,10 +14,10 @@ watch saw a shift between deploys. Three steps, each keeping an invariant:
    service: a deploy superseded before the regression began explains nothing.
 3. **Evidence.** Sampled requests of the route, before and after the onset,
    are followed down their traces (deployments/topology.py). A downstream
-   service's score is its share of the extra errors or time; the regressed
-   service's own latest deploy gets the part nothing below explains; a
-   service not below the route gets nothing. Closeness to the onset only
-   breaks ties.
+   service's score is its share of the extra errors or time (the larger);
+   the regressed service's own latest deploy gets the part nothing below
+   explains; a service not below the route gets nothing. Closeness to the
+   onset only breaks ties.
 
 Other kinds of change (flag changes) are ranked next to deploys by the apps
 that own them, which sit above deployments and so register a ranker from
@@ -25,7 +25,13 @@ their AppConfig.ready() (`register_change_kind`, as the gate's flag branch
 does). A ranker is given the same regression and the same onset, and returns
 its changes scored on the same 0..1 scale, plus, when the regression lives in
 one of its cohorts but none of its changes began it, a sentence the
-regressed service's own deploy carries in its evidence. Every suspect, of
+regressed service's own deploy carries in its evidence. What its changes
+that began the regression explain is not left to a deploy: the regressed
+service's deploy is left 1 − the larger of the share below and `explains`;
+a deploy of a service below keeps, in each metric, its share × (1 − the
+part of that service's own extra that they explain, `explains_below`), the
+larger of the two metrics. A change that did not begin it (its cohort was
+healthy until that deploy) takes nothing from the deploy. Every suspect, of
 any kind, is one Suspect row, ranked in one order.
 
 `shown()` keeps what a page lists by default: the suspects with evidence, at
@@ -115,6 +121,11 @@ class OtherRanking:
     lives_in: str = ""
     # The share of the regression its changes explain (0..1): not left to the own deploy.
     explains: float = 0.0
+    # For a service below the regressed one: the share (0..1) of that
+    # service's own extra errors or time (in `metric`) that changes which began
+    # it explain. Not left to that service's deploy, in that metric.
+    explains_below: dict[str, float] = field(default_factory=dict)
+    metric: str = ""  # topology.ERRORS or topology.LATENCY: what explains_below measured
 
 
 # How a lives_in sentence begins, so a message can quote it from the evidence.
@@ -161,28 +172,49 @@ def rank(regression: Regression) -> list[Ranked]:
     others = [ranker(regression, onset) for ranker in _other_kinds.values()]
     lives_in = " ".join(other.lives_in for other in others if other.lives_in)
     explained = max((other.explains for other in others), default=0.0)
-    ranked = rank_deploys(regression, onset, lives_in=lives_in, explained=explained)
+    ranked = rank_deploys(regression, onset, lives_in=lives_in, explained=explained,
+                          explained_below=_explained_below(others))  # fmt: skip
     ranked += [entry for other in others for entry in other.ranked]
     ranked.sort(key=lambda r: (-r.score, -r.changed_at.timestamp()))
     return ranked
 
 
+# (metric, service below) -> the share of that service's extra errors or time
+# that other kinds of change explain.
+ExplainedBelow = dict[tuple[str, str], float]
+
+
+def _explained_below(others: list[OtherRanking]) -> ExplainedBelow:
+    """The most any kind of change explains of each service below, in each metric."""
+    explained: ExplainedBelow = {}
+    for other in others:
+        if other.metric not in (topology.ERRORS, topology.LATENCY):
+            continue  # a share in no named metric cannot be taken from either
+        for service, share in other.explains_below.items():
+            key = (other.metric, service)
+            explained[key] = max(explained.get(key, 0.0), share)
+    return explained
+
+
 def rank_deploys(
-    regression: Regression, onset: Onset, *, lives_in: str = "", explained: float = 0.0
-) -> list[Ranked]:
+    regression: Regression, onset: Onset, *, lives_in: str = "", explained: float = 0.0,
+    explained_below: ExplainedBelow | None = None,
+) -> list[Ranked]:  # fmt: skip
     """The deploys that can explain the regression.
 
     `explained`: the share other kinds of change explain, taken from what
     the own deploy is left; `lives_in` joins the own deploy's evidence.
+    `explained_below`: what they explain of each service below, taken from
+    what that service's deploy is left.
     """
     candidates = _can_explain(regression, onset)
     if not candidates:
         return []
-    shares = downstream_shares(regression, onset)
+    below = Below.of(*_breakdowns(regression, onset), explained_below or {})
     own = _latest_own(candidates, regression.service)
     ranked = []
     for deploy in candidates:
-        entry = _score(deploy, regression, onset, shares, own, explained=explained)
+        entry = _score(deploy, regression, onset, below, own, explained=explained)
         if deploy == own and lives_in:
             entry = replace(entry, evidence=f"{entry.evidence} {lives_in}")
         ranked.append(replace(entry, onset_at=onset.at if onset.found else None))
@@ -223,10 +255,54 @@ def _latest_own(candidates: list[Deployment], service: str) -> Deployment | None
     return max(own, key=lambda d: (d.deployed_at, d.pk)) if own else None
 
 
-def downstream_shares(regression: Regression, onset: Onset) -> dict[str, float]:
-    regressed = _breakdown(regression, onset.at, regression.end)
-    baseline = _breakdown(regression, regression.baseline_start, onset.at)
-    return topology.downstream_shares(regressed, baseline)
+def downstream_shares(
+    regression: Regression, onset: Onset, *, metric: str = ""
+) -> dict[str, float]:
+    """Each service below the route: its share of the extra errors or time after the onset.
+
+    In `metric` (topology.ERRORS or topology.LATENCY), else the larger of the
+    two, as a deploy of that service scores it.
+    """
+    return topology.downstream_shares(*_breakdowns(regression, onset), metric=metric)
+
+
+def _breakdowns(regression: Regression, onset: Onset) -> tuple[topology.Breakdown, ...]:
+    """The route's sampled requests after the onset, and before it."""
+    return (_breakdown(regression, onset.at, regression.end),
+            _breakdown(regression, regression.baseline_start, onset.at))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Below:
+    """The services below the route: their shares of the regression, and what is left to
+    their deploys once other kinds of change took what they explain."""
+
+    by_metric: dict[str, dict[str, float]]  # metric -> service -> share
+    explained: ExplainedBelow
+
+    @classmethod
+    def of(cls, regressed, baseline, explained: ExplainedBelow) -> "Below":
+        return cls({metric: topology.downstream_shares(regressed, baseline, metric=metric)
+                    for metric in (topology.ERRORS, topology.LATENCY)}, explained)  # fmt: skip
+
+    def share(self, service: str) -> float | None:
+        """The larger of its error and time shares; None when it is not below."""
+        found = [shares[service] for shares in self.by_metric.values() if service in shares]
+        return max(found) if found else None
+
+    def largest(self) -> float:
+        return max((share for shares in self.by_metric.values() for share in shares.values()),
+                   default=0.0)  # fmt: skip
+
+    def left(self, service: str) -> float:
+        """In each metric, its share less the part explained elsewhere; the larger."""
+        return max(shares.get(service, 0.0) * (1 - self.explained.get((metric, service), 0.0))
+                   for metric, shares in self.by_metric.items())  # fmt: skip
+
+    def explained_of(self, service: str) -> tuple[str, float]:
+        """The metric in which the most of its own extra is explained elsewhere, and how much."""
+        return max(((metric, share) for (metric, name), share in self.explained.items()
+                    if name == service), key=lambda found: found[1], default=("", 0.0))  # fmt: skip
 
 
 def lookback() -> timedelta:
@@ -250,7 +326,8 @@ def began_text(onset: Onset) -> str:
     return "is under way"
 
 
-def _score(deploy, regression: Regression, onset: Onset, shares, own, *, explained=0.0) -> Ranked:
+def _score(deploy, regression: Regression, onset: Onset, below: Below, own, *,
+           explained=0.0) -> Ranked:  # fmt: skip
     tie_break_ = tie_break(onset, deploy.deployed_at)
     ago = ago_text(onset, deploy.deployed_at)
     where = f"{regression.service} {regression.route}".strip()
@@ -261,14 +338,14 @@ def _score(deploy, regression: Regression, onset: Onset, shares, own, *, explain
                         f"but {own.version} came after it.")  # fmt: skip
             return Ranked(deploy, tie_break_, evidence)
         # Flag cohorts and services below may hold the same extra errors: the larger counts.
-        share = 1 - max(*shares.values(), explained, 0.0)
+        share = 1 - max(below.largest(), explained)
         below = "services below it or flag cohorts" if explained else "services below it"
         evidence = (
             f"{deploy.service} itself deployed {deploy.version} {ago}; the regression on "
             f"{where} {began}, and {share:.0%} of it is not explained by {below}."
         )
         return Ranked(deploy, share + tie_break_, evidence)
-    share = shares.get(deploy.service)
+    share = below.share(deploy.service)
     if share is None:
         evidence = f"{deploy.service} deployed {deploy.version} {ago}; it is not below {where}."
         return Ranked(deploy, tie_break_, evidence)
@@ -276,7 +353,14 @@ def _score(deploy, regression: Regression, onset: Onset, shares, own, *, explain
         f"The regression on {where} {began}; {share:.0%} of its extra errors or time is in "
         f"child spans served by {deploy.service}, which deployed {deploy.version} {ago}."
     )
-    return Ranked(deploy, share + tie_break_, evidence)
+    metric, explained_there = below.explained_of(deploy.service)
+    left = below.left(deploy.service)
+    if explained_there > 0:
+        extra = "extra errors" if metric == topology.ERRORS else "extra time"
+        evidence = (f"{evidence[:-1]}; {explained_there:.0%} of {deploy.service}'s {extra} is "
+                    f"in a flag cohort whose change began it, which leaves this deploy "
+                    f"{left:.0%}.")  # fmt: skip
+    return Ranked(deploy, left + tie_break_, evidence)
 
 
 def ago_text(onset: Onset, deployed_at: datetime) -> str:

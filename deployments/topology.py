@@ -90,22 +90,31 @@ def _descendants(root: TraceSpan, children):
         )
 
 
-def downstream_shares(regressed: Breakdown, baseline: Breakdown) -> dict[str, float]:
+# The metrics a share can be taken in; '' takes the larger of the two.
+ERRORS, LATENCY = "errors", "latency"
+
+
+def downstream_shares(regressed: Breakdown, baseline: Breakdown, *,
+                      metric: str = "") -> dict[str, float]:  # fmt: skip
     """The share (0..1) of the regression that each downstream service explains.
 
-    The share is the service's rise in errors (or time) under the route,
-    divided by the route's own rise; the larger of the two counts.
+    The share is the service's rise in errors (metric='errors') or time
+    ('latency') under the route, divided by the route's own rise; without a
+    metric, the larger of the two counts. A share chained with another one
+    (a flag cohort's share of that service's extra time) must name its metric.
     """
+    if metric not in ("", ERRORS, LATENCY):
+        raise ValueError(f"unknown metric {metric!r}")
     extra_errors = regressed.error_rate() - baseline.error_rate()
     extra_ms = regressed.mean_ms() - baseline.mean_ms()
     services = set(regressed.errors_under) | set(regressed.time_under_us)
     shares = {}
     for service in services:
         error_share = time_share = 0.0
-        if extra_errors > 0:
+        if extra_errors > 0 and metric != LATENCY:
             rise = regressed.error_rate_under(service) - baseline.error_rate_under(service)
             error_share = rise / extra_errors
-        if extra_ms > 0:
+        if extra_ms > 0 and metric != ERRORS:
             rise = regressed.mean_ms_under(service) - baseline.mean_ms_under(service)
             time_share = rise / extra_ms
         shares[service] = min(1.0, max(0.0, error_share, time_share))

@@ -21,8 +21,8 @@ scored on one scale and listed in one order. The invariants:
   models latency: the *extra time*. A change's score is its flag's best
   cohort share, plus the tie-break of closeness to the onset.
 - **Evidence below: two shares chained.** A service below the regressed
-  route (deployments/topology.py, through suspects.downstream_shares, the
-  share its deploy would score) that evaluates a flag is read the same way,
+  route (deployments/topology.py, through suspects.downstream_shares) that
+  evaluates a flag is read the same way,
   in the same metric and times, on the routes it serves in the route's
   traces: its cohort's share of *its own* extra errors or time. The share of
   the regression is the product ("87% of the extra time on front GET /page
@@ -31,21 +31,28 @@ scored on one scale and listed in one order. The invariants:
   than EVIDENCE_MIN of it, or beyond the MAX_BELOW largest, are not read;
   nor are the traces when no flag is evaluated outside the regressed service.
   A flag read in both places keeps the larger product. The service's share
-  is the larger of its errors' and its time's, as for its deploy; the
-  sentence names the regressed service's metric.
+  is taken in the window's metric (its share of the extra errors, or of the
+  extra time), so both shares chained are of the same metric.
 - **Began it, or only hosts it.** A cohort that was, between the change and
   the onset, clearly better than after it (errors: too few for its rate
   after, one-sided binomial; latency: ln(ms) lower, one-sided Welch t-test;
   p < HEALTHY_P) was healthy under that change: the change did not begin
-  the regression and scores the tie-break only. If such a cohort (or that of
+  the regression and scores the tie-break only. It is asked of a cohort
+  holding at least CONCENTRATED / 2 of the extra errors or time where it is
+  read (below: of that service's own, whatever that service's share); a
+  smaller one scores its share ("at most …"). If such a cohort (or that of
   a flag not changed lately), here or below, holds CONCENTRATED of the extra
   errors or time (the product, below), the regression still lives there,
   and the regressed service's own deploy says so in its evidence
   (OtherRanking.lives_in).
-- What the flags' changes explain, here or below, is not left to the
-  regressed service's own deploy (OtherRanking.explains). A service below
-  keeps its whole share for its own deploy (deployments/suspects.py has no
-  per-service hook for what its flags explain).
+- What the flags' changes that began it explain, here or below, is not
+  left to the regressed service's own deploy (OtherRanking.explains), nor,
+  below, to that service's deploy: OtherRanking.explains_below holds, for
+  each service below, the largest share of its own extra errors or time
+  held by such a cohort, and its deploy keeps, in that metric, its share
+  × (1 − that) (or its share in the other metric, if larger). So
+  a flag holding 95% of inventory's extra time outranks inventory's clean
+  deploy, while a deploy that broke a healthy cohort keeps its whole share.
 
 `explain_failed_rollouts` ranks the suspects of each
 failed rollout, for `GET /api/v1/flags/changes/{id}`; `for_change_listed`
@@ -65,6 +72,7 @@ from scipy import stats
 from deployments import suspects
 from deployments.models import Verdict
 from deployments.suspects import Onset, OtherRanking, Ranked, Regression
+from deployments.topology import ERRORS, LATENCY
 from flags.models import FlagChange
 from telemetry import flag_store, spans
 from telemetry.flag_store import CohortFilter
@@ -109,7 +117,6 @@ class Side:
                     self.log_ms_sum - other.log_ms_sum)  # fmt: skip
 
 
-ERRORS, LATENCY = "errors", "latency"
 EXTRA = {ERRORS: "extra errors", LATENCY: "extra time"}
 
 
@@ -159,8 +166,20 @@ def rank(regression: Regression, onset: Onset) -> OtherRanking:
         if began_it:
             began.add(change.flag)
     explains = max((best[flag].of_regression for flag in began), default=0.0)
-    return OtherRanking(entries, lives_in=_lives_in(best, began, regression),
-                        explains=explains)  # fmt: skip
+    return OtherRanking(entries, lives_in=_lives_in(best, began, regression), explains=explains,
+                        explains_below=explained_below(best, began, window),
+                        metric=window.metric)  # fmt: skip
+
+
+def explained_below(best: dict[str, CohortShare], began: set[str], window: Window):
+    """For each service below: the largest share of its own extra errors or time that a
+    cohort of a flag whose change began the regression holds (its deploy is not left it)."""
+    explained: dict[str, float] = {}
+    for flag in began:
+        service = best[flag].window.service
+        if service != window.service:
+            explained[service] = max(explained.get(service, 0.0), best[flag].share)
+    return explained
 
 
 def regression_window(regression: Regression, onset: Onset) -> Window:
@@ -195,7 +214,8 @@ def windows_below(regression: Regression, onset: Onset, window: Window, seen) ->
     elsewhere = {service for flag in seen for service in flag.services} - {window.service}
     if window.route_extra <= 0 or not elsewhere:
         return []  # no flag below could be credited: spare reading the traces
-    shares = suspects.downstream_shares(regression, onset)
+    # In the window's metric: its share chains with the cohort's share of the same metric.
+    shares = suspects.downstream_shares(regression, onset, metric=window.metric)
     below = sorted((service for service, share in shares.items()
                     if service in elsewhere and share >= suspects.EVIDENCE_MIN),
                    key=lambda service: -shares[service])[:MAX_BELOW]  # fmt: skip
@@ -339,7 +359,9 @@ def _score(change: FlagChange, cohort: CohortShare | None, regression: Regressio
                     f"it evaluated it after the regression began, or the route had no {extra}.")
         return entry(tie_break, evidence), False
     held, share = _held(cohort, regression), cohort.of_regression
-    if share < CONCENTRATED / 2:
+    # Its share where it was read: a cohort holding most of a small service's extra
+    # time may have begun it, and then that service's deploy is not left it.
+    if cohort.share < CONCENTRATED / 2:
         return entry(share + tie_break, f"{change.flag} changed {ago}; at most {held}."), False
     since = max(change.at, regression.baseline_start)
     before = cohort_side(change.flag, cohort.cohort, cohort.window, since, cohort.window.start)

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 import pytest
 
-from deployments import jobs, suspects, verdicts
+from deployments import jobs, suspects, topology, verdicts
 from deployments.models import Deployment, Verdict
 from slo.models import SLO, Alert, Severity
 from tests.deployments.conftest import CLIENT, span_row, store, traffic
@@ -214,3 +214,26 @@ def test_the_failed_checkpoint_of_the_clean_front_deploy_blames_the_downstream_o
     shown = suspects.for_deploy(frontend).shown
     assert [s.suspect for s in shown] == [payments]
     assert suspects.blamed_elsewhere(frontend).suspect == payments
+
+
+def test_a_share_below_can_be_taken_in_one_metric():
+    """By hand, 100 requests each side.
+
+    The route's error rate 1% → 5% (+4 points) and mean 100 → 200 ms (+100).
+    back: errors under it 0 → 1 (+1 point: 25%), time under it 50 → 140 ms (+90: 90%).
+    cache: errors under it 0 → 4 (+4 points: 100%), time under it 10 → 10 ms (0%).
+    """
+    baseline = topology.Breakdown(requests=100, errors=1, duration_us=100 * 100_000,
+                                  errors_under={"back": 0, "cache": 0},
+                                  time_under_us={"back": 100 * 50_000, "cache": 100 * 10_000})
+    regressed = topology.Breakdown(requests=100, errors=5, duration_us=100 * 200_000,
+                                   errors_under={"back": 1, "cache": 4},
+                                   time_under_us={"back": 100 * 140_000, "cache": 100 * 10_000})
+    assert topology.downstream_shares(regressed, baseline) == pytest.approx(
+        {"back": 0.9, "cache": 1.0})  # the larger of the two, as a deploy scores it
+    assert topology.downstream_shares(regressed, baseline, metric="errors") == pytest.approx(
+        {"back": 0.25, "cache": 1.0})
+    assert topology.downstream_shares(regressed, baseline, metric="latency") == pytest.approx(
+        {"back": 0.9, "cache": 0.0})
+    with pytest.raises(ValueError):
+        topology.downstream_shares(regressed, baseline, metric="p99")

@@ -387,13 +387,16 @@ def test_the_pages_name_a_flag_suspect_as_they_name_a_deploy(t0, deploy_breaks_c
 STOCK, PAGE, STOCK_ROUTE = "stock-cache", "GET /page", "GET /stock"
 
 
-def front_calls_back(t0, *, back_slowdown, front_slowdown=1.2, seed=8, on_since=None):
+def front_calls_back(t0, *, back_slowdown, front_slowdown=1.2, seed=8, on_since=None,
+                     back_from=None, back_error_rate=0.0):  # fmt: skip
     """front GET /page calls back GET /stock, 2 requests/s; back evaluates stock-cache.
 
     From `on_since` (t0 unless given), stock-cache=on serves 20%. From t0,
-    back's requests (of b2) are `back_slowdown(variant)` times slower, front's
-    own time `front_slowdown` times. No request errs. front deployed v2 20
-    minutes before t0, cleanly. Returns (front's deploy, the rows).
+    back's requests are `back_slowdown(variant)` times slower, front's own
+    time `front_slowdown` times, and `back_error_rate` of them fail in back
+    (and so in front), whatever the variant. back serves b2 from `back_from`
+    (t0 unless given). front deployed v2 20 minutes before t0, cleanly.
+    Returns (front's deploy, the rows).
     """
     rng = random.Random(seed)
     rows = []
@@ -403,11 +406,14 @@ def front_calls_back(t0, *, back_slowdown, front_slowdown=1.2, seed=8, on_since=
         after = at >= t0
         back_ms = 30 * rng.lognormvariate(0, 0.3) * (back_slowdown(variant) if after else 1)
         own_ms = 10 * rng.lognormvariate(0, 0.2) * (front_slowdown if after else 1)
+        # Drawn only when asked, so that the other scenarios keep their random streams.
+        failing = after and back_error_rate > 0 and rng.random() < back_error_rate
+        back_version = "b2" if at >= (back_from or t0) else "b1"
         trace = call_trace(
             at, rng=rng, caller={"service": "front", "version": "v2", "route": PAGE,
-                                 "duration_ms": own_ms + back_ms},
-            callee={"service": "back", "version": "b2" if after else "b1", "route": STOCK_ROUTE,
-                    "duration_ms": back_ms},
+                                 "duration_ms": own_ms + back_ms, "error": failing},
+            callee={"service": "back", "version": back_version, "route": STOCK_ROUTE,
+                    "duration_ms": back_ms, "error": failing},
         )  # fmt: skip
         trace[-1] = with_events(trace[-1], [evaluation_event(STOCK, at, variant=variant)])
         rows += trace
@@ -520,8 +526,10 @@ def test_a_flag_below_that_only_hosts_the_regression_is_named_by_the_deploys(t0)
     through = back_time_share(rows, regression, t0)
     in_cohort = back_cohort_shares(rows, regression, t0)["on"]
     assert through * in_cohort >= 0.8  # the regression lives in that cohort
+    # back's deploy began it: it keeps its whole share, and ranks above the flag.
     assert back.suspect == back_deploy
     assert back.score == pytest.approx(through + 0.01, abs=1e-3)
+    assert "flag cohort" not in back.evidence
     # The cohort was as fast as the others until b2 came: the flag did not begin it.
     assert flag.suspect_change_id == change.pk and "did not begin it" in flag.evidence
     assert flag.score == pytest.approx(0.01 * (1 - 40 / 120), abs=1e-4)
@@ -531,3 +539,64 @@ def test_a_flag_below_that_only_hosts_the_regression_is_named_by_the_deploys(t0)
         f"{suspects.LIVES_IN} {through:.0%} of the extra time on front {PAGE} is in back, "
         f"and {in_cohort:.0%} of that in requests with {STOCK}=on."
     )
+
+
+@pytest.mark.parametrize("front_slowdown", [1.2, 3.0])
+def test_a_flag_below_outranks_the_clean_deploy_of_its_service(t0, front_slowdown):
+    """back deployed b2 cleanly 10 min before t0; at t0 stock-cache=on makes back 3× slower.
+
+    back's deploy is left, of its share, what the flag's cohort does not
+    explain there: through × (1 − in_cohort). front ×3.0 gives back a share
+    under 40% of the regression, yet the cohort holds most of back's own.
+    """
+    front_deploy, rows = front_calls_back(t0, back_slowdown=lambda v: 3.0 if v == "on" else 1.0,
+                                          front_slowdown=front_slowdown,
+                                          back_from=t0 - timedelta(minutes=10))  # fmt: skip
+    change = stock_change(t0)
+    back_deploy = Deployment.objects.create(service="back", version="b2", previous_version="b1",
+                                            started_at=t0 - timedelta(minutes=10))  # fmt: skip
+    regression = front_regression(t0)
+    recorded = suspects.record_for_deploy(front_deploy, regression)
+    by_suspect = {(s.suspect_kind, s.suspect_id or s.suspect_change_id): s for s in recorded}
+    flag, back = by_suspect[("flag", change.pk)], by_suspect[("deploy", back_deploy.pk)]
+    through = back_time_share(rows, regression, t0)
+    in_cohort = back_cohort_shares(rows, regression, t0)["on"]
+    assert in_cohort > 0.9  # the scenario is what it says
+    assert flag.score == pytest.approx(through * in_cohort + 0.01, abs=1e-3)
+    # A change 10 minutes before the onset: a tie-break of 0.01 × (1 − 10/120).
+    assert back.score == pytest.approx(through * (1 - in_cohort) + 0.01 * (1 - 10 / 120),
+                                       abs=1e-3)  # fmt: skip
+    assert flag.rank < back.rank
+    assert back.evidence.startswith(
+        f"The regression on front {PAGE} began at {t0:%H:%M} UTC (a change-point in its "
+        f"latency); {through:.0%} of its extra errors or time is in child spans served by "
+        f"back, which deployed b2 10 min before the regression began; {in_cohort:.0%} of "
+        f"back's extra time is in a flag cohort whose change began it, which leaves this deploy"
+    )
+    # front's clean deploy is still left what back does not explain.
+    own = by_suspect[("deploy", front_deploy.pk)]
+    assert own.score == pytest.approx(1 - through + 0.01 * (1 - 20 / 120), abs=1e-3)
+
+
+def test_a_flag_below_chains_the_share_of_the_same_metric(t0):
+    """From t0, 3% of requests fail in back, whatever the flag; stock-cache=on is 3× slower.
+
+    Every extra error is under back (its error share is 1), but the onset is a
+    change in latency: the flag's share below is back's share of the extra
+    time, counted by hand, not the larger error share.
+    """
+    front_deploy, rows = front_calls_back(t0, back_slowdown=lambda v: 3.0 if v == "on" else 1.0,
+                                          back_error_rate=0.03, seed=11)  # fmt: skip
+    change = stock_change(t0)
+    regression = front_regression(t0)
+    recorded = suspects.record_for_deploy(front_deploy, regression)
+    [flag] = [s for s in recorded if s.suspect_change_id == change.pk]
+    assert flag.onset_at == t0
+    through = back_time_share(rows, regression, t0)
+    in_cohort = back_cohort_shares(rows, regression, t0)["on"]
+    assert through < 0.95 and in_cohort > 0.9  # well apart from the error share, 1
+    assert flag.evidence.startswith(
+        f"{through:.0%} of the extra time on front {PAGE} is in back, and {in_cohort:.0%} of "
+        f"that in requests with {STOCK}=on;"
+    )
+    assert flag.score == pytest.approx(through * in_cohort + 0.01, abs=1e-3)
