@@ -8,7 +8,8 @@ loses its settings (the control chosen for it). A change that names no
 service names none of these, and stays.
 
 The evaluations themselves are telemetry's rows, and telemetry/forget.py
-deletes them; deployments' suspect rows that name a change are deployments'.
+deletes them; deployments' suspect rows that name a change that goes are
+deleted through deployments/forget.py.
 """
 
 from functools import reduce
@@ -17,6 +18,8 @@ from operator import or_
 from django.db import transaction
 from django.db.models import Q
 
+from deployments import forget as deployments_forget
+from flags import suspects
 from flags.models import FlagChange, FlagFinding, FlagSettings
 
 
@@ -30,6 +33,7 @@ def forget_services(names: list[str]) -> int:
         changes = list(FlagChange.objects.filter(naming_any).only("id", "flag", "services"))
         gone = [change for change in changes if set(change.services) <= forgotten]
         shared = [change for change in changes if not set(change.services) <= forgotten]
+        deployments_forget.forget_changes(suspects.KIND, [change.pk for change in gone])
         FlagChange.objects.filter(pk__in=[change.pk for change in gone]).delete()
         for change in shared:
             change.services = [name for name in change.services if name not in forgotten]

@@ -37,6 +37,9 @@ def _everything_about(service: str, minute) -> None:
         window_start=minute, window_end=minute + timedelta(minutes=10),
     )  # fmt: skip
     Suspect.objects.create(route_shift=shift, suspect=deploy, rank=1, score=1, evidence="")
+    # A suspect row names the alert by id, so no foreign key cascades it.
+    Suspect.objects.create(alert_id=slo.alerts.get().pk, suspect_kind="flag", suspect_change_id=1,
+                           rank=1, score=1, evidence="")  # fmt: skip
     incident = _incident([service], minute)
     _signal(incident, service, source_id=deploy.pk, at=minute)
 
@@ -69,6 +72,9 @@ def _rows(service: str) -> dict:
         "deploys": Deployment.objects.filter(service=service).count(),
         "shifts": RouteShift.objects.filter(service=service).count(),
         "suspects": Suspect.objects.filter(suspect__service=service).count(),
+        "suspects of alerts": Suspect.objects.filter(
+            alert_id__in=Alert.objects.filter(slo__service=service).values("id")
+        ).count(),
         "incidents": Incident.objects.filter(services__contains=[service]).count(),
         "signals": IncidentSignal.objects.filter(service=service).count(),
     }
@@ -87,6 +93,8 @@ def test_it_removes_every_demo_services_data_and_keeps_the_rest():
     assert _rows(DEMO) == dict.fromkeys(before, 0)
     assert _rows("demo-from-an-older-demo") == dict.fromkeys(before, 0)
     assert _rows(REAL) == before
+    alerts = Alert.objects.values("id")
+    assert not Suspect.objects.exclude(alert_id=None).exclude(alert_id__in=alerts).exists()
     assert out.getvalue().startswith(
         "Cleared the demo (demo-checkout, demo-from-an-older-demo, demo-frontend, "
         "demo-inventory, demo-payments): 2 incidents, 0 flag changes, 4 deploys and route "

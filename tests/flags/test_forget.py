@@ -99,3 +99,26 @@ def test_clear_demo_forgets_the_demo_flags_and_their_evaluations_and_keeps_the_r
             + FlagEvaluationBatch.objects.filter(service=REAL).count())  # fmt: skip
     assert kept == evaluations[REAL]
     assert "1 flag changes" in out.getvalue()
+
+
+def test_suspect_rows_naming_a_forgotten_change_go_with_it(now):
+    from deployments.models import Deployment, Suspect
+
+    demo_only = _change("demo-flag", [DEMO], now)
+    real = _change("real-flag", [REAL], now)
+    deploy = Deployment.objects.create(service=REAL, version="v2", started_at=now)
+    for change in (demo_only, real):  # each a suspect of the real deploy...
+        Suspect.objects.create(
+            deployment=deploy, suspect_kind="flag", suspect_change_id=change.pk, rank=1,
+            score=0.5, evidence="",
+        )  # fmt: skip
+    Suspect.objects.create(  # ...and the demo change's own failed rollout has a deploy suspect
+        change_kind="flag", change_id=demo_only.pk, suspect=deploy, rank=1, score=0.5,
+        evidence="",
+    )  # fmt: skip
+
+    forget.forget_services([DEMO])
+
+    assert list(Suspect.objects.values_list("suspect_kind", "suspect_change_id")) == [
+        ("flag", real.pk)
+    ]
