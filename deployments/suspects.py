@@ -36,11 +36,13 @@ any kind, is one Suspect row, ranked in one order.
 
 `shown()` keeps what a page lists by default: the suspects with evidence, at
 most SHOWN_SUSPECTS. `for_deploy`, `for_alert`, `for_shift` and `for_change`
-are the read interface for other apps, and `blamed_elsewhere` names the
-other change a failing deploy's reason should mention. Spans are read only
+are the read interface for other apps, and `named_cause` is the sentence a
+failing deploy's reason ends with: the other change that explains it
+(`blamed_elsewhere`), or the flag cohort it lives in. Spans are read only
 through telemetry/spans.py.
 """
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -485,6 +487,21 @@ def lives_in(deploy: Deployment) -> str:
     if top is None or top.suspect_id != deploy.pk or LIVES_IN not in top.evidence:
         return ""
     return top.evidence[top.evidence.index(LIVES_IN) :]
+
+
+def named_cause(deploy: Deployment) -> str:
+    """The sentence a failing deploy's reason ends with: what its regression comes from.
+
+    Another change that explains at least half of it (a deploy below, a flag
+    rollout), or else the flag cohort its own regression lives in; '' when the
+    deploy itself is the likely cause.
+    """
+    other = blamed_elsewhere(deploy)
+    if other is None:
+        return lives_in(deploy)
+    # The score is the share plus a tie-break under 0.01: rounded down, it reads as the share.
+    share = math.floor(min(other.score, 1.0) * 100)
+    return f"Likely cause: {other.label()}, not this deploy ({share}% of the regression)."
 
 
 def blamed_elsewhere(deploy: Deployment) -> Suspect | None:

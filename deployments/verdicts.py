@@ -61,8 +61,9 @@ def run_look(deployment_id: int, checkpoint: int, *, now: datetime | None = None
         # Before taking the row lock: suspects point at other deploys, whose rows
         # other looks may hold locked, and two such workers would deadlock.
         suspects.record_for_deploy(deploy, _regression_of(deploy, result))
-        # A regression that lives in one flag's cohort: the reason names the flag.
-        result.reason = " ".join(filter(None, [result.reason, suspects.lives_in(deploy)]))
+        # A regression another change explains, or that lives in one flag's cohort:
+        # the reason names it.
+        result.reason = " ".join(filter(None, [result.reason, suspects.named_cause(deploy)]))
     with transaction.atomic():
         deploy = Deployment.objects.select_for_update().get(pk=deployment_id)
         if _already_taken(deploy, checkpoint):

@@ -60,6 +60,11 @@ def test_a_downstream_deploy_ranks_first_as_the_suspect(t0):
     assert top.suspect_id == payments.pk and top.rank == 1
     assert "in child spans served by payments, which deployed v5" in top.evidence
     assert frontend.suspects.get(suspect=search).evidence.endswith("not below frontend.")
+    # payments explains the whole regression (its share is 1), and the verdict says so.
+    frontend.refresh_from_db()
+    assert frontend.verdict_reason.endswith(
+        "Likely cause: payments v5, not this deploy (100% of the regression)."
+    )
 
 
 def test_a_page_alert_gets_suspects_once(t0, client, read_token):
