@@ -185,21 +185,31 @@ def cohort_series(flag: str, service: str, start: datetime, end: datetime, step)
     series = []
     for cohort in sorted(flag_store.cohort_counts(flag, start, end, services=(service,))):
         requests = CohortFilter(flag=flag, service=service, start=start, end=end, cohort=cohort)
-        counts = _by_step(flag_store.cohort_request_minute_counts(requests), step)
+        by_minute = flag_store.cohort_request_minute_counts(requests)
+        counts = _by_step(by_minute, step)
         latency = flag_store.cohort_latency_per_step(requests, step=step, origin=figures.ORIGIN)
+        # A cohort is rated over the time it existed, as a service is over the time it
+        # served: the step its flag change falls in does not read low.
+        existed = [_minutes_spanned(by_minute)] if by_minute else []
         points = []
         for bucket in _steps(start, end, step):
             total = sum(n for n, _ in counts.get(bucket, []))
             errors = sum(e for _, e in counts.get(bucket, []))
             p50, p95, p99 = latency.get(bucket, (None, None, None))
+            seconds = figures.served_seconds(existed, bucket, min(bucket + step, end))
             points.append({
                 "t": bucket.isoformat(),
-                "rate": figures.rate(total, step.total_seconds()),
+                "rate": figures.rate(total, seconds),
                 "error_pct": figures.pct(errors, total),
                 "p50_ms": _round(p50), "p95_ms": _round(p95), "p99_ms": _round(p99),
             })  # fmt: skip
         series.append({"cohort": cohort, "points": points})
     return series
+
+
+def _minutes_spanned(by_minute: dict[datetime, object]) -> tuple[datetime, datetime]:
+    """From the first minute with requests to the end of the last one."""
+    return min(by_minute), max(by_minute) + timedelta(minutes=1)
 
 
 def _round(value: float | None) -> float | None:

@@ -7,10 +7,13 @@ flag trace at -4), and one of those two fails with FlagBoom (30 errors); the
 other four (120 in all) and the 180 before the change are `off`.
 """
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
 
 from dashboard import figures, pages, traces
+from dashboard import flags as flag_pages
 from tests.dashboard.factories import XSS
 from tests.dashboard.flag_factories import FLAG, build_flag_world
 
@@ -68,7 +71,8 @@ def test_the_flag_page_shows_shares_and_each_cohorts_traffic(viewer_client, worl
     on = cohorts["on"][30]
     assert on["rate"] == round(2 / 60, 4) and on["error_pct"] == 50.0
     assert on["p95_ms"] == pytest.approx(60.0)
-    assert cohorts["on"][0]["rate"] == 0.0 and cohorts["on"][0]["error_pct"] is None
+    # Before its change the on cohort did not exist: no rate, as for a service not yet serving.
+    assert cohorts["on"][0]["rate"] is None and cohorts["on"][0]["error_pct"] is None
     off = cohorts["off"][30]
     assert off["rate"] == round(4 / 60, 4) and off["error_pct"] == 0.0
     assert off["p50_ms"] == pytest.approx(20.0)
@@ -183,3 +187,16 @@ def test_the_deploy_page_marks_the_services_flag_changes_around_it(world, flag_w
     data = pages.deploy_page(world.failed_deploy, now=world.now)
     # The deploy at -30, the new-checkout change at -32: inside the charts' hour before.
     assert [c["id"] for c in data["flag_changes"]] == [flag_world.change.pk]
+
+
+def test_a_cohort_is_rated_over_the_time_it_existed_in_its_first_step(world, flag_world):
+    change_at = flag_world.change.at
+    # A step the change falls inside, not on its first minute.
+    steps = (timedelta(minutes=m) for m in (10, 7, 11))
+    step = next(step for step in steps if figures.floor(change_at, step) != change_at)
+    first = figures.floor(change_at, step)
+    series = flag_pages.cohort_series(FLAG, "checkout", first, first + 2 * step, step)
+    on = {s["cohort"]: s["points"] for s in series}["on"]
+    # From the change on, the on cohort serves 2 requests a minute (tests/dashboard/
+    # flag_factories.py): 2/60 per second, in the step it began in as in the next one.
+    assert on[0]["rate"] == on[1]["rate"] == round(2 / 60, 4)
