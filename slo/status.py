@@ -175,7 +175,7 @@ def _durations(slos: Iterable[SLO], now: datetime) -> list[timedelta]:
 
 _TRIPLE = "coalesce(sum(bad) {f}, 0), coalesce(sum(units) {f}, 0), coalesce(sum(total) {f}, 0)"
 
-# The rows of the burn windows, as (hour?, at, total, bad, units): every minute
+# The rows of the burn windows, as (is_hour, at, total, bad, units): every minute
 # of a timeslices SLO, whose units are minutes with traffic, bad when the
 # minute's own SLI (exact decimal comparison, good / total >= target) misses
 # the target; the edge minutes and whole hours of an occurrences SLO.
@@ -197,8 +197,9 @@ _WHOLE_HOURS = """
 # Whether row r counts in one burn window: an hour row if it is one of the
 # window's whole hours; a minute row if it is in the window, and (occurrences)
 # outside those hours. Every row read lies before the windows' common end.
+# This test alone decides what counts: the ranges read only bound the rows.
 _IN_BURN_WINDOW = """
-    CASE WHEN r.hour THEN r.at >= %s AND r.at < %s
+    CASE WHEN r.is_hour THEN r.at >= %s AND r.at < %s
          ELSE r.at >= %s AND (p.target IS NOT NULL OR r.at < %s OR r.at >= %s) END
 """
 
@@ -313,7 +314,7 @@ def _read(slos: list[SLO], now: datetime, *, window: bool = True) -> dict[int, _
         CROSS JOIN LATERAL (
             SELECT {", ".join(rolling)} FROM (
                 SELECT r.total, r.bad, r.units, {", ".join(flags)}
-                FROM ({" UNION ALL ".join(parts)}) AS r (hour, at, total, bad, units)
+                FROM ({" UNION ALL ".join(parts)}) AS r (is_hour, at, total, bad, units)
             ) AS r
         ) AS r
     """
