@@ -173,14 +173,35 @@ def _durations(slos: Iterable[SLO], now: datetime) -> list[timedelta]:
     return sorted(needed)
 
 
-# A minute's bad units and units: events, or one minute with traffic whose own
-# SLI (exact decimal comparison, good / total >= target) is bad or good.
-_UNITS = """
-    CASE WHEN p.target IS NULL THEN m.total - m.good
-         WHEN m.total > 0 AND m.good < p.target * m.total THEN 1 ELSE 0 END AS bad,
-    CASE WHEN p.target IS NULL THEN m.total WHEN m.total > 0 THEN 1 ELSE 0 END AS units
-"""
 _TRIPLE = "coalesce(sum(bad) {f}, 0), coalesce(sum(units) {f}, 0), coalesce(sum(total) {f}, 0)"
+
+# The rows of the burn windows, as (is_hour, at, total, bad, units): every minute
+# of a timeslices SLO, whose units are minutes with traffic, bad when the
+# minute's own SLI (exact decimal comparison, good / total >= target) misses
+# the target; the edge minutes and whole hours of an occurrences SLO.
+_TIMESLICE_MINUTES = """
+    SELECT false, m.minute, m.total,
+           CASE WHEN m.total > 0 AND m.good < p.target * m.total THEN 1 ELSE 0 END,
+           CASE WHEN m.total > 0 THEN 1 ELSE 0 END
+    FROM slo_slominute AS m
+    WHERE p.target IS NOT NULL AND m.slo_id = p.slo_id AND m.minute >= %s AND m.minute < %s
+"""
+_EDGE_MINUTES = """
+    SELECT false, m.minute, m.total, m.total - m.good, m.total FROM slo_slominute AS m
+    WHERE p.target IS NULL AND m.slo_id = p.slo_id AND m.minute >= %s AND m.minute < %s
+"""
+_WHOLE_HOURS = """
+    SELECT true, h.hour, h.total, h.total - h.good, h.total FROM slo_slohour AS h
+    WHERE p.target IS NULL AND h.slo_id = p.slo_id AND h.hour >= %s AND h.hour < %s
+"""
+# Whether row r counts in one burn window: an hour row if it is one of the
+# window's whole hours; a minute row if it is in the window, and (occurrences)
+# outside those hours. Every row read lies before the windows' common end.
+# This test alone decides what counts: the ranges read only bound the rows.
+_IN_BURN_WINDOW = """
+    CASE WHEN r.is_hour THEN r.at >= %s AND r.at < %s
+         ELSE r.at >= %s AND (p.target IS NOT NULL OR r.at < %s OR r.at >= %s) END
+"""
 
 
 @dataclass(frozen=True)
@@ -198,12 +219,46 @@ def _whole_hours(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return (first, last) if first < last else (end, end)
 
 
+@dataclass(frozen=True)
+class _BurnPlan:
+    """Where the burn windows [start, end) of an occurrences SLO are read.
+
+    Each window takes its whole UTC hours from slo_slohour and the minutes
+    at its two edges; `minutes` is the union of every window's edge minutes,
+    `hours` the span of every window's whole hours, so each row is read once.
+    """
+
+    windows: list[tuple[datetime, tuple[datetime, datetime]]]  # start, whole hours
+    minutes: list[tuple[datetime, datetime]]
+    hours: tuple[datetime, datetime] | None
+
+
+def _merged(ranges: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """The union of half-open ranges, as disjoint ranges in order (empty ones dropped)."""
+    merged: list[tuple[datetime, datetime]] = []
+    for low, high in sorted(r for r in ranges if r[0] < r[1]):
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
+
+
+def _burn_plan(durations: list[timedelta], end: datetime) -> _BurnPlan:
+    windows = [(end - d, _whole_hours(end - d, end)) for d in durations]
+    edges = [r for start, (first, last) in windows for r in ((start, first), (last, end))]
+    spans = [hours for _, hours in windows if hours[0] < hours[1]]
+    hours = (min(s for s, _ in spans), max(e for _, e in spans)) if spans else None
+    return _BurnPlan(windows, _merged(edges), hours)
+
+
 def _read(slos: list[SLO], now: datetime, *, window: bool = True) -> dict[int, _Read]:
     """Window counts, burn-window counts and first counted minute, per SLO, in one query.
 
-    An occurrences window sums slo_slohour for its whole hours and the minutes
-    at either end (timeslices need each minute). Without `window` the window's
-    counts are left at zero (the caller sums its own buckets instead).
+    An occurrences SLO sums slo_slohour for the whole hours of its window and
+    of each burn window, and minutes at their edges (timeslices need each
+    minute). Without `window` the window's counts are left at zero (the
+    caller sums its own buckets instead).
     """
     durations = _durations(slos, now)
     _, end = burn_range(durations[-1], now)
@@ -216,10 +271,19 @@ def _read(slos: list[SLO], now: datetime, *, window: bool = True) -> dict[int, _
         values.append("(%s::bigint, %s::timestamptz, %s::timestamptz, %s::timestamptz, "
                       "%s::timestamptz, %s::numeric)")  # fmt: skip
         params += [slo.pk, start, window_end, *hours, target]
-    rolling, rolling_params = [], []
-    for duration in durations:
-        rolling.append(_TRIPLE.format(f="FILTER (WHERE m.minute >= %s)"))
-        rolling_params += [end - duration] * 3
+    plan = _burn_plan(durations, end)
+    flags, flag_params = [], []
+    for index, (start, hours) in enumerate(plan.windows):
+        flags.append(f"{_IN_BURN_WINDOW} AS in_{index}")
+        flag_params += [*hours, start, *hours]
+    rolling = [_TRIPLE.format(f=f"FILTER (WHERE in_{i})") for i in range(len(durations))]
+    parts, part_params = [_TIMESLICE_MINUTES], [end - durations[-1], end]
+    for low, high in plan.minutes:
+        parts.append(_EDGE_MINUTES)
+        part_params += [low, high]
+    if plan.hours is not None:
+        parts.append(_WHOLE_HOURS)
+        part_params += list(plan.hours)
     sql = f"""
         WITH p (slo_id, win_start, win_end, hours_start, hours_end, target)
             AS (VALUES {", ".join(values)})
@@ -249,13 +313,13 @@ def _read(slos: list[SLO], now: datetime, *, window: bool = True) -> dict[int, _
         ) AS w
         CROSS JOIN LATERAL (
             SELECT {", ".join(rolling)} FROM (
-                SELECT m.minute, m.total, {_UNITS} FROM slo_slominute AS m
-                WHERE m.slo_id = p.slo_id AND m.minute >= %s AND m.minute < %s
-            ) AS m
+                SELECT r.total, r.bad, r.units, {", ".join(flags)}
+                FROM ({" UNION ALL ".join(parts)}) AS r (is_hour, at, total, bad, units)
+            ) AS r
         ) AS r
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *rolling_params, end - durations[-1], end])
+        cursor.execute(sql, [*params, *flag_params, *part_params])
         rows = cursor.fetchall()
     reads = {}
     for row in rows:
