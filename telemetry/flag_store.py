@@ -167,55 +167,70 @@ _INSERT_BATCH_SQL = (
 )
 
 
-def span_evaluations(rows: list[tuple]) -> SpanEvaluations:
+def span_evaluations(rows: list[tuple], events: list | None = None) -> SpanEvaluations:
     """Read and attribute the evaluations of one batch of span rows, without the database.
 
-    Straight from each event's fields to its stored entry, with the request
-    found once per evaluating span: this runs for every evaluation ingested.
+    events: the decoder's (row, event) picks for exactly these rows
+    (otlp.DecodedBatch.evaluation_events); without them the rows' events JSON is
+    read again. Straight from each event's fields to its stored entry, with
+    the request found once per evaluating span: this runs for every
+    evaluation ingested.
     """
+    if events is None:
+        events = flag_events.evaluation_events(rows)
     found = SpanEvaluations()
+    if not events:
+        return found
     index = _BatchIndex(rows)
     groups: dict[tuple[str, str], list] = defaultdict(list)
     pending: list[Evaluation] = []
-    span_row, seen = None, set()
-    for row, at, fields in flag_events.span_row_evaluations(rows):
-        if row is not span_row:
-            span_row, seen = row, set()
-            outcome, request = index.resolve_row(row)
-            ids = (bytes(row[_TRACE]).hex(), bytes(row[_SPAN]).hex())
-            attribution = _REQUEST if outcome == flag_events.FOUND else _NO_REQUEST
-            request_entry = _request_entry(request)
-        # One per time and flag on a span: two with neither time take the span's start.
-        if (at, fields[0]) in seen:
+    span_row = seen = first_key = None
+    fields_of, time_of, missing = flag_events.evaluation_fields, flag_events.time_of, _MISSING
+    for row, event in events:
+        fields = fields_of(event["attributes"])
+        if fields is None:
             continue
-        seen.add((at, fields[0]))
-        if outcome == flag_events.MISSING:
-            trace_id, span_id = bytes(row[_TRACE]), bytes(row[_SPAN])
-            pending.append(Evaluation(trace_id, span_id, row[_SERVICE], row[_ENVIRONMENT], at,
-                                      *fields, flag_events.SPAN_EVENT))  # fmt: skip
+        at = time_of(event["time_unix_nano"], row[_START])
+        if row is not span_row:
+            span_row, seen, first_key = row, None, (at, fields[0])
+            outcome, head, tail = index.entry_parts(row)
+            entries = groups[(row[_SERVICE], row[_ENVIRONMENT])]
         else:
-            groups[(row[_SERVICE], row[_ENVIRONMENT])].append(
-                [*ids, at, *fields[:_STORED_FIELDS], attribution, *request_entry]
-            )
-        found.count += 1
+            # One per time and flag on a span: two with neither time take the span's start.
+            if seen is None:
+                seen = {first_key}
+            if (at, fields[0]) in seen:
+                continue
+            seen.add((at, fields[0]))
+        if outcome == missing:
+            pending.append(Evaluation(row[_TRACE], row[_SPAN], row[_SERVICE], row[_ENVIRONMENT],
+                                      at, *fields, flag_events.SPAN_EVENT))  # fmt: skip
+        else:
+            entries.append((*head, at, *fields[:_STORED_FIELDS], *tail))
+    found.count = len(pending) + sum(len(entries) for entries in groups.values())
     received_at = timezone.now()
     for (service, environment), entries in groups.items():
-        found.batches.append(_batch_row(service, environment, entries, received_at))
+        if entries:
+            found.batches.append(_batch_row(service, environment, entries, received_at))
     found.pending = _values([_Row(e) for e in pending], received_at)
     return found
 
 
 _REQUEST, _NO_REQUEST = int(Attribution.REQUEST), int(Attribution.NO_REQUEST)
+_MISSING = flag_events.MISSING
 # evaluation_fields() from flag to error_type, as BATCH_FIELDS has them (not the message).
 _STORED_FIELDS = flag_events.FIELDS.index("error_type") + 1
 
 
-def _request_entry(row: tuple | None) -> tuple:
-    if row is None:
-        return (None, None, "", "", None, None, "")
+_NO_REQUEST_TAIL = (_NO_REQUEST, None, None, "", "", None, None, "")
+
+
+def _request_tail(request: tuple, request_hex: str) -> tuple:
+    """The entry's fields from attribution on, for a request span row."""
     return (
-        bytes(row[_SPAN]).hex(), row[_START], row[_ROUTE], row[_VERSION], row[_DURATION],
-        row[_IS_ERROR], spans.error_type(row[_EXCEPTION], row[_STATUS_MESSAGE]),
+        _REQUEST, request_hex, request[_START], request[_ROUTE], request[_VERSION],
+        request[_DURATION], request[_IS_ERROR],
+        spans.error_type(request[_EXCEPTION], request[_STATUS_MESSAGE]),
     )  # fmt: skip
 
 
@@ -317,6 +332,7 @@ _TRACE, _SPAN, _PARENT, _SERVICE, _KIND, _START, _ROUTE, _VERSION, _DURATION, _I
 )  # fmt: skip
 _EXCEPTION, _STATUS_MESSAGE = _ROW_INDEX["exception_type"], _ROW_INDEX["status_message"]
 _ENVIRONMENT = _ROW_INDEX["environment"]
+_REQUEST_KINDS = frozenset(int(kind) for kind in spans.REQUEST_KINDS)
 
 
 class _BatchIndex:
@@ -326,23 +342,41 @@ class _BatchIndex:
         self.rows = rows
         self.by_id: dict[tuple[bytes, bytes], tuple] | None = None
 
+    def entry_parts(self, row: tuple) -> tuple[str, tuple, tuple]:
+        """(outcome, head, tail) of the batch entries of evaluations on this row's span.
+
+        An entry is head + (at, the stored evaluation fields) + tail, in
+        BATCH_FIELDS order; head and tail are the same for every evaluation
+        of one span, so they are worked out once per span.
+        """
+        span_hex = row[_SPAN].hex()
+        head = (row[_TRACE].hex(), span_hex)
+        # The hooks write on the current span, most often the request span itself.
+        if row[_KIND] in _REQUEST_KINDS:
+            return flag_events.FOUND, head, _request_tail(row, span_hex)
+        outcome, request = self.resolve_row(row)
+        if request is None:
+            return outcome, head, _NO_REQUEST_TAIL
+        return outcome, head, _request_tail(request, request[_SPAN].hex())
+
     def resolve_row(self, row: tuple) -> tuple[str, tuple | None]:
         """(outcome, request span row) for an evaluation on this row's span.
 
-        flag_events.find_request's walk, over the rows: the hooks write on the
-        current span, most often the request span itself, which needs no index.
+        flag_events.find_request's walk, over the rows; the index of the
+        batch's spans by id is built only when a walk needs it.
         """
-        service, trace_id = row[_SERVICE], bytes(row[_TRACE])
+        service, trace_id = row[_SERVICE], row[_TRACE]
         for _ in range(flag_events.MAX_DEPTH):
             if row[_SERVICE] != service:
                 return flag_events.NO_REQUEST, None
-            if row[_KIND] in spans.REQUEST_KINDS:
+            if row[_KIND] in _REQUEST_KINDS:
                 return flag_events.FOUND, row
             if not row[_PARENT]:
                 return flag_events.NO_REQUEST, None
             if self.by_id is None:
-                self.by_id = {(bytes(r[_TRACE]), bytes(r[_SPAN])): r for r in self.rows}
-            row = self.by_id.get((trace_id, bytes(row[_PARENT])))
+                # Ids as the rows hold them (bytes, from the decoder and from psycopg).
+                self.by_id = {(r[_TRACE], r[_SPAN]): r for r in self.rows}
+            row = self.by_id.get((trace_id, row[_PARENT]))
             if row is None:
                 return flag_events.MISSING, None
         return flag_events.NO_REQUEST, None

@@ -27,6 +27,9 @@ UNKNOWN_SERVICE = "unknown_service"
 # Arrays and maps nested deeper than this are refused: no SDK sends them, and
 # unbounded nesting would exhaust the stack.
 MAX_VALUE_DEPTH = 16
+# Span events that carry a feature-flag evaluation (telemetry/flag_events.py
+# reads them); older OpenFeature hooks name them `feature_flag`.
+FLAG_EVENT_NAMES = frozenset(("feature_flag.evaluation", "feature_flag"))
 
 # Column order of the rows that spans_to_rows() yields; the store COPYs them as is.
 SPAN_COLUMNS = (
@@ -72,6 +75,9 @@ class DecodedBatch:
     rows: list[tuple] = field(default_factory=list)
     rejections: Counter = field(default_factory=Counter)
     trimmed: Counter = field(default_factory=Counter)
+    # (row, event) for each event named in FLAG_EVENT_NAMES, in row order: picked
+    # while the events are converted, so ingest need not parse their JSON again.
+    evaluation_events: list[tuple[tuple, dict]] = field(default_factory=list)
 
     @property
     def rejected(self) -> int:
@@ -160,6 +166,7 @@ def _hex_to_base64(value: str, *, parent: bool = False) -> str:
 def spans_to_rows(request: ExportTraceServiceRequest, limits: Limits) -> DecodedBatch:
     batch = DecodedBatch()
     trim = _Trimmer(limits, batch.trimmed)
+    picked = batch.evaluation_events
     for resource_spans in request.resource_spans:
         try:
             context = _ResourceContext(trim.attributes(resource_spans.resource.attributes))
@@ -170,7 +177,7 @@ def spans_to_rows(request: ExportTraceServiceRequest, limits: Limits) -> Decoded
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 try:
-                    batch.rows.append(_span_row(span, context, limits, trim))
+                    batch.rows.append(_span_row(span, context, limits, trim, picked))
                 except RejectedSpan as rejection:
                     batch.rejections[rejection.reason] += 1
     return batch
@@ -248,7 +255,9 @@ class _ResourceContext:
         self.resource_json = _json(resource)
 
 
-def _span_row(span, context: _ResourceContext, limits: Limits, trim: _Trimmer) -> tuple:
+def _span_row(
+    span, context: _ResourceContext, limits: Limits, trim: _Trimmer, evaluation_events: list
+) -> tuple:
     parent_span_id = _check_ids(span)
     start_time = EPOCH + timedelta(microseconds=span.start_time_unix_nano // 1000)
     if start_time < limits.oldest:
@@ -262,7 +271,7 @@ def _span_row(span, context: _ResourceContext, limits: Limits, trim: _Trimmer) -
     http_status = _http_status(attributes)
     name = _text(span.name)
     status_code = span.status.code
-    return (
+    row = (
         span.trace_id,
         span.span_id,
         parent_span_id,
@@ -285,6 +294,10 @@ def _span_row(span, context: _ResourceContext, limits: Limits, trim: _Trimmer) -
         context.resource_json,
         _json(events),
     )
+    for event in events:
+        if event["name"] in FLAG_EVENT_NAMES:
+            evaluation_events.append((row, event))
+    return row
 
 
 def _kept_events(events, limits: Limits, trim: _Trimmer):
