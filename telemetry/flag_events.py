@@ -280,19 +280,18 @@ def from_span_rows(rows: Iterable[tuple]) -> list[Evaluation]:
 
 def span_row_evaluations(rows: Iterable[tuple]) -> Iterator[tuple[tuple, datetime, tuple]]:
     """(row, time, evaluation_fields()) of each evaluation event in span rows, in order."""
-    for row, event in evaluation_events(rows):
-        fields = evaluation_fields(event["attributes"])
+    for row, unix_nano, attributes in evaluation_events(rows):
+        fields = evaluation_fields(attributes)
         if fields is not None:
-            yield row, time_of(event["time_unix_nano"], row[_START]), fields
+            yield row, time_of(unix_nano, row[_START]), fields
 
 
-def evaluation_events(rows: Iterable[tuple]) -> list[tuple[tuple, dict]]:
-    """(row, event) for each flag evaluation event in span rows, in order.
+def evaluation_events(rows: Iterable[tuple]) -> otlp.EvaluationEvents:
+    """The flag evaluation events of span rows, read back from their events JSON.
 
-    What the decoder picks as it converts the events (otlp.DecodedBatch.evaluation_events),
-    read back from the rows' events JSON, with the same shape.
+    What the decoder picks as it converts the events (otlp.DecodedBatch.evaluation_events).
     """
-    found = []
+    found = otlp.EvaluationEvents()
     for row in rows:
         events = row[_EVENTS]
         if isinstance(events, str):
@@ -302,10 +301,8 @@ def evaluation_events(rows: Iterable[tuple]) -> list[tuple[tuple, dict]]:
         # else: already decoded, as PostgreSQL returns the jsonb of a retried batch's rows.
         for event in events:
             if event.get("name") in EVENT_NAMES:
-                found.append((row, {
-                    "attributes": event.get("attributes") or {},
-                    "time_unix_nano": int(event.get("time_unix_nano") or 0),
-                }))  # fmt: skip
+                unix_nano = int(event.get("time_unix_nano") or 0)
+                found.add(row, unix_nano, event.get("attributes") or {})
     return found
 
 

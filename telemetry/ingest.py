@@ -318,7 +318,9 @@ def _store_with_retry_on_dropped_partition(batch: otlp.DecodedBatch) -> None:
         store_rows(batch.rows, evaluation_events=batch.evaluation_events)
 
 
-def store_rows(rows: list[tuple], *, evaluation_events: list | None = None) -> int:
+def store_rows(
+    rows: list[tuple], *, evaluation_events: otlp.EvaluationEvents | None = None
+) -> int:
     """Store span rows exactly once each, and return how many were new.
 
     evaluation_events, when given, is the decoder's DecodedBatch.evaluation_events for
