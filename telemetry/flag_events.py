@@ -170,9 +170,26 @@ FIELDS = Evaluation._fields[Evaluation._fields.index("flag") : Evaluation._field
 def evaluation_fields(attributes: dict, body_value=None) -> tuple | None:
     """The evaluation's FIELDS from an event's attributes; None when no flag key is named.
 
-    One pass over the attributes, keeping for each field its best-ranked name
-    that is set (not None, not empty): ingest calls this once per evaluation.
+    Ingest calls this once per evaluation, and a few flags and variants make
+    nearly all of them: the results are remembered, by the attributes as sent
+    when they name no context id, else by what was picked from them.
     """
+    if body_value is None and _CONTEXT_ID_NAME not in attributes:
+        try:
+            key = tuple(attributes.items())
+            fields = _AS_SENT.get(key, _UNKNOWN)
+        except TypeError:  # an array or map value: not hashable, and rare
+            key = fields = _UNKNOWN
+        if fields is _UNKNOWN:
+            fields = _picked_fields(attributes, None)
+            if key is not _UNKNOWN:
+                _remember(_AS_SENT, key, [value for _, value in key], fields)
+        return fields
+    return _picked_fields(attributes, body_value)
+
+
+def _picked_fields(attributes: dict, body_value) -> tuple | None:
+    """One pass over the attributes, keeping for each field its best-ranked name that is set."""
     picked = [None] * 11
     ranks = [_UNSET_RANK] * 11
     for name, raw in attributes.items():
@@ -189,32 +206,33 @@ def evaluation_fields(attributes: dict, body_value=None) -> tuple | None:
     picked[_CONTEXT_ID] = body_value
     key = tuple(picked)
     try:
-        fields = _LABELLED.get(key, _UNKNOWN)
-    except TypeError:  # an array or map value: not hashable, and rare
+        fields = _PICKED.get(key, _UNKNOWN)
+    except TypeError:
         fields = _UNKNOWN
     if fields is _UNKNOWN:
         fields = _labelled(key)
-        _remember(key, fields)
+        _remember(_PICKED, key, key, fields)
     if fields is None or context_id is None:
         return fields
     return (*fields[:_CONTEXT_ID], _label(context_id), *fields[_CONTEXT_ID + 1 :])
 
 
 _CONTEXT_ID = 6  # in _SLOTS and in FIELDS alike
-# evaluation_fields()'s results by what it picked: a few flags and variants make
-# nearly all the evaluations, and labelling them (a JSON parse for the value)
-# cost more than the pick. Bounded, and emptied when full.
-_LABELLED: dict[tuple, tuple | None] = {}
-_LABELLED_SIZE = 4096
+_CONTEXT_ID_NAME = CONTEXT_ID_NAMES[0]
+# evaluation_fields()'s results: labelling (a JSON parse for the value) cost
+# more than the pick. Bounded, and emptied when full.
+_AS_SENT: dict[tuple, tuple | None] = {}
+_PICKED: dict[tuple, tuple | None] = {}
+_MEMO_SIZE = 4096
 _UNKNOWN = object()
 
 
-def _remember(key: tuple, fields: tuple | None) -> None:
+def _remember(memo: dict, key: tuple, values, fields: tuple | None) -> None:
     # Only text: 1, 1.0 and True are equal keys, though each has its own canonical value.
-    if all(raw is None or raw.__class__ is str for raw in key):
-        if len(_LABELLED) >= _LABELLED_SIZE:
-            _LABELLED.clear()
-        _LABELLED[key] = fields
+    if all(value is None or value.__class__ is str for value in values):
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        memo[key] = fields
 
 
 def _labelled(picked: tuple) -> tuple | None:
