@@ -189,7 +189,7 @@ def span_evaluations(
     index = _BatchIndex(rows)
     groups: dict[tuple[str, str], list] = defaultdict(list)
     pending: list[Evaluation] = []
-    span_row = seen = first_key = None
+    span_row = seen = first_at = first_flag = service = environment = None
     fields_of, missing = flag_events.evaluation_fields, _MISSING
     for row, unix_nano, attributes in events:
         fields = fields_of(attributes)
@@ -198,13 +198,16 @@ def span_evaluations(
         # The span's start for an event without a time, as flag_events.time_of().
         at = unix_nano // 1000 if unix_nano else _micros(row[_START])
         if row is not span_row:
-            span_row, seen, first_key = row, None, (at, fields[0])
+            span_row, seen, first_at, first_flag = row, None, at, fields[0]
             outcome, head, tail = index.entry_parts(row)
-            entries = groups[(row[_SERVICE], row[_ENVIRONMENT])]
+            # The rows of one resource share these strings: a dict lookup only per resource.
+            if row[_SERVICE] is not service or row[_ENVIRONMENT] is not environment:
+                service, environment = row[_SERVICE], row[_ENVIRONMENT]
+                entries = groups[(service, environment)]
         else:
             # One per time and flag on a span: two with neither time take the span's start.
             if seen is None:
-                seen = {first_key}
+                seen = {(first_at, first_flag)}
             if (at, fields[0]) in seen:
                 continue
             seen.add((at, fields[0]))

@@ -321,7 +321,10 @@ def _span_row(
     )
     for event in events:
         if event["name"] in FLAG_EVENT_NAMES:
-            picked.add(row, event["time_unix_nano"], event["attributes"])
+            # Not picked.add(): a call less per evaluation, on the hot path.
+            picked.rows.append(row)
+            picked.times.append(event["time_unix_nano"])
+            picked.attributes.append(event["attributes"])
     return row
 
 
