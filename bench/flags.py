@@ -136,9 +136,10 @@ def ingest_costs(clock: Clock, payloads: list[bytes]) -> list[float]:
 
     started = clock.now()
     for body in payloads:
-        rows = otlp.spans_to_rows(otlp.decode_protobuf(body), ingest.current_limits()).rows
+        batch = otlp.spans_to_rows(otlp.decode_protobuf(body), ingest.current_limits())
         with transaction.atomic():
-            ingest.store_rows(rows)
+            # As ingest_request() stores them: with the events the decoder picked.
+            ingest.store_rows(batch.rows, evaluation_events=batch.evaluation_events)
     return _elapsed(clock, started)
 
 

@@ -149,13 +149,16 @@ class SpanEvaluations:
 
 
 def _batch_key(batch: tuple, entry: list) -> tuple:
-    at = datetime.fromisoformat(entry[2])
+    at = _from_micros(entry[2])
     return (at, bytes.fromhex(entry[0]), bytes.fromhex(entry[1]), entry[3], batch[0])
 
 
-# The order of each evaluation's array in FlagEvaluationBatch.evaluations.
+# The order of each evaluation's array in FlagEvaluationBatch.evaluations. The
+# evaluation's time is in microseconds since the epoch: ingest has it as an
+# integer, and reads turn it into a timestamp several times faster than they
+# parse one (migration 0009 converted the ISO texts stored before).
 BATCH_FIELDS = (
-    "trace_id", "span_id", "at", "flag", "cohort", "variant", "value", "provider", "reason",
+    "trace_id", "span_id", "at_us", "flag", "cohort", "variant", "value", "provider", "reason",
     "context_id", "set_id", "flag_version", "error_type", "attribution", "request_span_id",
     "request_start", "route", "request_version", "request_duration_us", "request_is_error",
     "request_error_type",
@@ -167,55 +170,76 @@ _INSERT_BATCH_SQL = (
 )
 
 
-def span_evaluations(rows: list[tuple]) -> SpanEvaluations:
+def span_evaluations(
+    rows: list[tuple], events: otlp.EvaluationEvents | None = None
+) -> SpanEvaluations:
     """Read and attribute the evaluations of one batch of span rows, without the database.
 
-    Straight from each event's fields to its stored entry, with the request
-    found once per evaluating span: this runs for every evaluation ingested.
+    events: what the decoder picked for exactly these rows
+    (otlp.DecodedBatch.evaluation_events); without them the rows' events JSON
+    is read again. Straight from each event's fields to its stored entry, with
+    the request found once per evaluating span: this runs for every
+    evaluation ingested.
     """
+    if events is None:
+        events = flag_events.evaluation_events(rows)
     found = SpanEvaluations()
+    if not events:
+        return found
     index = _BatchIndex(rows)
     groups: dict[tuple[str, str], list] = defaultdict(list)
     pending: list[Evaluation] = []
-    span_row, seen = None, set()
-    for row, at, fields in flag_events.span_row_evaluations(rows):
-        if row is not span_row:
-            span_row, seen = row, set()
-            outcome, request = index.resolve_row(row)
-            ids = (bytes(row[_TRACE]).hex(), bytes(row[_SPAN]).hex())
-            attribution = _REQUEST if outcome == flag_events.FOUND else _NO_REQUEST
-            request_entry = _request_entry(request)
-        # One per time and flag on a span: two with neither time take the span's start.
-        if (at, fields[0]) in seen:
+    span_row = seen = first_at = first_flag = service = environment = None
+    fields_of, missing = flag_events.evaluation_fields, _MISSING
+    for row, unix_nano, attributes in events:
+        fields = fields_of(attributes)
+        if fields is None:
             continue
-        seen.add((at, fields[0]))
-        if outcome == flag_events.MISSING:
-            trace_id, span_id = bytes(row[_TRACE]), bytes(row[_SPAN])
-            pending.append(Evaluation(trace_id, span_id, row[_SERVICE], row[_ENVIRONMENT], at,
-                                      *fields, flag_events.SPAN_EVENT))  # fmt: skip
+        # The span's start for an event without a time, as flag_events.time_of().
+        at = unix_nano // 1000 if unix_nano else _micros(row[_START])
+        if row is not span_row:
+            span_row, seen, first_at, first_flag = row, None, at, fields[0]
+            outcome, head, tail = index.entry_parts(row)
+            # The rows of one resource share these strings: a dict lookup only per resource.
+            if row[_SERVICE] is not service or row[_ENVIRONMENT] is not environment:
+                service, environment = row[_SERVICE], row[_ENVIRONMENT]
+                entries = groups[(service, environment)]
         else:
-            groups[(row[_SERVICE], row[_ENVIRONMENT])].append(
-                [*ids, at, *fields[:_STORED_FIELDS], attribution, *request_entry]
-            )
-        found.count += 1
+            # One per time and flag on a span: two with neither time take the span's start.
+            if seen is None:
+                seen = {(first_at, first_flag)}
+            if (at, fields[0]) in seen:
+                continue
+            seen.add((at, fields[0]))
+        if outcome == missing:
+            pending.append(Evaluation(row[_TRACE], row[_SPAN], row[_SERVICE], row[_ENVIRONMENT],
+                                      _from_micros(at), *fields, SPAN_EVENT))  # fmt: skip
+        else:
+            entries.append((*head, at, *fields[:_STORED_FIELDS], *tail))
+    found.count = len(pending) + sum(len(entries) for entries in groups.values())
     received_at = timezone.now()
     for (service, environment), entries in groups.items():
-        found.batches.append(_batch_row(service, environment, entries, received_at))
+        if entries:
+            found.batches.append(_batch_row(service, environment, entries, received_at))
     found.pending = _values([_Row(e) for e in pending], received_at)
     return found
 
 
 _REQUEST, _NO_REQUEST = int(Attribution.REQUEST), int(Attribution.NO_REQUEST)
+_MISSING, SPAN_EVENT = flag_events.MISSING, flag_events.SPAN_EVENT
 # evaluation_fields() from flag to error_type, as BATCH_FIELDS has them (not the message).
 _STORED_FIELDS = flag_events.FIELDS.index("error_type") + 1
 
 
-def _request_entry(row: tuple | None) -> tuple:
-    if row is None:
-        return (None, None, "", "", None, None, "")
+_NO_REQUEST_TAIL = (_NO_REQUEST, None, None, "", "", None, None, "")
+
+
+def _request_tail(request: tuple, request_hex: str) -> tuple:
+    """The entry's fields from attribution on, for a request span row."""
     return (
-        bytes(row[_SPAN]).hex(), row[_START], row[_ROUTE], row[_VERSION], row[_DURATION],
-        row[_IS_ERROR], spans.error_type(row[_EXCEPTION], row[_STATUS_MESSAGE]),
+        _REQUEST, request_hex, request[_START], request[_ROUTE], request[_VERSION],
+        request[_DURATION], request[_IS_ERROR],
+        spans.error_type(request[_EXCEPTION], request[_STATUS_MESSAGE]),
     )  # fmt: skip
 
 
@@ -223,7 +247,19 @@ def _batch_row(service: str, environment: str, entries: list, received_at: datet
     times = [entry[2] for entry in entries]
     flags = sorted({entry[3] for entry in entries})
     payload = orjson.dumps(entries).decode()
-    return (service, environment, min(times), max(times), received_at, flags, payload)
+    first, last = _from_micros(min(times)), _from_micros(max(times))
+    return (service, environment, first, last, received_at, flags, payload)
+
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(at: datetime) -> int:
+    return (at - otlp.EPOCH) // _MICROSECOND
+
+
+def _from_micros(micros: int) -> datetime:
+    return otlp.EPOCH + timedelta(microseconds=micros)
 
 
 def insert_batches(found: SpanEvaluations, cursor) -> None:
@@ -317,6 +353,7 @@ _TRACE, _SPAN, _PARENT, _SERVICE, _KIND, _START, _ROUTE, _VERSION, _DURATION, _I
 )  # fmt: skip
 _EXCEPTION, _STATUS_MESSAGE = _ROW_INDEX["exception_type"], _ROW_INDEX["status_message"]
 _ENVIRONMENT = _ROW_INDEX["environment"]
+_REQUEST_KINDS = frozenset(int(kind) for kind in spans.REQUEST_KINDS)
 
 
 class _BatchIndex:
@@ -326,23 +363,41 @@ class _BatchIndex:
         self.rows = rows
         self.by_id: dict[tuple[bytes, bytes], tuple] | None = None
 
+    def entry_parts(self, row: tuple) -> tuple[str, tuple, tuple]:
+        """(outcome, head, tail) of the batch entries of evaluations on this row's span.
+
+        An entry is head + (at, the stored evaluation fields) + tail, in
+        BATCH_FIELDS order; head and tail are the same for every evaluation
+        of one span, so they are worked out once per span.
+        """
+        span_hex = row[_SPAN].hex()
+        head = (row[_TRACE].hex(), span_hex)
+        # The hooks write on the current span, most often the request span itself.
+        if row[_KIND] in _REQUEST_KINDS:
+            return flag_events.FOUND, head, _request_tail(row, span_hex)
+        outcome, request = self.resolve_row(row)
+        if request is None:
+            return outcome, head, _NO_REQUEST_TAIL
+        return outcome, head, _request_tail(request, request[_SPAN].hex())
+
     def resolve_row(self, row: tuple) -> tuple[str, tuple | None]:
         """(outcome, request span row) for an evaluation on this row's span.
 
-        flag_events.find_request's walk, over the rows: the hooks write on the
-        current span, most often the request span itself, which needs no index.
+        flag_events.find_request's walk, over the rows; the index of the
+        batch's spans by id is built only when a walk needs it.
         """
-        service, trace_id = row[_SERVICE], bytes(row[_TRACE])
+        service, trace_id = row[_SERVICE], row[_TRACE]
         for _ in range(flag_events.MAX_DEPTH):
             if row[_SERVICE] != service:
                 return flag_events.NO_REQUEST, None
-            if row[_KIND] in spans.REQUEST_KINDS:
+            if row[_KIND] in _REQUEST_KINDS:
                 return flag_events.FOUND, row
             if not row[_PARENT]:
                 return flag_events.NO_REQUEST, None
             if self.by_id is None:
-                self.by_id = {(bytes(r[_TRACE]), bytes(r[_SPAN])): r for r in self.rows}
-            row = self.by_id.get((trace_id, bytes(row[_PARENT])))
+                # Ids as the rows hold them (bytes, from the decoder and from psycopg).
+                self.by_id = {(r[_TRACE], r[_SPAN]): r for r in self.rows}
+            row = self.by_id.get((trace_id, row[_PARENT]))
             if row is None:
                 return flag_events.MISSING, None
         return flag_events.NO_REQUEST, None
@@ -530,9 +585,11 @@ _ROW_COLUMNS = (
     "request_span_id, request_start, route, request_version, request_duration_us, "
     "request_is_error, request_error_type"
 )
+# Exact: the bigint becomes a float8 factor, exact below 2**53 µs (the year 2255).
+_AT_SQL = "timestamptz 'epoch' + (r->>2)::bigint * interval '1 microsecond'"
 _UNPACKED_COLUMNS = (
     "decode(r->>0, 'hex'), decode(r->>1, 'hex'), b.service, b.environment, "
-    "(r->>2)::timestamptz, r->>3, r->>4, r->>5, r->>6, r->>7, r->>8, r->>9, r->>10, r->>11, "
+    f"{_AT_SQL}, r->>3, r->>4, r->>5, r->>6, r->>7, r->>8, r->>9, r->>10, r->>11, "
     "r->>12, 'span_event', (r->>13)::smallint, decode(r->>14, 'hex'), (r->>15)::timestamptz, "
     "r->>16, r->>17, (r->>18)::bigint, (r->>19)::boolean, r->>20"
 )

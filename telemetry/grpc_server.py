@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
-from telemetry import auth, ingest, receiver
+from telemetry import asgi, auth, ingest, receiver
 from telemetry.ingest import StoreUnavailable, TooManySpans
 from telemetry.models import TokenScope
 
@@ -26,11 +26,11 @@ logger = logging.getLogger(__name__)
 
 def _export(context, accept, request):
     """Authenticate, then hand the request to accept(request); abort as OTLP says."""
-    # Like Django's request signals: drop connections past their age or broken.
-    close_old_connections()
     try:
-        _authenticate(context)
-        return accept(request)
+        # As the HTTP receivers do: connections past their age or broken are
+        # dropped, and one this thread used within the last second is not
+        # health-checked again (a SELECT 1 round trip on every batch).
+        return asgi._with_fresh_connections(_authenticate_and_accept, context, accept, request)
     except (StoreUnavailable, DatabaseError):
         # DatabaseError: a token never confirmed before the database went down.
         _abort_with_retry(
@@ -44,6 +44,11 @@ def _export(context, accept, request):
         context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
     finally:
         close_old_connections()
+
+
+def _authenticate_and_accept(context, accept, request):
+    _authenticate(context)
+    return accept(request)
 
 
 def _authenticate(context) -> None:

@@ -206,8 +206,20 @@ class Http2Answer(asyncio.Protocol):
             self._idle.cancel()
 
 
+# Seconds an idle keep-alive connection stays open on the OTLP/HTTP port. The
+# SDKs export every 5 s by default (OTEL_BSP_SCHEDULE_DELAY); gunicorn's
+# keep-alive, which uvicorn's worker takes, is 2 s, so every export paid a new
+# TCP connection. An idle connection costs the event loop a socket, no thread.
+KEEP_ALIVE_SECONDS = 15
+
+
 class OtlpWorker(UvicornWorker):
     """gunicorn worker class: `-k telemetry.http_server.OtlpWorker`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A longer --keep-alive given to gunicorn still wins.
+        self.config.timeout_keep_alive = max(self.cfg.keepalive, KEEP_ALIVE_SECONDS)
 
     CONFIG_KWARGS = {
         "loop": "auto",

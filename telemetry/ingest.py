@@ -176,7 +176,7 @@ def ingest_request(request, *, body: bytes | None = None) -> otlp.DecodedBatch:
         with _slots:
             batch = otlp.spans_to_rows(request, current_limits())
             if batch.rows:
-                _store_unless_down(batch.rows)
+                _store_unless_down(batch)
     except StoreUnavailable:
         # Over capacity, the batch was not decoded: its replay logs what it rejects.
         _spool_or_raise(request, body)
@@ -184,12 +184,12 @@ def ingest_request(request, *, body: bytes | None = None) -> otlp.DecodedBatch:
     return batch
 
 
-def _store_unless_down(rows: list[tuple]) -> None:
+def _store_unless_down(batch: otlp.DecodedBatch) -> None:
     # With nowhere else to put the batch, the database is always worth a try.
     if database_down() and current_spool().enabled:
         raise StoreUnavailable("the database failed a store just now")
     try:
-        _store_with_retry_on_dropped_partition(rows)
+        _store_with_retry_on_dropped_partition(batch)
     except StoreUnavailable:
         _note_outage()
         raise
@@ -238,7 +238,7 @@ def _store_spooled(payload: bytes) -> None:
     with _slots.turn():
         batch = otlp.spans_to_rows(request, current_limits())
         if batch.rows:
-            _store_with_retry_on_dropped_partition(batch.rows)
+            _store_with_retry_on_dropped_partition(batch)
     _note_recovery()
     if batch.rejected:
         logger.warning("A spooled batch, replayed: %s", batch.rejection_message())
@@ -309,25 +309,35 @@ def _check_span_count(request) -> None:
         raise TooManySpans(f"{count} spans in one request; the limit is {limit}")
 
 
-def _store_with_retry_on_dropped_partition(rows: list[tuple]) -> None:
+def _store_with_retry_on_dropped_partition(batch: otlp.DecodedBatch) -> None:
     try:
-        store_rows(rows)
+        store_rows(batch.rows, evaluation_events=batch.evaluation_events)
     except psycopg.errors.CheckViolation:
         # Another process dropped or never had a partition our cache trusted.
         partitions.forget_partitions()
-        store_rows(rows)
+        store_rows(batch.rows, evaluation_events=batch.evaluation_events)
 
 
-def store_rows(rows: list[tuple]) -> int:
-    """Store span rows exactly once each, and return how many were new."""
+def store_rows(
+    rows: list[tuple], *, evaluation_events: otlp.EvaluationEvents | None = None
+) -> int:
+    """Store span rows exactly once each, and return how many were new.
+
+    evaluation_events, when given, is the decoder's DecodedBatch.evaluation_events for
+    exactly these rows: it spares reading the flag evaluations back out of
+    the events JSON.
+    """
     try:
         partitions.ensure_partitions({row[otlp.START_TIME_INDEX].date() for row in rows})
         with transaction.atomic():
             _limit_waiting(settings.MONOENV_INGEST_DB_TIMEOUT_SECONDS)
             stored = _copy_new_rows(rows)
             # A retried batch's spans are skipped above, and their flag
-            # evaluations with them, so neither is doubled.
-            evaluations = flag_store.span_evaluations(stored)
+            # evaluations with them, so neither is doubled: the picks hold
+            # only when every row was new.
+            evaluations = flag_store.span_evaluations(
+                stored, evaluation_events if stored is rows else None
+            )
             # One round trip for the statements that follow the COPY.
             with connection.cursor() as cursor, connection.connection.pipeline():
                 _count_service_days(stored)

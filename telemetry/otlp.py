@@ -27,6 +27,9 @@ UNKNOWN_SERVICE = "unknown_service"
 # Arrays and maps nested deeper than this are refused: no SDK sends them, and
 # unbounded nesting would exhaust the stack.
 MAX_VALUE_DEPTH = 16
+# Span events that carry a feature-flag evaluation (telemetry/flag_events.py
+# reads them); older OpenFeature hooks name them `feature_flag`.
+FLAG_EVENT_NAMES = frozenset(("feature_flag.evaluation", "feature_flag"))
 
 # Column order of the rows that spans_to_rows() yields; the store COPYs them as is.
 SPAN_COLUMNS = (
@@ -62,6 +65,33 @@ class Limits:
 
 
 @dataclass
+class EvaluationEvents:
+    """The span events named in FLAG_EVENT_NAMES, in row order, as three parallel lists.
+
+    Picked while the decoder converts the events, so ingest need not parse
+    their JSON back. Parallel lists rather than a tuple per event: the tuples
+    would live as long as the batch, and so many surviving objects set off the
+    garbage collector, which cost more than the JSON parse they save.
+    """
+
+    rows: list[tuple] = field(default_factory=list)  # the span row holding each event
+    times: list[int] = field(default_factory=list)  # time_unix_nano, 0 when unset
+    attributes: list[dict] = field(default_factory=list)
+
+    def add(self, row: tuple, time_unix_nano: int, attributes: dict) -> None:
+        self.rows.append(row)
+        self.times.append(time_unix_nano)
+        self.attributes.append(attributes)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        """(row, time_unix_nano, attributes) of each event."""
+        return zip(self.rows, self.times, self.attributes, strict=True)
+
+
+@dataclass
 class DecodedBatch:
     """Rows to store, spans rejected by reason, and what was trimmed from the rest.
 
@@ -72,6 +102,7 @@ class DecodedBatch:
     rows: list[tuple] = field(default_factory=list)
     rejections: Counter = field(default_factory=Counter)
     trimmed: Counter = field(default_factory=Counter)
+    evaluation_events: EvaluationEvents = field(default_factory=EvaluationEvents)
 
     @property
     def rejected(self) -> int:
@@ -160,6 +191,7 @@ def _hex_to_base64(value: str, *, parent: bool = False) -> str:
 def spans_to_rows(request: ExportTraceServiceRequest, limits: Limits) -> DecodedBatch:
     batch = DecodedBatch()
     trim = _Trimmer(limits, batch.trimmed)
+    picked = batch.evaluation_events
     for resource_spans in request.resource_spans:
         try:
             context = _ResourceContext(trim.attributes(resource_spans.resource.attributes))
@@ -170,7 +202,7 @@ def spans_to_rows(request: ExportTraceServiceRequest, limits: Limits) -> Decoded
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 try:
-                    batch.rows.append(_span_row(span, context, limits, trim))
+                    batch.rows.append(_span_row(span, context, limits, trim, picked))
                 except RejectedSpan as rejection:
                     batch.rejections[rejection.reason] += 1
     return batch
@@ -248,7 +280,9 @@ class _ResourceContext:
         self.resource_json = _json(resource)
 
 
-def _span_row(span, context: _ResourceContext, limits: Limits, trim: _Trimmer) -> tuple:
+def _span_row(
+    span, context: _ResourceContext, limits: Limits, trim: _Trimmer, picked: EvaluationEvents
+) -> tuple:
     parent_span_id = _check_ids(span)
     start_time = EPOCH + timedelta(microseconds=span.start_time_unix_nano // 1000)
     if start_time < limits.oldest:
@@ -262,7 +296,7 @@ def _span_row(span, context: _ResourceContext, limits: Limits, trim: _Trimmer) -
     http_status = _http_status(attributes)
     name = _text(span.name)
     status_code = span.status.code
-    return (
+    row = (
         span.trace_id,
         span.span_id,
         parent_span_id,
@@ -285,6 +319,13 @@ def _span_row(span, context: _ResourceContext, limits: Limits, trim: _Trimmer) -
         context.resource_json,
         _json(events),
     )
+    for event in events:
+        if event["name"] in FLAG_EVENT_NAMES:
+            # Not picked.add(): a call less per evaluation, on the hot path.
+            picked.rows.append(row)
+            picked.times.append(event["time_unix_nano"])
+            picked.attributes.append(event["attributes"])
+    return row
 
 
 def _kept_events(events, limits: Limits, trim: _Trimmer):

@@ -167,6 +167,35 @@ class TestSpanEvents:
         assert [(e.flag, e.cohort, e.span_id, e.at) for e in found] == [("f", "on", SPAN, T0)]
         assert found[0].service == "checkout"
 
+    def test_the_decoders_picks_are_the_events_json_read_back(self):
+        from telemetry import otlp
+        from tests.telemetry.otlp_payloads import make_request, make_span
+
+        first = make_span(start=T0, events=[
+            ("feature_flag", {"feature_flag.key": "old-name"}),
+            ("exception", {"exception.type": "E"}),
+            ("feature_flag.evaluation", {"feature_flag.key": "f", "feature_flag.variant": "b"}),
+        ])  # fmt: skip
+        second = make_span(start=T0, events=[("cache", {"feature_flag.key": "f"})])
+        limits = otlp.Limits(oldest=T0 - timedelta(days=1), newest=T0 + timedelta(days=1),
+                             retention_days=1, max_attribute_value_bytes=1024)  # fmt: skip
+        batch = otlp.spans_to_rows(make_request([first, second]), limits)
+
+        picked = list(batch.evaluation_events)
+        assert [attributes["feature_flag.key"] for _, _, attributes in picked] == ["old-name", "f"]
+        assert picked == list(flag_events.evaluation_events(batch.rows))
+
+    @pytest.mark.parametrize("repeat", [1, 2], ids=["first", "remembered"])
+    def test_values_equal_in_python_keep_their_own_canonical_text(self, repeat):
+        # 1, 1.0 and True are equal (and hash alike) in Python; as flag values
+        # they are the JSON texts 1, 1.0 and true.
+        for _ in range(repeat):
+            values = [
+                one_event({"feature_flag.key": "n", "feature_flag.result.value": raw}).value
+                for raw in (True, 1, 1.0)
+            ]
+        assert values == ["true", "1", "1.0"]
+
 
 def logs_request(records: list[dict], *, resource=None) -> ExportLogsServiceRequest:
     request = ExportLogsServiceRequest()
