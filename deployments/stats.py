@@ -659,7 +659,9 @@ def recovery_alphas(
     with probability at most `alpha`. Windows come longest first.
     """
     grid = [
-        look for look in sorted(set(looks)) if look - since >= 2 * step and (look - since) % step == 0
+        look
+        for look in sorted(set(looks))
+        if look - since >= 2 * step and (look - since) % step == 0
     ]
     plan = {
         look: [(start, look - start) for start in range(since + step, look - step + 1, step)]
