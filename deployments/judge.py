@@ -12,9 +12,8 @@ Invariants:
 - A route the baseline never served is part of the candidate: its errors are
   compared with the baseline's service-wide rate, and its error types count
   as new like any other.
-- `fail` needs a finding that is significant after the weighted Holm
-  correction at the look's alpha (half of it for the service's error rate:
-  holm_weights), and whose estimate reaches the fail floor: a share
+- `fail` needs a finding that is significant after Holm's correction at the
+  look's alpha, and whose estimate reaches the fail floor: a share
   (Thresholds.fail_floor) of its practical threshold, since a regression at
   the threshold is a real one (docs/deployments.md, "What fail means").
 - `pass` needs non-inferiority of the service's error rate and p95 latency
@@ -66,11 +65,6 @@ class Rules:
     min_route_requests: int = 50
     new_error_type_min_count: int = 5
     throughput_drop_ratio: float = 0.5
-    # The share of a look's alpha that the service's error rate (route by
-    # route) gets in the weighted Holm of its comparisons (holm_weights); 0:
-    # an equal share. Half: the benchmark's recall at the error threshold
-    # rose from 0.75 to 0.90 at 10 req/s, every other class unchanged.
-    service_error_share: float = 0.5
 
 
 @dataclass
@@ -165,7 +159,7 @@ def judge(
     if not baseline.routes():
         return judgement
     findings = compare(baseline, candidate, shared, rules) + list(extra or [])
-    adjust(findings, alpha=rules.fail_alpha, weights=holm_weights(findings, rules))
+    adjust(findings, alpha=rules.fail_alpha)
     judgement.findings = findings
     if any(f.significant for f in findings):
         judgement.verdict, judgement.outcome = FAIL, Outcome.REGRESSED
@@ -522,46 +516,13 @@ def recovery(recent: Judgement, baseline: Side, regression: Side, *, minutes: fl
     return judgement
 
 
-def adjust(
-    findings: list[Finding],
-    *,
-    alpha: float,
-    family: int | None = None,
-    weights: list[float] | None = None,
-) -> None:
-    """Holm across the findings (and `family` − len(findings) untested ones, at p = 1).
-
-    With `weights`, one per finding, the weighted Holm method instead (whose
-    untested comparisons would need weights of their own: not both).
-    """
+def adjust(findings: list[Finding], *, alpha: float, family: int | None = None) -> None:
+    """Holm across the findings (and `family` − len(findings) untested ones, at p = 1)."""
     p_values = [f.p_value if f.p_value is not None else 1.0 for f in findings]
     padding = [1.0] * max(0, (family or 0) - len(findings))
-    if weights is not None and padding:
-        raise ValueError("a weighted Holm family has no untested comparisons")
-    if weights is None:
-        adjusted = stats.holm(p_values + padding)
-    else:
-        adjusted = stats.weighted_holm(p_values, weights)
-    for finding, p_value in zip(findings, adjusted, strict=False):
+    for finding, p_value in zip(findings, stats.holm(p_values + padding), strict=False):
         finding.adjusted_p_value = p_value
         finding.significant = finding.practical and p_value < alpha
-
-
-def holm_weights(findings: list[Finding], rules: Rules) -> list[float] | None:
-    """The service's error rate gets rules.service_error_share of alpha, the rest share the rest.
-
-    The service-wide error rate, stratified by route, pools every request, so
-    it is the comparison with the most power for a rise of errors, the
-    regression a deploy most often brings; the others keep an equal share.
-    """
-    share = rules.service_error_share
-    if share <= 0 or len(findings) < 2:
-        return None
-    is_service_error = [f.metric == Metric.ERROR_RATE and f.route == SERVICE for f in findings]
-    if not any(is_service_error):
-        return None
-    rest = (1 - share) / (len(findings) - 1)
-    return [share if chosen else rest for chosen in is_service_error]
 
 
 def worst(findings: list[Finding]) -> list[Finding]:

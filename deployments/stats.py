@@ -98,26 +98,6 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def weighted_holm(p_values: Sequence[float], weights: Sequence[float]) -> list[float]:
-    """Weighted Holm adjusted p-values (Holm 1979, section 5), in the order given.
-
-    Hypothesis i gets the share w_i / Σw of alpha: step by step, in the order
-    of p_i / w_i, the next is rejected while p_i / w_i · (the weight not yet
-    rejected) is below alpha. Family-wise error at most alpha, for any
-    positive weights; equal weights give Holm's method.
-    """
-    total = float(sum(weights))
-    shares = [w / total for w in weights]
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i] / shares[i])
-    adjusted = [1.0] * len(p_values)
-    remaining, running = 1.0, 0.0
-    for index in order:
-        running = max(running, min(1.0, p_values[index] / shares[index] * remaining))
-        adjusted[index] = running
-        remaining -= shares[index]
-    return adjusted
-
-
 def wilson_interval(successes: int, n: int, confidence: float) -> tuple[float, float]:
     """Two-sided Wilson score interval of a proportion."""
     if n == 0:

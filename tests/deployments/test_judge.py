@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-import pytest
 
 from deployments import judge
 from deployments.judge import FAIL, INCONCLUSIVE, PASS, Metric, Outcome, Side
@@ -60,27 +59,6 @@ def test_new_error_types_count_every_route_of_both_sides():
     finding = next(f for f in judgement.findings if f.metric == Metric.NEW_ERROR_TYPE)
     assert (finding.candidate_value, finding.candidate_n, finding.baseline_n) == (200, 240, 1000)
     assert judgement.verdict == FAIL
-
-
-def test_the_service_error_rate_gets_half_of_alpha_in_a_weighted_holm():
-    def finding(metric, route, p_value):
-        return judge.Finding(metric, route, 0.01, 0.02, 1000, 1000, "", p_value=p_value,
-                             practical=True)  # fmt: skip
-
-    findings = [
-        finding(Metric.ERROR_RATE, judge.SERVICE, 0.004),
-        finding(Metric.LATENCY_P95, judge.SERVICE, 0.5),
-        finding(Metric.ERROR_RATE, "GET /a", 0.5),
-    ]
-    weights = judge.holm_weights(findings, judge.Rules(service_error_share=0.5))
-    assert weights == [0.5, 0.25, 0.25]
-    # Holm with equal shares: 0.004 x 3 = 0.012, not below 0.01. Weighted:
-    # 0.004 / 0.5 = 0.008, below it.
-    judge.adjust(findings, alpha=0.01)
-    assert not findings[0].significant
-    judge.adjust(findings, alpha=0.01, weights=weights)
-    assert findings[0].significant and findings[0].adjusted_p_value == pytest.approx(0.008)
-    assert not findings[1].significant and not findings[2].significant
 
 
 def test_silence_where_traffic_was_due_fails_and_a_quiet_service_does_not():

@@ -26,21 +26,6 @@ def test_holm_matches_the_textbook_example_and_statsmodels():
     assert stats.holm(p_values) == pytest.approx(multipletests(p_values, method="holm")[1])
 
 
-def test_weighted_holm_by_hand_and_equal_weights_are_holms():
-    # Shares 1/2, 1/4, 1/4 (weights 2, 1, 1). In the order of p / share
-    # (0.002, 0.008, 0.12): 0.002 x 1; 0.008 x (1 - 1/2); 0.12 x 1/4.
-    assert stats.weighted_holm([0.001, 0.002, 0.03], [2, 1, 1]) == pytest.approx(
-        [0.002, 0.004, 0.03]
-    )
-    # Shares 2/3, 1/3: 0.004 / (2/3) x 1 = 0.006 first; then 0.004 / (1/3) x 1/3
-    # = 0.004, below the step before, so made monotone: 0.006.
-    assert stats.weighted_holm([0.004, 0.004], [2, 1]) == pytest.approx([0.006, 0.006])
-    p_values = list(np.random.default_rng(6).uniform(0, 0.2, 30))
-    assert stats.weighted_holm(p_values, [1.0] * 30) == pytest.approx(
-        multipletests(p_values, method="holm")[1]
-    )
-
-
 def test_wilson_interval_matches_the_formula():
     # Wilson (1927) for 5 of 100 at 95%, by hand: centre and half-width.
     z = scipy_stats.norm.ppf(0.975)
