@@ -11,9 +11,10 @@ MONOENV_DEPLOY_WATCH_MINUTES, and at each of MONOENV_DEPLOY_CHECKPOINTS. Each
 look spends part of 1 − confidence (Lan-DeMets spending, Kim-DeMets power
 family with MONOENV_DEPLOY_SPENDING_RHO, and MONOENV_DEPLOY_FINAL_ALPHA_SHARE
 kept for the last look; stats.look_alpha):
-a fail may come at any look, a pass only at a checkpoint. Over all the looks
-of a deploy, the chance of a false fail, and of a pass despite a
-threshold-sized regression, each stays within 1 − confidence.
+a fail may come at any look, a pass only at a checkpoint, a recovery only on
+its grid (recovery_plan). Over all the looks of a deploy, the chance of a
+false fail, of a pass despite a threshold-sized regression, and of a
+recovery despite one that persists, each stays within 1 − confidence.
 """
 
 from dataclasses import dataclass, field, replace
