@@ -10,7 +10,8 @@ Three parts, each printed as it finishes. Run from the repo root:
    traffic, log-normal latency, a 1% error rate), and judged at every look of
    the first hour with the engine's own rules: analysis.rules_at (the alpha
    each look spends), judge.judge, judge.rollout_findings, judge.judge_silence,
-   and the recovery rule of deployments/verdicts.py. Half the scenarios are
+   and the recovery rule of deployments/verdicts.py (analysis.recovery_plan,
+   judge.recovered). Half the scenarios are
    before/after deploys, half canaries. Prints recall per class and rate, the
    false-positive rate on clean deploys with its one-sided 95% upper bound
    (Clopper-Pearson), the share of clean deploys that pass, and how often a
