@@ -10,7 +10,8 @@ Three parts, each printed as it finishes. Run from the repo root:
    traffic, log-normal latency, a 1% error rate), and judged at every look of
    the first hour with the engine's own rules: analysis.rules_at (the alpha
    each look spends), judge.judge, judge.rollout_findings, judge.judge_silence,
-   and the recovery rule of deployments/verdicts.py. Half the scenarios are
+   and the recovery rule of deployments/verdicts.py (analysis.recovery_plan,
+   judge.recovered). Half the scenarios are
    before/after deploys, half canaries. Prints recall per class and rate, the
    false-positive rate on clean deploys with its one-sided 95% upper bound
    (Clopper-Pearson), the share of clean deploys that pass, and how often a
@@ -214,21 +215,22 @@ def judge_scenario(scenario: Scenario) -> dict:
         candidate.add(
             generate_minute(rng, scenario, rps, candidate=True, minute=minute) if served else {}
         )
-    recovery = settings.MONOENV_DEPLOY_RECOVERY_MINUTES
-    state = {"verdict": "pending", "from": 0, "first_fail": None, "passed_at": [], "failed": False}
+    state = {"verdict": "pending", "from": 0, "first_fail": None, "passed_at": [], "failed": False,
+             "recovered_at": None}  # fmt: skip
     before_side = before.side(0, MINUTES)
     for look in analysis.looks():
         rules = analysis.rules_at(look)
         result = _look(judge, scenario, rules, before, before_side, baseline, candidate,
                        state["from"], look)  # fmt: skip
         if result.verdict == "fail" or state["verdict"] == "fail":
-            if look - recovery > state["from"]:
-                recent = _look(judge, scenario, rules, before, before_side, baseline, candidate,
-                               look - recovery, look)  # fmt: skip
-                if judge.within_thresholds(recent, rules):
+            for start, recovery_rules in analysis.recovery_plan(state["from"], look):
+                recent = _look(judge, scenario, recovery_rules, before, before_side, baseline,
+                               candidate, start, look)  # fmt: skip
+                if judge.recovered(recent):
                     result = recent
                     result.verdict = "recovered"
-                    state["from"] = look - recovery
+                    state["from"], state["recovered_at"] = start, look
+                    break
         _move_on(state, result.verdict, look, summary=look in settings.MONOENV_DEPLOY_CHECKPOINTS)
         if state["failed"] and KINDS[scenario.kind][0] and scenario.kind not in AT_THRESHOLD:
             break  # recall is settled; the rest of the hour adds nothing to it
@@ -413,7 +415,16 @@ def _report_benign(by_kind: dict) -> None:
         for r in rows:
             final[r["verdict"]] += 1
         shown = ", ".join(f"{v} {n}" for v, n in sorted(final.items()))
-        print(f"    {label}: failed {_share(rows)}; {shown}")
+        print(f"    {label}: failed {_share(rows)}; {shown}{_recovered_at(rows)}")
+
+
+def _recovered_at(rows: list) -> str:
+    """When the deploys that ended `recovered` were declared so (minutes after the deploy)."""
+    minutes = sorted(r["recovered_at"] for r in rows if r["verdict"] == "recovered")
+    if not minutes:
+        return ""
+    return (f"; recovered at minute {minutes[0]}-{minutes[-1]}, "
+            f"median {minutes[len(minutes) // 2]}")  # fmt: skip
 
 
 def analysis_looks():

@@ -11,9 +11,10 @@ MONOENV_DEPLOY_WATCH_MINUTES, and at each of MONOENV_DEPLOY_CHECKPOINTS. Each
 look spends part of 1 − confidence (Lan-DeMets spending, Kim-DeMets power
 family with MONOENV_DEPLOY_SPENDING_RHO, and MONOENV_DEPLOY_FINAL_ALPHA_SHARE
 kept for the last look; stats.look_alpha):
-a fail may come at any look, a pass only at a checkpoint. Over all the looks
-of a deploy, the chance of a false fail, and of a pass despite a
-threshold-sized regression, each stays within 1 − confidence.
+a fail may come at any look, a pass only at a checkpoint, a recovery only on
+its grid (recovery_plan). Over all the looks of a deploy, the chance of a
+false fail, of a pass despite a threshold-sized regression, and of a
+recovery despite one that persists, each stays within 1 − confidence.
 """
 
 from dataclasses import dataclass, field, replace
@@ -102,31 +103,51 @@ def evaluate(deployment: Deployment, checkpoint: int) -> LookResult:
     return _result(deployment, checkpoint, judgement, baseline_kind, start, end)
 
 
-def recovery(deployment: Deployment, checkpoint: int) -> LookResult | None:
-    """A recovered transient regression, if the last MONOENV_DEPLOY_RECOVERY_MINUTES are clean.
+def recovery_plan(since: int, look: int) -> list[tuple[int, judge.Rules]]:
+    """The recovery tests of the look at `look`: each window's start (minutes) and rules.
 
-    The recent window is judged against the same kind of baseline; the time
-    before it, back to time zero (or the last recovery), is the regression.
+    `since` is where the regression's judging began (time zero, or the last
+    recovery). Windows come longest first; see stats.recovery_alphas for the
+    grid and the alpha each gets. Their rules spend that alpha on a pass.
+    """
+    windows = stats.recovery_alphas(
+        1 - settings.MONOENV_DEPLOY_CONFIDENCE,
+        since=since,
+        looks=looks(),
+        step=settings.MONOENV_DEPLOY_RECOVERY_MINUTES,
+    ).get(look, [])
+    rules = rules_at(look)
+    return [(start, replace(rules, pass_alpha=alpha)) for start, alpha in windows]
+
+
+def recovery(deployment: Deployment, checkpoint: int) -> LookResult | None:
+    """A recovered transient regression, if a recent window would pass on its own.
+
+    The windows end at the look and start on recovery_plan's grid; the
+    longest that passes, against the same kind of baseline, is the recovery,
+    and the time before it, back to time zero (or the last recovery), is the
+    regression.
     """
     end = deployment.checkpoint_time(checkpoint)
-    recent_start = end - timedelta(minutes=settings.MONOENV_DEPLOY_RECOVERY_MINUTES)
-    if recent_start <= deployment.judged_from:
-        return None
-    rules = rules_at(checkpoint)
-    recent = sides.read_side(
-        _candidate_filter(deployment, recent_start, end), max_samples=_samples()
-    )
-    baseline_filter, baseline_kind = choose_baseline(deployment, recent_start, end)
-    baseline = sides.read_side(baseline_filter, max_samples=_samples())
-    recent_judgement = judge.judge(baseline, recent, rules)
-    if not judge.within_thresholds(recent_judgement, rules):
+    since = round((deployment.judged_from - deployment.deployed_at).total_seconds() / 60)
+    for start, rules in recovery_plan(since, checkpoint):
+        recent_start = deployment.checkpoint_time(start)
+        recent = sides.read_side(
+            _candidate_filter(deployment, recent_start, end), max_samples=_samples()
+        )
+        baseline_filter, baseline_kind = choose_baseline(deployment, recent_start, end)
+        baseline = sides.read_side(baseline_filter, max_samples=_samples())
+        recent_judgement = judge.judge(baseline, recent, rules)
+        if judge.recovered(recent_judgement):
+            break
+    else:
         return None
     regression = sides.read_side(
         _candidate_filter(deployment, deployment.judged_from, recent_start),
         max_samples=_samples(),
     )
     minutes = (recent_start - deployment.judged_from).total_seconds() / 60
-    judgement = judge.recovery(recent_judgement, baseline, regression, minutes=minutes, rules=rules)
+    judgement = judge.recovery(recent_judgement, baseline, regression, minutes=minutes)
     return _result(deployment, checkpoint, judgement, baseline_kind, recent_start, end)
 
 
@@ -138,7 +159,7 @@ def _result(deployment, checkpoint, judgement, baseline_kind, start, end) -> Loo
         minutes=checkpoint,
         baseline_minutes=settings.MONOENV_DEPLOY_BASELINE_MINUTES,
         confidence=settings.MONOENV_DEPLOY_CONFIDENCE,
-        recovery_minutes=settings.MONOENV_DEPLOY_RECOVERY_MINUTES,
+        recovery_minutes=round((end - start).total_seconds() / 60),
     )
     return LookResult(
         checkpoint=checkpoint,

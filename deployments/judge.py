@@ -19,6 +19,9 @@ Invariants:
 - `pass` needs non-inferiority of the service's error rate and p95 latency
   (stratified by route) at the look's pass alpha; anything else that does not
   fail is `inconclusive`.
+- `recovered` is a pass of a recent window alone, at an alpha of its own
+  (recovered()): the same statement, made about the time since the window
+  began.
 """
 
 import math
@@ -461,35 +464,19 @@ def judge_silence(
     return Judgement(verdict, Outcome.SERVICE_DOWN, findings=[finding])
 
 
-def within_thresholds(recent: Judgement, rules: Rules) -> bool:
-    """Whether a recent window shows the candidate back within every threshold.
+def recovered(recent: Judgement) -> bool:
+    """Whether a recent window, judged on its own, shows the candidate back within thresholds.
 
-    Judged on point estimates, with no finding beyond its whole practical
-    threshold (significant or not; the fail floor is for significant rises),
-    so noise makes a recovery later, never sooner.
+    The same statement as a pass, on the window alone: no significant
+    finding, and the one-sided upper bounds of the service's error rate and
+    p95 rise (route by route) below their whole thresholds, at the pass alpha
+    the window's rules give it (analysis.recovery_plan). A window sitting on
+    a threshold shows this with probability at most that alpha.
     """
-    if recent.outcome in (Outcome.SERVICE_DOWN, Outcome.NO_BASELINE, Outcome.NO_TRAFFIC):
-        return False
-    if recent.candidate_requests < rules.min_route_requests:
-        return False
-    return not any(beyond_threshold(f, rules.thresholds) for f in recent.findings)
+    return recent.verdict == PASS
 
 
-def beyond_threshold(finding: Finding, thresholds: stats.Thresholds) -> bool:
-    """Whether a finding's estimate reaches its whole practical threshold."""
-    base, cand = finding.baseline_value, finding.candidate_value
-    if base is None or cand is None:
-        return finding.practical
-    if finding.metric in (Metric.ERROR_RATE, Metric.ROLLOUT_ERROR_RATE):
-        return stats.error_rate_exceeds(base, cand, thresholds)
-    if finding.metric in QUANTILES:
-        return stats.latency_exceeds(base, cand, thresholds)
-    return finding.practical
-
-
-def recovery(
-    recent: Judgement, baseline: Side, regression: Side, *, minutes: float, rules: Rules
-) -> Judgement:
+def recovery(recent: Judgement, baseline: Side, regression: Side, *, minutes: float) -> Judgement:
     """A transient regression that ended: the recent window, and what the regression cost.
 
     `regression` is the candidate from time zero to the start of the recent

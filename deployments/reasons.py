@@ -18,7 +18,7 @@ class Context:
     minutes: float  # since the deploy
     baseline_minutes: int  # of a before/after baseline
     confidence: float  # of a pass
-    recovery_minutes: int = 0  # the sustained period a recovery needs
+    recovery_minutes: int = 0  # the length of the window a recovery passed on
 
 
 def reason(judgement: Judgement, context: Context) -> str:
@@ -90,8 +90,9 @@ def _recovered(judgement: Judgement, context: Context) -> str:
     transient = judgement.findings[0]
     return (
         f"Transient regression, recovered: {context.candidate} regressed after the deploy "
-        f"({transient.detail}), and has been within the thresholds for the last "
-        f"{context.recovery_minutes} minutes, compared with {context.against}."
+        f"({transient.detail}); over the last {context.recovery_minutes} minutes, with "
+        f"{context.confidence:.0%} confidence, neither its error rate nor its p95 latency is "
+        f"up by its threshold, compared with {context.against}."
     )
 
 

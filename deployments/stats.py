@@ -640,3 +640,35 @@ def look_alpha(
     return spent_alpha(alpha, look / horizon, rho=rho, final=final) - spent_alpha(
         alpha, previous_look / horizon, rho=rho, final=final
     )
+
+
+def recovery_alphas(
+    alpha: float, *, since: int, looks: Sequence[int], step: int
+) -> dict[int, list[tuple[int, float]]]:
+    """The recovery tests of one regression: for each look, its windows' starts and alphas.
+
+    A recovery claims that the candidate, from a window's start to the look,
+    is within every threshold (a non-inferiority test, as a pass is). Windows
+    start on a grid of `step` minutes after `since` (never at `since`, where
+    the regression began) and last at least `step`; a look tests them only on
+    that grid, since looking every minute at overlapping windows adds more
+    tests than evidence. Each test gets a share of `alpha` in proportion to
+    its length (long windows are the ones with the power to show
+    non-inferiority), so the shares add up to `alpha`, and by the union bound
+    a regression that persists at or beyond a threshold is declared recovered
+    with probability at most `alpha`. Windows come longest first.
+    """
+    grid = [
+        look
+        for look in sorted(set(looks))
+        if look - since >= 2 * step and (look - since) % step == 0
+    ]
+    plan = {
+        look: [(start, look - start) for start in range(since + step, look - step + 1, step)]
+        for look in grid
+    }
+    total = sum(length for windows in plan.values() for _, length in windows)
+    return {
+        look: [(start, alpha * length / total) for start, length in windows]
+        for look, windows in plan.items()
+    }

@@ -7,9 +7,10 @@ runs out, and a look run twice (a redelivered task) writes one history.
 
 A fail at any look holds, whatever later looks say, because each look's
 alpha was spent knowing that: only a recovery lifts it. A recovery is a
-failing deploy whose last MONOENV_DEPLOY_RECOVERY_MINUTES are back within
-every threshold: the verdict becomes `recovered` ("transient regression,
-recovered", which the gate allows), and later looks judge from there on.
+failing deploy whose recent window (at least MONOENV_DEPLOY_RECOVERY_MINUTES,
+analysis.recovery) would pass on its own, with an alpha of its own: the
+verdict becomes `recovered` ("transient regression, recovered", which the
+gate allows), and later looks judge from the window's start on.
 
 A new fail is queued in the outbox in the look's transaction, so it is
 notified once, with the verdict it announces (notifications/outbox.py sends it).

@@ -214,6 +214,23 @@ def test_alpha_spending_adds_up_to_alpha_over_the_looks():
     assert all(a > 0 for a in spent)
 
 
+def test_recovery_tests_share_alpha_by_window_length_and_add_up_to_it():
+    # Since minute 0, a step of 10, looks every minute to 60: looks 20, 30, ...
+    # 60 test windows starting at 10, 20, ... and lasting at least 10 minutes.
+    # Lengths in steps: 1; 2, 1; 3, 2, 1; 4, 3, 2, 1; 5, 4, 3, 2, 1 — 35 in all.
+    plan = stats.recovery_alphas(0.01, since=0, looks=range(1, 61), step=10)
+    assert sorted(plan) == [20, 30, 40, 50, 60]
+    assert [start for start, _ in plan[60]] == [10, 20, 30, 40, 50]
+    assert plan[60][0][1] == pytest.approx(0.01 * 5 / 35)
+    assert plan[20] == [(10, pytest.approx(0.01 / 35))]
+    assert sum(a for windows in plan.values() for _, a in windows) == pytest.approx(0.01)
+    # After a recovery at minute 30 the grid starts there: 50 and 60 are left.
+    later = stats.recovery_alphas(0.01, since=30, looks=range(1, 61), step=10)
+    assert later == {50: [(40, pytest.approx(0.01 / 4))],
+                     60: [(40, pytest.approx(0.01 * 2 / 4)), (50, pytest.approx(0.01 / 4))]}
+    assert stats.recovery_alphas(0.01, since=45, looks=range(1, 61), step=10) == {}
+
+
 def test_the_power_family_is_the_kim_demets_function():
     # alpha t^rho (Kim & DeMets 1987): rho 1 is a straight line, rho 3 near O'Brien-Fleming.
     assert stats.spent_alpha(0.05, 0.25, rho=1, final=0) == pytest.approx(0.0125)
