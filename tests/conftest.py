@@ -27,6 +27,19 @@ def pytest_configure(config):
         settings.DATABASES["default"].update(HOST=found["HOST"], OPTIONS=found["OPTIONS"])
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items):
+    """The tests marked `slow` first, after pytest-django has ordered the rest.
+
+    They wait minutes of real time on purpose (a database outage). `make test`
+    hands tests to its parallel workers in this order, so each slow one starts
+    at once on a worker of its own while the other workers run the rest.
+    """
+    result = yield
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    return result
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # Superusers for admin tests need a password; the real hasher is slow on purpose.

@@ -55,6 +55,7 @@ def _spooled(stack) -> int:
     return len(list((stack.base / "data" / "spool").glob("*.otlp")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "outage_seconds",
     # Past the suite's 300 s timeout: the outage, then the exporters' flush and the replay.
