@@ -29,15 +29,21 @@ def pytest_configure(config):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(items):
-    """The tests marked `slow` first, after pytest-django has ordered the rest.
+    """The tests marked `slow` first, longest first; the rest as pytest-django ordered them.
 
-    They wait minutes of real time on purpose (a database outage). `make test`
-    hands tests to its parallel workers in this order, so each slow one starts
-    at once on a worker of its own while the other workers run the rest.
+    They take minutes of real time (a database outage, a whole stack booted).
+    `make test` hands tests to its parallel workers in this order, so each
+    slow one starts early on a worker of its own while the others run the
+    rest, instead of a long one left alone at the end.
     """
     result = yield
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    items.sort(key=_minutes_first)
     return result
+
+
+def _minutes_first(item) -> float:
+    marker = item.get_closest_marker("slow")
+    return -marker.args[0] if marker else 0
 
 
 @pytest.fixture(autouse=True)
