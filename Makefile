@@ -31,9 +31,16 @@ else
 STOP_TEST_POSTGRES = true
 endif
 
+# The suite runs in parallel workers (pytest-xdist), each on its own test
+# database; TEST_WORKERS=0 runs it in this one process. loadgroup without
+# reordering hands tests out one at a time in the order tests/conftest.py
+# sets (the minutes-long ones first).
+TEST_WORKERS ?= auto
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
 # pytest's status is kept while the test PostgreSQL is stopped after it.
 test: $(VENV) lint migrations-check
-	$(VENV)/bin/pytest; status=$$?; $(STOP_TEST_POSTGRES); exit $$status
+	$(VENV)/bin/pytest $(PYTEST_PARALLEL); status=$$?; $(STOP_TEST_POSTGRES); exit $$status
 
 lint: $(VENV)
 	$(VENV)/bin/ruff check .

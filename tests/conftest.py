@@ -1,5 +1,6 @@
 import json
 import threading
+from collections import Counter
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -25,6 +26,54 @@ def pytest_configure(config):
         # Settings predicted the socket folder before the server existed; trust the server.
         found = dj_database_url.parse(url)
         settings.DATABASES["default"].update(HOST=found["HOST"], OPTIONS=found["OPTIONS"])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items):
+    """The tests marked `slow` first, longest first; the rest as pytest-django ordered them.
+
+    They take minutes of real time (a database outage, a whole stack booted).
+    `make test` hands tests to its parallel workers in this order, so each
+    slow one starts early on a worker of its own while the others run the
+    rest, instead of a long one left alone at the end.
+    """
+    result = yield
+    items.sort(key=_minutes_first)
+    return result
+
+
+def _minutes_first(item) -> float:
+    marker = item.get_closest_marker("slow")
+    return -marker.args[0] if marker else 0
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's loadgroup scheduler, able to tell apart tests that share a node id.
+
+    schemathesis gives the test of each API operation the same id, and
+    xdist's scope schedulers key tests by id: they would run only the first
+    of them and report the rest as never collected, with no error.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class DistinctIds(LoadGroupScheduling):
+        def add_node_collection(self, node, collection):
+            super().add_node_collection(node, _distinct(collection))
+
+    return DistinctIds(config, log)
+
+
+def _distinct(nodeids) -> list[str]:
+    """The ids in order, a repeated one numbered from its second time on."""
+    seen = Counter()
+    distinct = []
+    for nodeid in nodeids:
+        seen[nodeid] += 1
+        distinct.append(nodeid if seen[nodeid] == 1 else f"{nodeid}#{seen[nodeid]}")
+    return distinct
 
 
 @pytest.fixture(autouse=True)

@@ -225,6 +225,7 @@ def post_chunked(stack: Stack, token: str, name: str) -> str:
     return span.trace_id.hex()
 
 
+@pytest.mark.slow(1)
 def test_make_run_boots_ingests_and_stops(stack):
     stack.wait_until_up()
     ingest_token = (stack.data / "ingest-token.txt").read_text().strip()
@@ -279,6 +280,7 @@ def test_make_run_boots_ingests_and_stops(stack):
     assert "Error 2 connecting" not in log and "Traceback" not in log, stack.log()
 
 
+@pytest.mark.slow(3)
 def test_make_run_streams_the_demo_on_the_embedded_default_and_stops_in_order(demo_stack):
     demo_stack.wait_until_up()
     # The demo defines its SLOs and posts deploys with the CI token, then the

@@ -58,8 +58,8 @@ def _spooled(stack) -> int:
 @pytest.mark.parametrize(
     "outage_seconds",
     # Past the suite's 300 s timeout: the outage, then the exporters' flush and the replay.
-    [pytest.param(60, marks=pytest.mark.timeout(600)),
-     pytest.param(300, marks=pytest.mark.timeout(1200))],
+    [pytest.param(60, marks=[pytest.mark.timeout(600), pytest.mark.slow(2)]),
+     pytest.param(300, marks=[pytest.mark.timeout(1200), pytest.mark.slow(6)])],
 )  # fmt: skip
 def test_no_span_is_lost_or_pushed_back_while_postgresql_is_down(
     postgres, database, stack, load, outage_seconds

@@ -15,6 +15,8 @@ import signal
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from tests.reliability.harness import rollup_mismatches, send_task, wait_for
 
 SERVICES = 20
@@ -82,6 +84,7 @@ def _services() -> list[str]:
     return [f"{PREFIX}{n}" for n in range(1, SERVICES + 1)]
 
 
+@pytest.mark.slow(1)
 def test_rollups_survive_a_worker_killed_mid_task(postgres, database, redis, stack):
     stack.broker_url = redis.url
     stack.start_worker(concurrency=1)

@@ -14,6 +14,7 @@ any other `off`; "-missing" users evaluate a flag the provider does not have,
 which the hooks report with error.type flag_not_found.
 """
 
+import fcntl
 import hashlib
 import json
 import os
@@ -163,15 +164,20 @@ def test_python_openfeature_over_otlp_grpc_span_by_span(grpc_address, ingest_tok
 
 
 def _npm_ci() -> None:
-    """npm ci once per lock file: node_modules carries the hash of the lock it came from."""
+    """npm ci once per lock file: node_modules carries the hash of the lock it came from.
+
+    Holding a lock on the lock file: `make test`'s parallel workers share node_modules.
+    """
     lock = JS_PROJECT / "package-lock.json"
     stamp = JS_PROJECT / "node_modules" / ".monoenv-lock-sha256"
-    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest:
-        return
-    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS_PROJECT, check=True,
-                   capture_output=True, timeout=600)  # fmt: skip
-    stamp.write_text(digest)
+    with lock.open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        digest = hashlib.sha256(held.read()).hexdigest()
+        if stamp.exists() and stamp.read_text() == digest:
+            return
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS_PROJECT, check=True,
+                       capture_output=True, timeout=600)  # fmt: skip
+        stamp.write_text(digest)
 
 
 @pytest.fixture(scope="session")
