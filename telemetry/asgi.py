@@ -73,7 +73,7 @@ class OtlpApplication:
 
     async def _in_thread(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(
-            self.pool, _with_fresh_connections, function, *args
+            self.pool, with_fresh_connections, function, *args
         )
 
     async def _lifespan(self, receive, send):
@@ -89,7 +89,13 @@ class OtlpApplication:
                 return
 
 
-def _with_fresh_connections(function, *args):
+def with_fresh_connections(function, *args):
+    """Run `function` on a pool thread as Django runs a request: with usable connections.
+
+    The HTTP receivers' pool threads and the gRPC servicer's both go through
+    here, so a connection used within HEALTH_CHECK_AFTER_IDLE_SECONDS skips
+    its `SELECT 1` health check.
+    """
     # What Django's request_started and request_finished signals do for WSGI:
     # connections past CONN_MAX_AGE or with errors are closed.
     close_old_connections()

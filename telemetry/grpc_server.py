@@ -30,7 +30,7 @@ def _export(context, accept, request):
         # As the HTTP receivers do: connections past their age or broken are
         # dropped, and one this thread used within the last second is not
         # health-checked again (a SELECT 1 round trip on every batch).
-        return asgi._with_fresh_connections(_authenticate_and_accept, context, accept, request)
+        return asgi.with_fresh_connections(_authenticate_and_accept, context, accept, request)
     except (StoreUnavailable, DatabaseError):
         # DatabaseError: a token never confirmed before the database went down.
         _abort_with_retry(

@@ -29,7 +29,7 @@ def _close_connections() -> None:
 def one_thread():
     """One pool thread, as a request's, whose connection is closed afterwards."""
     pool = ThreadPoolExecutor(max_workers=1)
-    yield lambda function: pool.submit(asgi._with_fresh_connections, function).result()
+    yield lambda function: pool.submit(asgi.with_fresh_connections, function).result()
     pool.submit(_close_connections).result()
     pool.shutdown()
 
