@@ -32,14 +32,17 @@ def _shop(boundary):
     store(traffic(boundary - 8 * MIN, 11, per_minute=40, errors_every=10, service="shop"))
 
 
+def _both_pages(now, window: str) -> tuple[dict, dict]:
+    """shop's overview row and its service page, over the same named range."""
+    rows = pages.overview(now=now, window=window)["services"]
+    overview = next(row for row in rows if row["service"] == "shop")
+    return overview, pages.service_page("shop", figures.RANGES[window], now=now)
+
+
 def test_the_overview_and_the_service_page_show_the_same_figures(boundary):
     _shop(boundary)
     now = boundary + timedelta(minutes=3, seconds=30)
-    overview = next(
-        row for row in pages.overview(now=now, window="1h")["services"]
-        if row["service"] == "shop"
-    )  # fmt: skip
-    service = pages.service_page("shop", figures.RANGES["1h"], now=now)
+    overview, service = _both_pages(now, "1h")
     # Complete minutes end two minutes before now, at A+1: [A-59, A+1).
     # 1.0.0's 32 minutes at 10 and 9 minutes [A-8, A+1) at 40: 320 + 360 = 680,
     # served from its first span at A-40 to A+1: 41 minutes, 2,460 s.
@@ -58,11 +61,7 @@ def test_the_overview_and_the_service_page_show_the_same_figures(boundary):
 def test_the_15_minute_window_agrees_too(boundary):
     _shop(boundary)
     now = boundary + timedelta(minutes=3, seconds=30)
-    overview = next(
-        row for row in pages.overview(now=now, window="15m")["services"]
-        if row["service"] == "shop"
-    )  # fmt: skip
-    service = pages.service_page("shop", figures.RANGES["15m"], now=now)
+    overview, service = _both_pages(now, "15m")
     # [A-14, A+1): six minutes at 10 and nine at 40, over the whole 15 minutes.
     assert overview["requests"] == service["summary"]["requests"] == 60 + 360
     assert overview["rate"] == service["summary"]["rate"] == round(420 / 900, 4)
@@ -75,11 +74,7 @@ def test_a_service_back_after_a_pause_is_rated_over_its_new_run_only(boundary):
     # 1.0.0 stopped at A+3 long ago.
     store(traffic(boundary + timedelta(hours=3, minutes=10), 13, per_minute=6,
                   service="shop", version="1.1.0"))  # fmt: skip
-    overview = next(
-        row for row in pages.overview(now=now, window="1h")["services"]
-        if row["service"] == "shop"
-    )  # fmt: skip
-    service = pages.service_page("shop", figures.RANGES["1h"], now=now)
+    overview, service = _both_pages(now, "1h")
     # [A+2h21, A+3h21): 1.1.0's minutes [A+3h10, A+3h21), 11 at 6 a minute,
     # served over those 660 s: the service's first span (A-200) is long before,
     # but the hour before its return is not time it served.
