@@ -79,12 +79,13 @@ def test_a_range_that_moves_on_a_bucket_merges_only_the_buckets_it_gained_and_lo
     for part in ("summary", "series", "routes", "versions"):
         assert moved[part] == fresh[part], part
 
-    # A late span in the buckets the range keeps: the next move merges afresh and counts it.
+    # A late span in the buckets the range keeps: the next move merges afresh, so its
+    # figures are a fresh merge's, late span included. (Not fresh + 1: the bucket the
+    # range gains may hold world's last minutes, depending on where the clock stands.)
     store([span_row(late + timedelta(seconds=7), error=True)])
     merged.clear()
     after = pages.service_page("checkout", time_range, now=later + time_range.step)
     assert time_range.span in merged
-    assert after["summary"]["requests"] == fresh["summary"]["requests"] + 1
     cache.clear()
     again = pages.service_page("checkout", time_range, now=later + time_range.step)
     assert after["summary"] == again["summary"] and after["routes"] == again["routes"]
