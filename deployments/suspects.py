@@ -481,9 +481,16 @@ def for_change(kind: str, change_id: int, *, show_all: bool = False) -> SuspectL
     return _listed(Suspect.objects.filter(change_kind=kind, change_id=change_id), show_all)
 
 
+def _top(deploy: Deployment) -> Suspect | None:
+    return Suspect.objects.filter(deployment=deploy).select_related("suspect").first()
+
+
 def lives_in(deploy: Deployment) -> str:
     """The sentence naming the flag cohort a deploy's own regression lives in, or ''."""
-    top = Suspect.objects.filter(deployment=deploy).first()
+    return _lives_in_sentence(_top(deploy), deploy)
+
+
+def _lives_in_sentence(top: Suspect | None, deploy: Deployment) -> str:
     if top is None or top.suspect_id != deploy.pk or LIVES_IN not in top.evidence:
         return ""
     return top.evidence[top.evidence.index(LIVES_IN) :]
@@ -496,9 +503,10 @@ def named_cause(deploy: Deployment) -> str:
     rollout), or else the flag cohort its own regression lives in; '' when the
     deploy itself is the likely cause.
     """
-    other = blamed_elsewhere(deploy)
+    top = _top(deploy)
+    other = _elsewhere(top, deploy)
     if other is None:
-        return lives_in(deploy)
+        return _lives_in_sentence(top, deploy)
     # The score is the share plus a tie-break under 0.01: rounded down, it reads as the share.
     share = math.floor(min(other.score, 1.0) * 100)
     return f"Likely cause: {other.label()}, not this deploy ({share}% of the regression)."
@@ -511,7 +519,10 @@ def blamed_elsewhere(deploy: Deployment) -> Suspect | None:
     change of another kind ("91% of the extra errors … new-checkout=on").
     None when the deploy itself ranks first, or nothing else explains half of it.
     """
-    top = Suspect.objects.filter(deployment=deploy).select_related("suspect").first()
+    return _elsewhere(_top(deploy), deploy)
+
+
+def _elsewhere(top: Suspect | None, deploy: Deployment) -> Suspect | None:
     if top is None or top.suspect_id == deploy.pk or top.score < BLAME_MIN:
         return None
     return top
