@@ -27,8 +27,9 @@ UNKNOWN_SERVICE = "unknown_service"
 # Arrays and maps nested deeper than this are refused: no SDK sends them, and
 # unbounded nesting would exhaust the stack.
 MAX_VALUE_DEPTH = 16
-# Span events that carry a feature-flag evaluation (telemetry/flag_events.py
-# reads them); older OpenFeature hooks name them `feature_flag`.
+# Span events and log events that carry a feature-flag evaluation
+# (telemetry/flag_events.py reads them); older OpenFeature hooks name them
+# `feature_flag`, the name before the semantic conventions renamed it.
 FLAG_EVENT_NAMES = frozenset(("feature_flag.evaluation", "feature_flag"))
 
 # Column order of the rows that spans_to_rows() yields; the store COPYs them as is.

@@ -23,9 +23,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-FLAG_EVALUATION = "feature_flag.evaluation"
-# The event's name before semantic conventions renamed it.
-OLD_FLAG_EVALUATION = "feature_flag"
+from telemetry import otlp
+
 # Where senders older than LogRecord.event_name (opentelemetry-proto 1.5) put it.
 EVENT_NAME_ATTRIBUTE = "event.name"
 _DATA_KINDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
@@ -74,7 +73,7 @@ def flag_evaluations(request: ExportLogsServiceRequest) -> Iterator[FlagEvaluati
         resource = tuple(resource_logs.resource.attributes)
         for scope_logs in resource_logs.scope_logs:
             for record in scope_logs.log_records:
-                if event_name(record) in (FLAG_EVALUATION, OLD_FLAG_EVALUATION):
+                if event_name(record) in otlp.FLAG_EVENT_NAMES:
                     yield FlagEvaluationRecord(resource, record)
 
 
